@@ -259,7 +259,11 @@ fn decode_v4(frame: &mut BytesMut, max: usize) -> Result<Inbound, DecodeError> {
         v4::Packet::PubRel(a) => Inbound::PubRel(a.pkid),
         v4::Packet::Subscribe(s) => Inbound::Subscribe {
             pkid: s.pkid,
-            filters: s.filters.into_iter().map(|f| (f.path, qos4(f.qos))).collect(),
+            filters: s
+                .filters
+                .into_iter()
+                .map(|f| (f.path, qos4(f.qos)))
+                .collect(),
         },
         v4::Packet::Unsubscribe(u) => Inbound::Unsubscribe {
             pkid: u.pkid,
@@ -288,7 +292,7 @@ fn decode_v5(frame: &mut BytesMut, max: usize) -> Result<Inbound, DecodeError> {
                         .map_err(|_| DecodeError::TopicNotUtf8)?,
                     payload: w.message,
                     qos: qos5(w.qos),
-                    }),
+                }),
                 None => None,
             };
             Inbound::Connect(ConnectInfo {
@@ -310,7 +314,11 @@ fn decode_v5(frame: &mut BytesMut, max: usize) -> Result<Inbound, DecodeError> {
         v5::Packet::PubRel(a) => Inbound::PubRel(a.pkid),
         v5::Packet::Subscribe(s) => Inbound::Subscribe {
             pkid: s.pkid,
-            filters: s.filters.into_iter().map(|f| (f.path, qos5(f.qos))).collect(),
+            filters: s
+                .filters
+                .into_iter()
+                .map(|f| (f.path, qos5(f.qos)))
+                .collect(),
         },
         v5::Packet::Unsubscribe(u) => Inbound::Unsubscribe {
             pkid: u.pkid,
@@ -515,7 +523,8 @@ mod tests {
             panic!("expected CONNECT")
         };
         assert_eq!((c.proto, c.client_id.as_str()), (Proto::V4, "dev-1"));
-        let Some(Inbound::Publish { topic, qos, .. }) = decode(Some(Proto::V4), &mut buf, 1024).unwrap()
+        let Some(Inbound::Publish { topic, qos, .. }) =
+            decode(Some(Proto::V4), &mut buf, 1024).unwrap()
         else {
             panic!("expected PUBLISH")
         };
@@ -536,7 +545,10 @@ mod tests {
         let mut garbage = BytesMut::from(&[0x00u8, 0x05, 1, 2, 3, 4, 5][..]);
         assert!(decode(None, &mut garbage, 1024).is_err());
         let mut ping = BytesMut::from(&[0xC0u8, 0x00][..]);
-        assert!(matches!(decode(None, &mut ping, 1024), Err(DecodeError::NotConnect(12))));
+        assert!(matches!(
+            decode(None, &mut ping, 1024),
+            Err(DecodeError::NotConnect(12))
+        ));
         let big = frame_of(v4::Packet::Publish(v4::Publish::new(
             "t",
             rumqttc::mqttbytes::QoS::AtMostOnce,

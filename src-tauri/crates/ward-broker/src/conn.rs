@@ -53,7 +53,12 @@ pub(crate) async fn accept_loop(
     }
 }
 
-async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) {
+async fn run(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    stop: watch::Receiver<bool>,
+) {
     bump(&shared.metrics.connections_total);
     shared
         .metrics
@@ -87,7 +92,12 @@ struct Conn<'a> {
     next_pkid: u16,
 }
 
-async fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr, mut stop: watch::Receiver<bool>) {
+async fn serve(
+    shared: &Shared,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) {
     let (mut rd, wr) = stream.into_split();
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let max = shared.cfg.max_packet_size;
@@ -144,7 +154,8 @@ async fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr, mut stop: w
     };
     let will = info.will;
 
-    let keep_alive = (info.keep_alive > 0).then(|| Duration::from_millis(info.keep_alive as u64 * 1500));
+    let keep_alive =
+        (info.keep_alive > 0).then(|| Duration::from_millis(info.keep_alive as u64 * 1500));
     let far = Duration::from_secs(365 * 24 * 3600);
     let mut deadline = Instant::now() + keep_alive.unwrap_or(far);
 
@@ -260,8 +271,11 @@ impl Conn<'_> {
         let client_id = if info.client_id.is_empty() {
             if info.proto == Proto::V4 && !info.clean {
                 // 3.1.1 3.1.3.1: an empty id needs clean session.
-                self.refuse(ConnAckCode::BadClientId, "empty client id without clean session")
-                    .await;
+                self.refuse(
+                    ConnAckCode::BadClientId,
+                    "empty client id without clean session",
+                )
+                .await;
                 return None;
             }
             let id = format!("ww-auto-{}", self.owner);
@@ -293,7 +307,11 @@ impl Conn<'_> {
         }
         let ack = Outbound::ConnAck {
             code: ConnAckCode::Accepted,
-            assigned_client_id: if self.proto == Proto::V5 { assigned } else { None },
+            assigned_client_id: if self.proto == Proto::V5 {
+                assigned
+            } else {
+                None
+            },
             max_packet_size: u32::try_from(self.shared.cfg.max_packet_size).unwrap_or(u32::MAX),
         };
         self.push(ack);
@@ -350,7 +368,10 @@ impl Conn<'_> {
                 topic_alias,
             } => {
                 if topic_alias {
-                    return self.protocol_close(DisconnectReason::TopicAliasInvalid, "topic alias used; maximum is 0");
+                    return self.protocol_close(
+                        DisconnectReason::TopicAliasInvalid,
+                        "topic alias used; maximum is 0",
+                    );
                 }
                 if !valid_topic_name(&topic) {
                     bump(&self.shared.metrics.invalid_topics);
@@ -435,7 +456,9 @@ impl Conn<'_> {
                 tracing::info!(peer = %self.peer, client = %self.client_id, "client disconnected");
                 Flow::Close(if with_will { End::Abnormal } else { End::Clean })
             }
-            Inbound::Connect(_) => self.protocol_close(DisconnectReason::ProtocolError, "second CONNECT"),
+            Inbound::Connect(_) => {
+                self.protocol_close(DisconnectReason::ProtocolError, "second CONNECT")
+            }
             Inbound::Unexpected(name) => self.protocol_close(DisconnectReason::ProtocolError, name),
         }
     }
@@ -488,7 +511,10 @@ impl Conn<'_> {
             r.remove_owner(self.owner);
         }
         if let Ok(mut clients) = self.shared.clients.lock() {
-            if clients.get(&*self.client_id).is_some_and(|(o, _)| *o == self.owner) {
+            if clients
+                .get(&*self.client_id)
+                .is_some_and(|(o, _)| *o == self.owner)
+            {
                 clients.remove(&*self.client_id);
             }
         }

@@ -169,7 +169,9 @@ impl Shared {
         for (_, sink, sub_qos) in targets {
             let qos = msg.qos.min(sub_qos);
             let delivered = match sink {
-                Sink::Conn(tx) => tx.try_send(router::ToConn::Deliver(msg.clone(), qos)).is_ok(),
+                Sink::Conn(tx) => tx
+                    .try_send(router::ToConn::Deliver(msg.clone(), qos))
+                    .is_ok(),
                 Sink::Local(tx) if msg.qos == 0 => tx.try_send(msg.clone()).is_ok(),
                 Sink::Local(tx) => tx.send(msg.clone()).await.is_ok(),
             };
@@ -273,7 +275,13 @@ impl BrokerHandle {
         // Give connection tasks a moment to send their DISCONNECT; they hold no data that
         // could be lost (QoS 1/2 was handed to the station before it was acknowledged).
         for _ in 0..50 {
-            if self.shared.metrics.connections_active.load(Ordering::Relaxed) == 0 {
+            if self
+                .shared
+                .metrics
+                .connections_active
+                .load(Ordering::Relaxed)
+                == 0
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

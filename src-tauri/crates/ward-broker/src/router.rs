@@ -50,7 +50,8 @@ impl Router {
 
     pub fn unsubscribe(&mut self, owner: u64, filter: &str) -> bool {
         let before = self.subs.len();
-        self.subs.retain(|s| !(s.owner == owner && s.filter == filter));
+        self.subs
+            .retain(|s| !(s.owner == owner && s.filter == filter));
         before != self.subs.len()
     }
 

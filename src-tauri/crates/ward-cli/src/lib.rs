@@ -1,1 +1,261 @@
+//! ward-cli: the `wardwatch` command line.
+//!
+//! What it is: argument parsing and process plumbing (logging, signals, exit codes) around
+//! ward-core and ward-sim. The desktop binary calls [`main_with`] too when it is started with
+//! a subcommand, so one installed program serves both uses.
+//!
+//! What it is not: no station logic lives here; every subcommand is a few lines over a core
+//! API.
 
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "wardwatch",
+    version,
+    about = "Wardwatch central monitoring station"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the station headless: embedded broker, ingest, store; prints a live summary.
+    Run(RunArgs),
+    /// Run simulated bedside monitors against a broker.
+    Sim(SimArgs),
+    /// Validate a config file and print what it resolves to.
+    CheckConfig {
+        #[arg(long, env = "WARDWATCH_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print row counts of a station database.
+    StoreStats {
+        #[arg(long)]
+        db: PathBuf,
+    },
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Config file laid over the built-in defaults.
+    #[arg(long, env = "WARDWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Override broker.listen (use 127.0.0.1:0 for a free port).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Override station.data_dir.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Start this many simulated monitors inside the station (overrides sim.beds).
+    #[arg(long)]
+    sim_beds: Option<u64>,
+    /// Scenario sentence for the simulated ward; repeatable (overrides sim.scenarios).
+    #[arg(long = "scenario")]
+    scenarios: Vec<String>,
+    /// Seconds between live summaries; 0 for none.
+    #[arg(long, default_value_t = 5)]
+    summary_every: u64,
+    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
+    #[arg(long)]
+    duration: Option<u64>,
+}
+
+#[derive(Args)]
+struct SimArgs {
+    /// Broker address, e.g. 127.0.0.1:1883.
+    #[arg(long)]
+    broker: SocketAddr,
+    #[arg(long, default_value_t = 16)]
+    beds: usize,
+    #[arg(long = "scenario")]
+    scenarios: Vec<String>,
+    /// Device id prefix; ids are PREFIX-01, PREFIX-02, ...
+    #[arg(long, default_value = "sim")]
+    prefix: String,
+    /// Stop after this many seconds (default: until SIGINT/SIGTERM).
+    #[arg(long)]
+    duration: Option<u64>,
+}
+
+/// Entry point shared by the `wardwatch` binary and the desktop binary's CLI mode.
+pub fn main_with<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_logging();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .and_then(|rt| rt.block_on(dispatch(cli.command)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wardwatch: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // try_init: the desktop shell may have installed a subscriber already.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn dispatch(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Run(a) => run_headless(a).await,
+        Command::Sim(a) => run_sim(a).await,
+        Command::CheckConfig { config } => {
+            let c = ward_core::Config::load(config.as_deref(), toml::Table::new())?;
+            println!("config OK ({})", c.source);
+            println!("station: {}", c.station_name);
+            println!("data dir: {}", c.data_dir.display());
+            println!("broker listens on {}", c.broker.listen);
+            println!("beds: {}", c.beds.len());
+            Ok(())
+        }
+        Command::StoreStats { db } => {
+            let s = ward_store::Store::open_read_only(&db)?;
+            let c = s.counts()?;
+            println!(
+                "vitals {} | wave chunks {} | wave samples {} | device events {}",
+                c.vitals, c.wave_chunks, c.wave_samples, c.events
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Builds the override table that command-line flags lay over the config file.
+pub fn overrides(a: &RunArgs) -> toml::Table {
+    let mut t = toml::Table::new();
+    let mut section = |name: &str, key: &str, v: toml::Value| {
+        let s = t
+            .entry(name.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(s) = s {
+            s.insert(key.to_string(), v);
+        }
+    };
+    if let Some(l) = &a.listen {
+        section("broker", "listen", toml::Value::String(l.clone()));
+    }
+    if let Some(d) = &a.data_dir {
+        section(
+            "station",
+            "data_dir",
+            toml::Value::String(d.display().to_string()),
+        );
+    }
+    if let Some(n) = a.sim_beds {
+        section(
+            "sim",
+            "beds",
+            toml::Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
+        );
+    }
+    if !a.scenarios.is_empty() {
+        let v = a
+            .scenarios
+            .iter()
+            .cloned()
+            .map(toml::Value::String)
+            .collect();
+        section("sim", "scenarios", toml::Value::Array(v));
+    }
+    t
+}
+
+async fn stop_signal(duration: Option<u64>) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    let timer = async {
+        match duration {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+        _ = timer => {}
+    }
+}
+
+async fn run_headless(a: RunArgs) -> anyhow::Result<()> {
+    let cfg = ward_core::Config::load(a.config.as_deref(), overrides(&a))?;
+    let station = ward_core::Station::start(cfg).await?;
+    println!("wardwatch: station listening on {}", station.broker_addr());
+    let stop = stop_signal(a.duration);
+    tokio::pin!(stop);
+    let every = Duration::from_secs(a.summary_every.max(1));
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick(), if a.summary_every > 0 => {
+                println!("{}", ward_core::summary::render(&station.snapshot()));
+            }
+        }
+    }
+    println!("wardwatch: stopping");
+    let final_snapshot = station.snapshot();
+    station.shutdown().await;
+    println!("{}", ward_core::summary::render(&final_snapshot));
+    Ok(())
+}
+
+async fn run_sim(a: SimArgs) -> anyhow::Result<()> {
+    let mut cfg = ward_sim::SimConfig::new(a.broker, a.beds);
+    cfg.device_prefix = a.prefix;
+    for s in &a.scenarios {
+        cfg.scenarios.push(ward_sim::Scenario::parse(s)?);
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ward = tokio::spawn(ward_sim::run_ward(cfg, stop_rx));
+    stop_signal(a.duration).await;
+    let _ = stop_tx.send(true);
+    let stats = ward.await.context("simulator task failed")??;
+    let samples: u64 = stats.samples.values().sum();
+    let vitals: u64 = stats.vitals_messages.values().sum();
+    println!("sim: sent {samples} waveform samples and {vitals} vitals messages");
+    Ok(())
+}

@@ -108,7 +108,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.priority, Priority::High);
-        assert!(DeviceAlarm::parse(br#"{"id":"","condition":"x","priority":"high","state":"active"}"#).is_err());
+        assert!(DeviceAlarm::parse(
+            br#"{"id":"","condition":"x","priority":"high","state":"active"}"#
+        )
+        .is_err());
         assert!(Status::parse(br#"{"state":"sleepy"}"#).is_err());
     }
 }

@@ -105,7 +105,11 @@ mod tests {
             "ward/v1/dev/a/pressure",
             "ward/v1/dev//vitals",
         ] {
-            assert_eq!(DeviceTopic::parse(bad).unwrap_err().kind(), "bad_topic", "{bad}");
+            assert_eq!(
+                DeviceTopic::parse(bad).unwrap_err().kind(),
+                "bad_topic",
+                "{bad}"
+            );
         }
     }
 }

@@ -94,7 +94,10 @@ fn check_observation(index: usize, o: RawObservation) -> Result<Observation, Mod
     // serde_json never yields NaN or infinity from text, but a check here keeps the promise
     // independent of the parser.
     if !o.value.is_finite() {
-        return Err(bad(format!("code {}: value is not a finite number", o.code)));
+        return Err(bad(format!(
+            "code {}: value is not a finite number",
+            o.code
+        )));
     }
     if o.value == VALUE_NOT_AVAILABLE {
         return Ok(Observation {
@@ -159,16 +162,36 @@ mod tests {
     fn bad_payloads_name_what_is_wrong() {
         let cases: &[(&[u8], &str)] = &[
             (b"not json", "bad_json"),
-            (br#"{"obs":[{"code":147842,"value":"77","unit":264864}]}"#, "bad_json"),
-            (br#"{"obs":[{"code":147842,"value":NaN,"unit":264864}]}"#, "bad_json"),
+            (
+                br#"{"obs":[{"code":147842,"value":"77","unit":264864}]}"#,
+                "bad_json",
+            ),
+            (
+                br#"{"obs":[{"code":147842,"value":NaN,"unit":264864}]}"#,
+                "bad_json",
+            ),
             (br#"{"obs":[]}"#, "bad_observation"),
-            (br#"{"obs":[{"code":147842,"value":77,"unit":266016}]}"#, "bad_observation"),
-            (br#"{"obs":[{"code":150456,"value":140,"unit":262688}]}"#, "bad_observation"),
-            (br#"{"obs":[{"code":147842,"value":77,"unit":264864,"x":1}]}"#, "bad_json"),
+            (
+                br#"{"obs":[{"code":147842,"value":77,"unit":266016}]}"#,
+                "bad_observation",
+            ),
+            (
+                br#"{"obs":[{"code":150456,"value":140,"unit":262688}]}"#,
+                "bad_observation",
+            ),
+            (
+                br#"{"obs":[{"code":147842,"value":77,"unit":264864,"x":1}]}"#,
+                "bad_json",
+            ),
         ];
         for (payload, kind) in cases {
             let err = VitalsMessage::parse(payload).unwrap_err();
-            assert_eq!(err.kind(), *kind, "{}: {err}", String::from_utf8_lossy(payload));
+            assert_eq!(
+                err.kind(),
+                *kind,
+                "{}: {err}",
+                String::from_utf8_lossy(payload)
+            );
         }
         let err = VitalsMessage::parse(br#"{"obs":[{"code":147842,"value":77,"unit":266016}]}"#)
             .unwrap_err();

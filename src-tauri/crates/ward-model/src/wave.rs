@@ -44,13 +44,19 @@ impl WavePacket {
     pub fn parse(b: &[u8]) -> Result<Self, ModelError> {
         let bad = |m: String| Err(ModelError::Wave(m));
         if b.len() < HEADER_LEN {
-            return bad(format!("{} bytes, shorter than the {HEADER_LEN}-byte header", b.len()));
+            return bad(format!(
+                "{} bytes, shorter than the {HEADER_LEN}-byte header",
+                b.len()
+            ));
         }
         if b[0..2] != MAGIC {
             return bad("magic is not \"WF\"".into());
         }
         if b[2] != VERSION {
-            return bad(format!("version {} is not supported (expected {VERSION})", b[2]));
+            return bad(format!(
+                "version {} is not supported (expected {VERSION})",
+                b[2]
+            ));
         }
         let channel = u32_at(b, 4);
         let rate_mhz = u32_at(b, 8);
@@ -62,7 +68,9 @@ impl WavePacket {
         let unit = u32_at(b, 28);
         let n = u16::from_le_bytes([b[32], b[33]]) as usize;
         if rate_mhz == 0 || rate_mhz > 10_000_000 {
-            return bad(format!("sample rate {rate_mhz} mHz is outside 1 mHz..10 kHz"));
+            return bad(format!(
+                "sample rate {rate_mhz} mHz is outside 1 mHz..10 kHz"
+            ));
         }
         if !scale.is_finite() || scale == 0.0 || !offset.is_finite() {
             return bad("scale must be finite and non-zero, offset finite".into());

@@ -1,1 +1,422 @@
-//! placeholder
+//! ward-store: the station's SQLite ring buffer.
+//!
+//! What it is: one SQLite file (rusqlite, bundled SQLite, WAL) holding vitals rows, waveform
+//! chunks (one row per channel per second, not a row per sample) and device events, with
+//! retention by time enforced by [`Store::prune`]. Writes come in batches, one transaction
+//! each, from a single writer (ward-core's store thread); readers open their own connection.
+//!
+//! What it is not: no threads or channels of its own, no knowledge of MQTT. The alarm log,
+//! audit chain, outbox, rollups and the size cap arrive with issues 4-6 as further tables and
+//! migrations here.
+//!
+//! Layout: `chunker` (packets -> 1 s chunks, pure), `schema` (migrations), this file (the
+//! store API).
+#![forbid(unsafe_code)]
+
+pub mod chunker;
+mod schema;
+
+pub use chunker::{Chunker, WaveChunk};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database {path} has schema version {found}, newer than this build ({supported})")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("SQLite: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// One numeric observation as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VitalRow {
+    pub ts_ms: i64,
+    pub device: String,
+    pub bed: Option<String>,
+    pub code: u32,
+    pub unit: u32,
+    pub value: Option<f64>,
+}
+
+/// Something a device said about itself: status change, will, device alarm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceEvent {
+    pub ts_ms: i64,
+    pub device: String,
+    pub bed: Option<String>,
+    pub kind: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum Record {
+    Vital(VitalRow),
+    Wave(WaveChunk),
+    Event(DeviceEvent),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub waveforms: Duration,
+    pub vitals: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneStats {
+    pub wave_chunks: usize,
+    pub vitals: usize,
+    pub events: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub vitals: u64,
+    pub wave_chunks: u64,
+    pub wave_samples: u64,
+    pub events: u64,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database for writing and brings the schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        // WAL: readers (review, tests) never block the writer. synchronous=NORMAL in WAL mode
+        // loses at most the last transactions on power loss, never corrupts; the broker's
+        // durable QoS path (issue 3) adds its own fsync policy.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        schema::migrate(&conn, path)?;
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Opens an existing database read-only (review, tests, the CLI).
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes a batch in one transaction: all of it or none of it.
+    pub fn write_batch(&mut self, batch: &[Record]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut vital = tx.prepare_cached(
+                "INSERT INTO vitals (ts_ms, device, bed, code, unit, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            let mut wave = tx.prepare_cached(
+                "INSERT INTO wave_chunks (device, bed, channel, t0_us, rate_mhz, scale, offset, unit, n, samples)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            let mut event = tx.prepare_cached(
+                "INSERT INTO device_events (ts_ms, device, bed, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for r in batch {
+                match r {
+                    Record::Vital(v) => {
+                        vital
+                            .execute(params![v.ts_ms, v.device, v.bed, v.code, v.unit, v.value])?;
+                    }
+                    Record::Wave(c) => {
+                        let blob: Vec<u8> =
+                            c.samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+                        wave.execute(params![
+                            c.device,
+                            c.bed,
+                            c.channel,
+                            c.t0_us,
+                            c.rate_mhz,
+                            c.scale as f64,
+                            c.offset as f64,
+                            c.unit,
+                            c.samples.len() as i64,
+                            blob
+                        ])?;
+                    }
+                    Record::Event(e) => {
+                        event.execute(params![e.ts_ms, e.device, e.bed, e.kind, e.detail])?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes what is older than the retention windows. Deletes in slices so a large backlog
+    /// (a station that was off for a week) never holds the write lock for long.
+    pub fn prune(&mut self, now_ms: i64, keep: Retention) -> Result<PruneStats, StoreError> {
+        let wave_cut_us = now_ms
+            .saturating_sub(keep.waveforms.as_millis() as i64)
+            .saturating_mul(1000);
+        let vitals_cut_ms = now_ms.saturating_sub(keep.vitals.as_millis() as i64);
+        let mut stats = PruneStats::default();
+        stats.wave_chunks = self.delete_in_slices(
+            "DELETE FROM wave_chunks WHERE id IN (SELECT id FROM wave_chunks WHERE t0_us < ?1 LIMIT 5000)",
+            wave_cut_us,
+        )?;
+        stats.vitals = self.delete_in_slices(
+            "DELETE FROM vitals WHERE id IN (SELECT id FROM vitals WHERE ts_ms < ?1 LIMIT 5000)",
+            vitals_cut_ms,
+        )?;
+        stats.events = self.delete_in_slices(
+            "DELETE FROM device_events WHERE id IN (SELECT id FROM device_events WHERE ts_ms < ?1 LIMIT 5000)",
+            vitals_cut_ms,
+        )?;
+        Ok(stats)
+    }
+
+    fn delete_in_slices(&mut self, sql: &str, cut: i64) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self.conn.execute(sql, params![cut])?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    pub fn counts(&self) -> Result<Counts, StoreError> {
+        let one = |sql: &str| -> Result<u64, StoreError> {
+            Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))?.max(0) as u64)
+        };
+        Ok(Counts {
+            vitals: one("SELECT COUNT(*) FROM vitals")?,
+            wave_chunks: one("SELECT COUNT(*) FROM wave_chunks")?,
+            wave_samples: one("SELECT COALESCE(SUM(n), 0) FROM wave_chunks")?,
+            events: one("SELECT COUNT(*) FROM device_events")?,
+        })
+    }
+
+    /// Vitals of one device and code, oldest first.
+    pub fn vitals(&self, device: &str, code: u32) -> Result<Vec<VitalRow>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT ts_ms, device, bed, code, unit, value FROM vitals
+             WHERE device = ?1 AND code = ?2 ORDER BY ts_ms, id",
+        )?;
+        let rows = st.query_map(params![device, code], |r| {
+            Ok(VitalRow {
+                ts_ms: r.get(0)?,
+                device: r.get(1)?,
+                bed: r.get(2)?,
+                code: r.get(3)?,
+                unit: r.get(4)?,
+                value: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest stored value of one device and code.
+    pub fn latest_vital(&self, device: &str, code: u32) -> Result<Option<VitalRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT ts_ms, device, bed, code, unit, value FROM vitals
+                 WHERE device = ?1 AND code = ?2 ORDER BY ts_ms DESC, id DESC LIMIT 1",
+                params![device, code],
+                |r| {
+                    Ok(VitalRow {
+                        ts_ms: r.get(0)?,
+                        device: r.get(1)?,
+                        bed: r.get(2)?,
+                        code: r.get(3)?,
+                        unit: r.get(4)?,
+                        value: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Waveform chunks of one device and channel, in time order.
+    pub fn wave_chunks(&self, device: &str, channel: u32) -> Result<Vec<WaveChunk>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT device, bed, channel, t0_us, rate_mhz, scale, offset, unit, samples FROM wave_chunks
+             WHERE device = ?1 AND channel = ?2 ORDER BY t0_us",
+        )?;
+        let rows = st.query_map(params![device, channel], |r| {
+            let blob: Vec<u8> = r.get(8)?;
+            Ok(WaveChunk {
+                device: r.get(0)?,
+                bed: r.get(1)?,
+                channel: r.get(2)?,
+                t0_us: r.get(3)?,
+                rate_mhz: r.get(4)?,
+                scale: r.get::<_, f64>(5)? as f32,
+                offset: r.get::<_, f64>(6)? as f32,
+                unit: r.get(7)?,
+                samples: blob
+                    .chunks_exact(2)
+                    .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Distinct (device, channel) pairs that have waveform data.
+    pub fn wave_channels(&self) -> Result<Vec<(String, u32)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT DISTINCT device, channel FROM wave_chunks ORDER BY device, channel")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn events(&self, device: &str) -> Result<Vec<DeviceEvent>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT ts_ms, device, bed, kind, detail FROM device_events WHERE device = ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map(params![device], |r| {
+            Ok(DeviceEvent {
+                ts_ms: r.get(0)?,
+                device: r.get(1)?,
+                bed: r.get(2)?,
+                kind: r.get(3)?,
+                detail: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// SQLite's own consistency check; "ok" when the file is sound.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vital(ts_ms: i64, value: f64) -> Record {
+        Record::Vital(VitalRow {
+            ts_ms,
+            device: "mon-1".into(),
+            bed: Some("bed-1".into()),
+            code: 147_842,
+            unit: 264_864,
+            value: Some(value),
+        })
+    }
+
+    fn chunk(t0_us: i64) -> Record {
+        Record::Wave(WaveChunk {
+            device: "mon-1".into(),
+            bed: None,
+            channel: 131_330,
+            t0_us,
+            rate_mhz: 250_000,
+            scale: 0.005,
+            offset: 0.0,
+            unit: 266_418,
+            samples: (0..250).map(|i| i as i16 - 100).collect(),
+        })
+    }
+
+    #[test]
+    fn batches_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("w.sqlite")).unwrap();
+        s.write_batch(&[vital(1_000, 77.0), vital(2_000, 78.0), chunk(5_000_000)])
+            .unwrap();
+        let v = s.vitals("mon-1", 147_842).unwrap();
+        assert_eq!(
+            v.iter().map(|r| r.value).collect::<Vec<_>>(),
+            [Some(77.0), Some(78.0)]
+        );
+        assert_eq!(
+            s.latest_vital("mon-1", 147_842).unwrap().unwrap().value,
+            Some(78.0)
+        );
+        let w = s.wave_chunks("mon-1", 131_330).unwrap();
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].samples.len(), 250);
+        assert_eq!(w[0].samples[0], -100);
+        assert_eq!(s.counts().unwrap().wave_samples, 250);
+        assert_eq!(s.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn prune_keeps_exactly_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("w.sqlite")).unwrap();
+        let hour_ms = 3_600_000i64;
+        let now = 100 * hour_ms;
+        s.write_batch(&[
+            chunk((now - 2 * hour_ms) * 1000),
+            chunk((now - hour_ms / 2) * 1000),
+            vital(now - 3 * 24 * hour_ms, 70.0),
+            vital(now - hour_ms, 71.0),
+        ])
+        .unwrap();
+        let stats = s
+            .prune(
+                now,
+                Retention {
+                    waveforms: Duration::from_secs(3600),
+                    vitals: Duration::from_secs(2 * 24 * 3600),
+                },
+            )
+            .unwrap();
+        assert_eq!((stats.wave_chunks, stats.vitals), (1, 1));
+        assert_eq!(s.wave_chunks("mon-1", 131_330).unwrap().len(), 1);
+        assert_eq!(s.vitals("mon-1", 147_842).unwrap()[0].value, Some(71.0));
+    }
+
+    #[test]
+    fn reopening_keeps_data_and_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.sqlite");
+        Store::open(&p)
+            .unwrap()
+            .write_batch(&[vital(1, 60.0)])
+            .unwrap();
+        let s = Store::open(&p).unwrap();
+        assert_eq!(s.counts().unwrap().vitals, 1);
+        let ro = Store::open_read_only(&p).unwrap();
+        assert_eq!(ro.counts().unwrap().vitals, 1);
+    }
+}

@@ -1,0 +1,399 @@
+//! Station configuration: raw TOML -> validated [`Config`].
+//!
+//! The defaults live in one place, assets/wardwatch.toml, compiled in. A user file is laid
+//! over them table by table (arrays replace), then command-line overrides on top; only then is
+//! the result deserialized and checked, so every error names the file, the key and the reason.
+
+use crate::CoreError;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use ward_model::{BedId, DeviceId};
+use ward_sim::Scenario;
+
+pub const DEFAULTS: &str = include_str!("../../../../assets/wardwatch.toml");
+
+/// Set by the test harness for every station it starts: resolving the platform's data
+/// directory then fails, so no test can write into a real user's data.
+pub const FORBID_DEFAULT_DATA_DIR_ENV: &str = "WARDWATCH_FORBID_DEFAULT_DATA_DIR";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    station: RawStation,
+    broker: RawBroker,
+    store: RawStore,
+    liveness: RawLiveness,
+    sim: RawSim,
+    beds: Vec<RawBed>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStation {
+    name: String,
+    data_dir: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBroker {
+    listen: String,
+    max_packet_size: u64,
+    connect_timeout_s: u64,
+    max_connections: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    waveform_hours: u64,
+    vitals_days: u64,
+    prune_every_s: u64,
+    batch_ms: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLiveness {
+    device_silent_s: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSim {
+    beds: u64,
+    scenarios: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBed {
+    id: String,
+    label: String,
+    #[serde(default)]
+    device: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BedConfig {
+    pub id: BedId,
+    pub label: String,
+    pub device: Option<DeviceId>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the settings came from, for messages ("built-in defaults" or a path).
+    pub source: String,
+    pub station_name: String,
+    pub data_dir: PathBuf,
+    pub broker: ward_broker::BrokerConfig,
+    pub retention: ward_store::Retention,
+    pub prune_every: Duration,
+    pub batch_interval: Duration,
+    pub device_silent: Duration,
+    pub sim_beds: usize,
+    pub scenarios: Vec<Scenario>,
+    pub beds: Vec<BedConfig>,
+}
+
+impl Config {
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("wardwatch.sqlite")
+    }
+    pub fn runtime_path(&self) -> PathBuf {
+        self.data_dir.join("runtime.json")
+    }
+
+    /// Built-in defaults, then `file` if given, then `overrides` (a TOML table, e.g. from
+    /// command-line flags).
+    pub fn load(file: Option<&Path>, overrides: toml::Table) -> Result<Self, CoreError> {
+        let mut merged: toml::Table =
+            DEFAULTS
+                .parse()
+                .map_err(|e: toml::de::Error| CoreError::Config {
+                    file: "built-in defaults".into(),
+                    key: String::new(),
+                    reason: e.to_string(),
+                })?;
+        let source = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| CoreError::Config {
+                    file: path.display().to_string(),
+                    key: String::new(),
+                    reason: format!("cannot read: {e}"),
+                })?;
+                let user: toml::Table =
+                    text.parse()
+                        .map_err(|e: toml::de::Error| CoreError::Config {
+                            file: path.display().to_string(),
+                            key: String::new(),
+                            reason: e.to_string().trim().to_string(),
+                        })?;
+                merge(&mut merged, user);
+                path.display().to_string()
+            }
+            None => "built-in defaults".to_string(),
+        };
+        merge(&mut merged, overrides);
+        Self::from_table(merged, &source)
+    }
+
+    fn from_table(table: toml::Table, source: &str) -> Result<Self, CoreError> {
+        let err = |key: &str, reason: String| CoreError::Config {
+            file: source.to_string(),
+            key: key.to_string(),
+            reason,
+        };
+        let raw: Raw = Raw::deserialize(toml::Value::Table(table))
+            .map_err(|e| err("", e.to_string().trim().to_string()))?;
+
+        let listen: SocketAddr = raw.broker.listen.parse().map_err(|_| {
+            err(
+                "broker.listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:1883",
+                    raw.broker.listen
+                ),
+            )
+        })?;
+        let in_range = |key: &str, v: u64, lo: u64, hi: u64| -> Result<u64, CoreError> {
+            if (lo..=hi).contains(&v) {
+                Ok(v)
+            } else {
+                Err(err(key, format!("{v} is outside {lo}..={hi}")))
+            }
+        };
+        let max_packet_size = in_range(
+            "broker.max_packet_size",
+            raw.broker.max_packet_size,
+            1024,
+            16 * 1024 * 1024,
+        )?;
+        let connect_timeout_s = in_range(
+            "broker.connect_timeout_s",
+            raw.broker.connect_timeout_s,
+            1,
+            300,
+        )?;
+        let max_connections = in_range(
+            "broker.max_connections",
+            raw.broker.max_connections,
+            1,
+            100_000,
+        )?;
+        let waveform_hours =
+            in_range("store.waveform_hours", raw.store.waveform_hours, 1, 24 * 30)?;
+        let vitals_days = in_range("store.vitals_days", raw.store.vitals_days, 1, 3650)?;
+        let prune_every_s = in_range("store.prune_every_s", raw.store.prune_every_s, 1, 3600)?;
+        let batch_ms = in_range("store.batch_ms", raw.store.batch_ms, 10, 5000)?;
+        let device_silent_s = in_range(
+            "liveness.device_silent_s",
+            raw.liveness.device_silent_s,
+            1,
+            600,
+        )?;
+        let sim_beds = in_range("sim.beds", raw.sim.beds, 0, 512)? as usize;
+
+        let mut scenarios = Vec::new();
+        for (i, text) in raw.sim.scenarios.iter().enumerate() {
+            let s = Scenario::parse(text)
+                .map_err(|e| err(&format!("sim.scenarios[{i}]"), e.to_string()))?;
+            if s.bed > sim_beds {
+                return Err(err(
+                    &format!("sim.scenarios[{i}]"),
+                    format!("bed {} is not among the {sim_beds} simulated beds", s.bed),
+                ));
+            }
+            scenarios.push(s);
+        }
+
+        let mut beds = Vec::new();
+        let mut ids = HashSet::new();
+        let mut devices = HashSet::new();
+        for (i, b) in raw.beds.into_iter().enumerate() {
+            let key = |field: &str| format!("beds[{i}].{field}");
+            let id = BedId::new(b.id).map_err(|e| err(&key("id"), e.to_string()))?;
+            if !ids.insert(id.clone()) {
+                return Err(err(&key("id"), format!("{id} is used by another bed")));
+            }
+            if b.label.trim().is_empty() || b.label.len() > 40 {
+                return Err(err(&key("label"), "must be 1-40 characters".into()));
+            }
+            let device = match b.device {
+                Some(d) if !d.is_empty() => {
+                    let d = DeviceId::new(d).map_err(|e| err(&key("device"), e.to_string()))?;
+                    if !devices.insert(d.clone()) {
+                        return Err(err(
+                            &key("device"),
+                            format!("{d} is already at another bed"),
+                        ));
+                    }
+                    Some(d)
+                }
+                _ => None,
+            };
+            beds.push(BedConfig {
+                id,
+                label: b.label,
+                device,
+            });
+        }
+        if beds.len() > 64 {
+            return Err(err(
+                "beds",
+                format!("{} beds; a station serves at most 64", beds.len()),
+            ));
+        }
+
+        let data_dir = if raw.station.data_dir.trim().is_empty() {
+            default_data_dir().map_err(|reason| err("station.data_dir", reason))?
+        } else {
+            PathBuf::from(raw.station.data_dir)
+        };
+
+        Ok(Self {
+            source: source.to_string(),
+            station_name: raw.station.name,
+            data_dir,
+            broker: ward_broker::BrokerConfig {
+                listen,
+                max_packet_size: max_packet_size as usize,
+                connect_timeout: Duration::from_secs(connect_timeout_s),
+                max_connections: max_connections as usize,
+                ..ward_broker::BrokerConfig::default()
+            },
+            retention: ward_store::Retention {
+                waveforms: Duration::from_secs(waveform_hours * 3600),
+                vitals: Duration::from_secs(vitals_days * 86_400),
+            },
+            prune_every: Duration::from_secs(prune_every_s),
+            batch_interval: Duration::from_millis(batch_ms),
+            device_silent: Duration::from_secs(device_silent_s),
+            sim_beds,
+            scenarios,
+            beds,
+        })
+    }
+}
+
+fn default_data_dir() -> Result<PathBuf, String> {
+    if std::env::var_os(FORBID_DEFAULT_DATA_DIR_ENV).is_some() {
+        return Err(format!(
+            "is empty and {FORBID_DEFAULT_DATA_DIR_ENV} is set (tests must name their own data directory)"
+        ));
+    }
+    directories::ProjectDirs::from("org", "wardwatch", "wardwatch")
+        .map(|d| d.data_dir().to_path_buf())
+        .ok_or_else(|| "is empty and no home directory is known; set it explicitly".to_string())
+}
+
+/// Lays `over` onto `base`: tables merge key by key, everything else (arrays too) replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_data_dir(extra: &str) -> String {
+        format!("[station]\ndata_dir = \"/tmp/ww-test\"\n{extra}")
+    }
+
+    fn load_text(text: &str) -> Result<Config, CoreError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("station.toml");
+        std::fs::write(&p, text).unwrap();
+        Config::load(Some(&p), toml::Table::new())
+    }
+
+    #[test]
+    fn defaults_load_and_map_sixteen_beds() {
+        let c = load_text(&with_data_dir("")).unwrap();
+        assert_eq!(c.beds.len(), 16);
+        assert_eq!(c.beds[2].device.as_ref().unwrap().as_str(), "sim-03");
+        assert_eq!(c.retention.waveforms, Duration::from_secs(72 * 3600));
+        assert_eq!(c.broker.listen.port(), 1883);
+        assert_eq!(c.db_path(), PathBuf::from("/tmp/ww-test/wardwatch.sqlite"));
+    }
+
+    #[test]
+    fn user_file_overrides_only_what_it_names() {
+        let c = load_text(&with_data_dir("[store]\nwaveform_hours = 6\n")).unwrap();
+        assert_eq!(c.retention.waveforms, Duration::from_secs(6 * 3600));
+        assert_eq!(c.retention.vitals, Duration::from_secs(30 * 86_400));
+    }
+
+    #[test]
+    fn errors_name_file_key_and_reason() {
+        let cases = [
+            (
+                "[store]\nwaveform_hours = 0\n",
+                "store.waveform_hours",
+                "outside 1..=720",
+            ),
+            ("[store]\nwaveform_hours = \"lots\"\n", "", "waveform_hours"),
+            (
+                "[broker]\nlisten = \"everywhere\"\n",
+                "broker.listen",
+                "not an address",
+            ),
+            ("[broker]\nlistne = \"x\"\n", "", "listne"),
+            (
+                "[[beds]]\nid = \"a\"\nlabel = \"A\"\n[[beds]]\nid = \"a\"\nlabel = \"B\"\n",
+                "beds[1].id",
+                "used by another bed",
+            ),
+            (
+                "[[beds]]\nid = \"a/b\"\nlabel = \"A\"\n",
+                "beds[0].id",
+                "only ASCII",
+            ),
+            (
+                "[sim]\nbeds = 4\nscenarios = [\"bed 9 goes silent at 1 s\"]\n",
+                "sim.scenarios[0]",
+                "not among",
+            ),
+            ("[store\n", "", "TOML parse error"),
+        ];
+        for (text, key, reason) in cases {
+            let e = load_text(&with_data_dir(text)).unwrap_err();
+            let CoreError::Config {
+                file,
+                key: k,
+                reason: r,
+            } = &e
+            else {
+                panic!("{e}")
+            };
+            assert!(file.ends_with("station.toml"), "{e}");
+            assert_eq!(k, key, "{e}");
+            assert!(r.contains(reason), "{e}");
+        }
+    }
+
+    #[test]
+    fn overrides_apply_last() {
+        let mut o = toml::Table::new();
+        let mut b = toml::Table::new();
+        b.insert("listen".into(), toml::Value::String("127.0.0.1:0".into()));
+        o.insert("broker".into(), toml::Value::Table(b));
+        let mut s = toml::Table::new();
+        s.insert("data_dir".into(), toml::Value::String("/tmp/x".into()));
+        o.insert("station".into(), toml::Value::Table(s));
+        let c = Config::load(None, o).unwrap();
+        assert_eq!(c.broker.listen.port(), 0);
+        assert_eq!(c.source, "built-in defaults");
+    }
+}

@@ -1,0 +1,164 @@
+//! Ingest: turns broker messages into model values and hands them to the live view and the
+//! store writer. Bad input is counted by kind, logged with the device and the reason (at most
+//! once a second per kind, with the number suppressed), and dropped; it never stops ingest.
+
+use crate::live::LiveState;
+use crate::now_ms;
+use crate::writer::Writer;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use ward_broker::Message;
+use ward_model::{
+    DeviceAlarm, DeviceTopic, Heartbeat, ModelError, Status, TopicKind, VitalsMessage, WavePacket,
+};
+use ward_store::{Chunker, DeviceEvent, Record, VitalRow};
+
+/// Per-kind counters of what ingest accepted and refused.
+pub type IngestCounters = Arc<Mutex<BTreeMap<&'static str, u64>>>;
+
+/// Waveform chunks of a device that stopped sending are written after this much quiet.
+const IDLE_CHUNK_US: i64 = 1_500_000;
+
+pub(crate) struct Ingest {
+    pub live: Arc<Mutex<LiveState>>,
+    pub writer: Arc<Writer>,
+    pub counters: IngestCounters,
+    chunker: Chunker,
+    last_warn: HashMap<&'static str, (Instant, u64)>,
+}
+
+impl Ingest {
+    pub fn new(live: Arc<Mutex<LiveState>>, writer: Arc<Writer>, counters: IngestCounters) -> Self {
+        Self {
+            live,
+            writer,
+            counters,
+            chunker: Chunker::default(),
+            last_warn: HashMap::new(),
+        }
+    }
+
+    fn count(&self, what: &'static str) {
+        if let Ok(mut c) = self.counters.lock() {
+            *c.entry(what).or_default() += 1;
+        }
+    }
+
+    fn refuse(&mut self, topic: &str, e: &ModelError) {
+        let kind = e.kind();
+        self.count(kind);
+        let now = Instant::now();
+        let entry = self
+            .last_warn
+            .entry(kind)
+            .or_insert((now - Duration::from_secs(2), 0));
+        if now.duration_since(entry.0) >= Duration::from_secs(1) {
+            tracing::warn!(topic = %topic.escape_debug(), kind, suppressed = entry.1, error = %e, "message refused");
+            *entry = (now, 0);
+        } else {
+            entry.1 += 1;
+        }
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Message>, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => self.handle(&m),
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    for c in self.chunker.flush_idle(now_ms() * 1000, IDLE_CHUNK_US) {
+                        self.writer.send(Record::Wave(c));
+                    }
+                }
+                _ = stop.changed() => break,
+            }
+        }
+        // Shutdown: whatever the broker already handed over is still ingested.
+        while let Ok(m) = rx.try_recv() {
+            self.handle(&m);
+        }
+        for c in self.chunker.flush_all() {
+            self.writer.send(Record::Wave(c));
+        }
+    }
+
+    pub fn handle(&mut self, m: &Message) {
+        let topic = match DeviceTopic::parse(&m.topic) {
+            Ok(t) => t,
+            Err(e) => return self.refuse(&m.topic, &e),
+        };
+        let device = topic.device.as_str();
+        let now = now_ms();
+        let bed = self
+            .live
+            .lock()
+            .ok()
+            .and_then(|l| l.bed_of(device).map(|b| b.id.to_string()));
+        let result: Result<(), ModelError> = match topic.kind {
+            TopicKind::Vitals => VitalsMessage::parse(&m.payload).map(|v| {
+                let ts = v.ts_ms.unwrap_or(now);
+                if let Ok(mut l) = self.live.lock() {
+                    l.seen(device, now);
+                    l.vitals(device, &v.obs, ts);
+                }
+                for o in v.obs {
+                    self.writer.send(Record::Vital(VitalRow {
+                        ts_ms: ts,
+                        device: device.to_string(),
+                        bed: bed.clone(),
+                        code: o.code,
+                        unit: o.unit,
+                        value: o.value,
+                    }));
+                }
+            }),
+            TopicKind::Wave => WavePacket::parse(&m.payload).map(|p| {
+                if let Ok(mut l) = self.live.lock() {
+                    l.seen(device, now);
+                    l.wave(device, &p);
+                }
+                for c in self.chunker.push(device, bed.as_deref(), &p) {
+                    self.writer.send(Record::Wave(c));
+                }
+            }),
+            TopicKind::Status => Status::parse(&m.payload).map(|s| {
+                if let Ok(mut l) = self.live.lock() {
+                    l.status(device, s.state, now);
+                }
+                self.event(now, device, &bed, "status", &m.payload);
+            }),
+            TopicKind::Heartbeat => Heartbeat::parse(&m.payload).map(|_| {
+                if let Ok(mut l) = self.live.lock() {
+                    l.seen(device, now);
+                }
+            }),
+            TopicKind::Alarm => DeviceAlarm::parse(&m.payload).map(|a| {
+                if let Ok(mut l) = self.live.lock() {
+                    l.seen(device, now);
+                    l.device_alarm(device, &a, now);
+                }
+                self.event(now, device, &bed, "device_alarm", &m.payload);
+            }),
+        };
+        match result {
+            Ok(()) => self.count(topic.kind.as_str()),
+            Err(e) => self.refuse(&m.topic, &e),
+        }
+    }
+
+    fn event(&self, ts_ms: i64, device: &str, bed: &Option<String>, kind: &str, payload: &[u8]) {
+        self.writer.send(Record::Event(DeviceEvent {
+            ts_ms,
+            device: device.to_string(),
+            bed: bed.clone(),
+            kind: kind.to_string(),
+            // Already parsed as JSON, so this is valid UTF-8 in practice; lossy keeps it total.
+            detail: String::from_utf8_lossy(payload).into_owned(),
+        }));
+    }
+}

@@ -1,0 +1,117 @@
+//! The headless station's live text summary: one line per bed, then the counters that tell
+//! IT whether anything is being refused or dropped.
+
+use crate::{Connection, WardSnapshot};
+use std::fmt::Write;
+use ward_model::codes::*;
+
+fn numeric(bed: &crate::BedView, code: u32) -> String {
+    // Temperature reads in tenths; every other numeric here is whole.
+    let decimals = if code == MDC_TEMP || code == MDC_TEMP_BODY {
+        1
+    } else {
+        0
+    };
+    bed.numerics
+        .iter()
+        .find(|n| n.code == code)
+        .and_then(|n| n.value)
+        .map(|v| format!("{v:.decimals$}"))
+        .unwrap_or_else(|| "--".into())
+}
+
+fn ago(now_ms: i64, t: Option<i64>) -> String {
+    match t {
+        None => "never".into(),
+        Some(t) => format!("{:.1}s ago", (now_ms - t).max(0) as f64 / 1000.0),
+    }
+}
+
+pub fn render(s: &WardSnapshot) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} — broker {} — {} beds",
+        s.station,
+        s.broker,
+        s.beds.len()
+    );
+    let _ = writeln!(
+        out,
+        "{:<8} {:<10} {:<8} {:>11} {:>4} {:>5} {:>4} {:>8} {:>5}",
+        "BED", "DEVICE", "STATE", "LAST SEEN", "HR", "SpO2", "RR", "NIBP", "TEMP"
+    );
+    for b in &s.beds {
+        let state = match b.connection {
+            Connection::Never => "never",
+            Connection::Online => "online",
+            Connection::Silent => "SILENT",
+            Connection::Offline => "OFFLINE",
+        };
+        let nibp = format!(
+            "{}/{}",
+            numeric(b, MDC_PRESS_BLD_NONINV_SYS),
+            numeric(b, MDC_PRESS_BLD_NONINV_DIA)
+        );
+        let temp = match numeric(b, MDC_TEMP_BODY).as_str() {
+            "--" => numeric(b, MDC_TEMP),
+            t => t.to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<8} {:<10} {:<8} {:>11} {:>4} {:>5} {:>4} {:>8} {:>5}{}",
+            b.label,
+            b.device.as_deref().unwrap_or("-"),
+            state,
+            ago(s.now_ms, b.last_seen_ms),
+            numeric(b, MDC_ECG_HEART_RATE),
+            numeric(b, MDC_PULS_OXIM_SAT_O2),
+            numeric(b, MDC_RESP_RATE),
+            nibp,
+            temp,
+            if b.device_alarms.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "  device alarm: {}",
+                    b.device_alarms
+                        .iter()
+                        .map(|a| format!("{} ({})", a.condition, a.priority))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+    }
+    for d in &s.unassigned {
+        let _ = writeln!(
+            out,
+            "unassigned device {} ({:?}, last seen {})",
+            d.device,
+            d.connection,
+            ago(s.now_ms, d.last_seen_ms)
+        );
+    }
+    let m = &s.metrics;
+    let refused: Vec<String> = m
+        .ingest
+        .iter()
+        .filter(|(k, _)| k.starts_with("bad_") || k.starts_with("invalid"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "clients {} | msgs in {} dropped {} | malformed {} too-large {} bad-topic {} | refused payloads: {} | stored {} rows, queue-full {}, write errors {}",
+        m.broker.connections_active,
+        m.broker.messages_in,
+        m.broker.messages_dropped,
+        m.broker.malformed_packets,
+        m.broker.packets_too_large,
+        m.broker.invalid_topics,
+        if refused.is_empty() { "none".to_string() } else { refused.join(" ") },
+        m.store.records_written,
+        m.store.queue_full,
+        m.store.write_errors,
+    );
+    out
+}

@@ -1,0 +1,196 @@
+//! The store writer: one OS thread owning the SQLite connection, writing batches.
+//!
+//! Overflow policy: the queue holds [`QUEUE_CAPACITY`] records; when it is full, new records
+//! are refused and counted (`store_queue_full`), never blocking the broker. A failed write
+//! (disk full, I/O error) keeps its batch and retries on the next cycle, up to
+//! [`MAX_PENDING`] records; beyond that the oldest are dropped and counted. Both are loud:
+//! counters in the metrics and error lines in the log.
+
+use crate::{now_ms, CoreError};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use ward_store::{Record, Retention, Store};
+
+pub const QUEUE_CAPACITY: usize = 200_000;
+pub const MAX_PENDING: usize = 1_000_000;
+
+#[derive(Default)]
+pub(crate) struct WriterCounters {
+    pub records_written: AtomicU64,
+    pub batches: AtomicU64,
+    pub write_errors: AtomicU64,
+    pub queue_full: AtomicU64,
+    pub dropped_after_errors: AtomicU64,
+    pub pruned_rows: AtomicU64,
+    pub last_commit_us: AtomicU64,
+    pub max_commit_us: AtomicU64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct StoreMetrics {
+    pub records_written: u64,
+    pub batches: u64,
+    pub write_errors: u64,
+    pub queue_full: u64,
+    pub dropped_after_errors: u64,
+    pub pruned_rows: u64,
+    pub last_commit_us: u64,
+    pub max_commit_us: u64,
+}
+
+impl WriterCounters {
+    pub fn snapshot(&self) -> StoreMetrics {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StoreMetrics {
+            records_written: g(&self.records_written),
+            batches: g(&self.batches),
+            write_errors: g(&self.write_errors),
+            queue_full: g(&self.queue_full),
+            dropped_after_errors: g(&self.dropped_after_errors),
+            pruned_rows: g(&self.pruned_rows),
+            last_commit_us: g(&self.last_commit_us),
+            max_commit_us: g(&self.max_commit_us),
+        }
+    }
+}
+
+pub(crate) struct Writer {
+    tx: Option<SyncSender<Record>>,
+    thread: Option<JoinHandle<()>>,
+    pub counters: Arc<WriterCounters>,
+}
+
+impl Writer {
+    pub fn start(
+        path: PathBuf,
+        batch_interval: Duration,
+        prune_every: Duration,
+        retention: Retention,
+    ) -> Result<Self, CoreError> {
+        // Open on the caller's thread so a bad path fails start-up with a clear error.
+        let store = Store::open(&path)?;
+        let (tx, rx) = sync_channel(QUEUE_CAPACITY);
+        let counters = Arc::new(WriterCounters::default());
+        let c = counters.clone();
+        let thread = std::thread::Builder::new()
+            .name("ward-store-writer".into())
+            .spawn(move || run(store, rx, c, batch_interval, prune_every, retention))
+            .map_err(|e| CoreError::Start(format!("cannot start the store writer thread: {e}")))?;
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+            counters,
+        })
+    }
+
+    /// Queues a record without blocking. Returns false (and counts) if the queue is full.
+    pub fn send(&self, r: Record) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        match tx.try_send(r) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Closes the queue and waits until everything queued is written.
+    pub fn finish(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("store writer thread panicked");
+            }
+        }
+    }
+}
+
+fn run(
+    mut store: Store,
+    rx: Receiver<Record>,
+    c: Arc<WriterCounters>,
+    batch_interval: Duration,
+    prune_every: Duration,
+    retention: Retention,
+) {
+    let mut pending: Vec<Record> = Vec::new();
+    let mut last_prune = Instant::now();
+    let mut open = true;
+    while open || !pending.is_empty() {
+        // Gather for up to one batch interval, starting from the first record.
+        if open {
+            match rx.recv_timeout(batch_interval) {
+                Ok(r) => {
+                    pending.push(r);
+                    let until = Instant::now() + batch_interval;
+                    while let Some(left) = until.checked_duration_since(Instant::now()) {
+                        match rx.recv_timeout(left) {
+                            Ok(r) => pending.push(r),
+                            Err(RecvTimeoutError::Timeout) => break,
+                            Err(RecvTimeoutError::Disconnected) => {
+                                open = false;
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => open = false,
+            }
+        }
+        if !pending.is_empty() {
+            let started = Instant::now();
+            match store.write_batch(&pending) {
+                Ok(()) => {
+                    let us = started.elapsed().as_micros() as u64;
+                    c.records_written
+                        .fetch_add(pending.len() as u64, Ordering::Relaxed);
+                    c.batches.fetch_add(1, Ordering::Relaxed);
+                    c.last_commit_us.store(us, Ordering::Relaxed);
+                    c.max_commit_us.fetch_max(us, Ordering::Relaxed);
+                    pending.clear();
+                }
+                Err(e) => {
+                    c.write_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, pending = pending.len(), "store write failed; will retry");
+                    if pending.len() > MAX_PENDING {
+                        let excess = pending.len() - MAX_PENDING;
+                        pending.drain(..excess);
+                        c.dropped_after_errors
+                            .fetch_add(excess as u64, Ordering::Relaxed);
+                    }
+                    if !open {
+                        // Shutting down and the disk refuses: say so and stop retrying.
+                        tracing::error!(
+                            lost = pending.len(),
+                            "store writer stopping with unwritten records"
+                        );
+                        c.dropped_after_errors
+                            .fetch_add(pending.len() as u64, Ordering::Relaxed);
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
+        if last_prune.elapsed() >= prune_every {
+            last_prune = Instant::now();
+            match store.prune(now_ms(), retention) {
+                Ok(s) => {
+                    let n = (s.wave_chunks + s.vitals + s.events) as u64;
+                    c.pruned_rows.fetch_add(n, Ordering::Relaxed);
+                    if n > 0 {
+                        tracing::debug!(?s, "retention pruned rows");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "retention prune failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Schema migrations, tracked in SQLite's `user_version`. Each step runs once, in order, in a
+//! transaction; a database from a newer build is refused rather than guessed at.
+
+use crate::StoreError;
+use rusqlite::Connection;
+use std::path::Path;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the walking skeleton's ring buffer.
+    "CREATE TABLE vitals (
+        id     INTEGER PRIMARY KEY,
+        ts_ms  INTEGER NOT NULL,
+        device TEXT    NOT NULL,
+        bed    TEXT,
+        code   INTEGER NOT NULL,
+        unit   INTEGER NOT NULL,
+        value  REAL
+     );
+     CREATE INDEX vitals_device_code_ts ON vitals (device, code, ts_ms);
+     CREATE INDEX vitals_ts ON vitals (ts_ms);
+     CREATE TABLE wave_chunks (
+        id       INTEGER PRIMARY KEY,
+        device   TEXT    NOT NULL,
+        bed      TEXT,
+        channel  INTEGER NOT NULL,
+        t0_us    INTEGER NOT NULL,
+        rate_mhz INTEGER NOT NULL,
+        scale    REAL    NOT NULL,
+        offset   REAL    NOT NULL,
+        unit     INTEGER NOT NULL,
+        n        INTEGER NOT NULL,
+        samples  BLOB    NOT NULL
+     );
+     CREATE INDEX wave_device_channel_t0 ON wave_chunks (device, channel, t0_us);
+     CREATE INDEX wave_t0 ON wave_chunks (t0_us);
+     CREATE TABLE device_events (
+        id     INTEGER PRIMARY KEY,
+        ts_ms  INTEGER NOT NULL,
+        device TEXT    NOT NULL,
+        bed    TEXT,
+        kind   TEXT    NOT NULL,
+        detail TEXT    NOT NULL
+     );
+     CREATE INDEX device_events_ts ON device_events (ts_ms);",
+];
+
+pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let supported = MIGRATIONS.len() as i64;
+    if current > supported {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: current,
+            supported,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i as i64 + 1;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {version}; COMMIT;"
+        ))?;
+        tracing::info!(version, "store schema migrated");
+    }
+    Ok(())
+}
