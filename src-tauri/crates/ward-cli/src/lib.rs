@@ -153,6 +153,51 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
     }
 }
 
+/// Options the desktop binary accepts when started without a subcommand: the same station
+/// flags as `wardwatch run`.
+#[derive(Parser)]
+#[command(
+    name = "wardwatch-station",
+    version,
+    about = "Wardwatch central station window"
+)]
+struct GuiCli {
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Resolves the station config for the desktop binary from its arguments and environment.
+pub fn gui_config<I, T>(args: I) -> anyhow::Result<ward_core::Config>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = GuiCli::try_parse_from(args)?;
+    Ok(ward_core::Config::load(
+        cli.run.config.as_deref(),
+        overrides(&cli.run),
+    )?)
+}
+
+/// True when the arguments name a CLI subcommand, so the desktop binary should act as
+/// `wardwatch` instead of opening a window.
+pub fn is_cli_invocation(args: &[OsString]) -> bool {
+    matches!(
+        args.get(1).and_then(|a| a.to_str()),
+        Some(
+            "run"
+                | "sim"
+                | "check-config"
+                | "store-stats"
+                | "help"
+                | "--help"
+                | "-h"
+                | "--version"
+                | "-V"
+        )
+    )
+}
+
 /// Builds the override table that command-line flags lay over the config file.
 pub fn overrides(a: &RunArgs) -> toml::Table {
     let mut t = toml::Table::new();
