@@ -1,1 +1,19 @@
+//! System tests, one binary. Each module starts real stations (a `wardwatch` process or an
+//! in-process `ward_core::Station`) on 127.0.0.1 port 0 in a temp directory, and drives them
+//! with clients nobody here wrote: mosquitto_pub/sub (Debian), paho-mqtt (PyPI), rumqttc.
+//!
+//! - `ingest`: vitals from mosquitto_pub (3.1.1, 5.0) and paho-mqtt at QoS 0 and 1 reach SQLite
+//! - `broker`: subscriptions and wildcards through the embedded broker; last will
+//! - `simulated_ward`: 16 simulated beds for 30 s; every sample stored, no gaps
+//! - `bad_input`: garbage bytes, invalid UTF-8 topic, wrong JSON, NaN, 10 MB payload
+//! - `docs_examples`: every command in docs/topics.md against a live station
+//! - `cli`: config errors, the data-directory guard, the standalone simulator
 
+mod support;
+
+mod bad_input;
+mod broker;
+mod cli;
+mod docs_examples;
+mod ingest;
+mod simulated_ward;

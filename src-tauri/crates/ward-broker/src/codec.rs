@@ -183,6 +183,15 @@ pub fn decode(
     buf: &mut BytesMut,
     max_packet_size: usize,
 ) -> Result<Option<Inbound>, DecodeError> {
+    // Before CONNECT, the first byte alone tells garbage apart: refuse it now rather than
+    // wait for a "remaining length" that garbage may claim to be megabytes.
+    if proto.is_none() {
+        if let Some(&first) = buf.first() {
+            if first != 0x10 {
+                return Err(DecodeError::NotConnect(first >> 4));
+            }
+        }
+    }
     // Framing is the same in both versions; v4's `check` validates the fixed header and the
     // size limit before any of the body is read, so a 10 MB payload is refused from its header.
     let header = match rumqttc::mqttbytes::check(buf.iter(), max_packet_size) {
@@ -542,8 +551,12 @@ mod tests {
 
     #[test]
     fn refuses_garbage_oversize_and_wrong_first_packet() {
-        let mut garbage = BytesMut::from(&[0x00u8, 0x05, 1, 2, 3, 4, 5][..]);
-        assert!(decode(None, &mut garbage, 1024).is_err());
+        // Refused from the first byte, before any length is believed.
+        let mut garbage = BytesMut::from(&[0x00u8, 0xff][..]);
+        assert!(matches!(
+            decode(None, &mut garbage, 1024),
+            Err(DecodeError::NotConnect(0))
+        ));
         let mut ping = BytesMut::from(&[0xC0u8, 0x00][..]);
         assert!(matches!(
             decode(None, &mut ping, 1024),

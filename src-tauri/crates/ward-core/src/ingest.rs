@@ -1,6 +1,8 @@
 //! Ingest: turns broker messages into model values and hands them to the live view and the
-//! store writer. Bad input is counted by kind, logged with the device and the reason (at most
-//! once a second per kind, with the number suppressed), and dropped; it never stops ingest.
+//! store writer. Bad input is counted by kind, logged with the device and the reason, and
+//! dropped; it never stops ingest. Logging is limited to [`WARN_BURST`] lines per kind per
+//! [`WARN_WINDOW`] (then one line with the number suppressed), so a device stuck sending
+//! garbage at 25 Hz cannot flood the log, while occasional bad messages are each logged.
 
 use crate::live::LiveState;
 use crate::now_ms;
@@ -18,6 +20,9 @@ use ward_store::{Chunker, DeviceEvent, Record, VitalRow};
 /// Per-kind counters of what ingest accepted and refused.
 pub type IngestCounters = Arc<Mutex<BTreeMap<&'static str, u64>>>;
 
+const WARN_BURST: u64 = 10;
+const WARN_WINDOW: Duration = Duration::from_secs(10);
+
 /// Waveform chunks of a device that stopped sending are written after this much quiet.
 const IDLE_CHUNK_US: i64 = 1_500_000;
 
@@ -26,7 +31,8 @@ pub(crate) struct Ingest {
     pub writer: Arc<Writer>,
     pub counters: IngestCounters,
     chunker: Chunker,
-    last_warn: HashMap<&'static str, (Instant, u64)>,
+    /// Per kind: window start, lines logged in it, lines suppressed in it.
+    last_warn: HashMap<&'static str, (Instant, u64, u64)>,
 }
 
 impl Ingest {
@@ -50,15 +56,22 @@ impl Ingest {
         let kind = e.kind();
         self.count(kind);
         let now = Instant::now();
-        let entry = self
-            .last_warn
-            .entry(kind)
-            .or_insert((now - Duration::from_secs(2), 0));
-        if now.duration_since(entry.0) >= Duration::from_secs(1) {
-            tracing::warn!(topic = %topic.escape_debug(), kind, suppressed = entry.1, error = %e, "message refused");
-            *entry = (now, 0);
-        } else {
+        let entry = self.last_warn.entry(kind).or_insert((now, 0, 0));
+        if now.duration_since(entry.0) >= WARN_WINDOW {
+            if entry.2 > 0 {
+                tracing::warn!(
+                    kind,
+                    suppressed = entry.2,
+                    "further refusals of this kind were not logged"
+                );
+            }
+            *entry = (now, 0, 0);
+        }
+        if entry.1 < WARN_BURST {
             entry.1 += 1;
+            tracing::warn!(topic = %topic.escape_debug(), kind, error = %e, "message refused");
+        } else {
+            entry.2 += 1;
         }
     }
 

@@ -272,11 +272,31 @@ impl StationHandle {
     pub async fn shutdown(mut self) -> Option<ward_sim::SimStats> {
         let mut sim_stats = None;
         if let Some((stop, task)) = self.sim.take() {
+            let before = self
+                .broker
+                .as_ref()
+                .map(|b| b.metrics().connections_active)
+                .unwrap_or(0);
             let _ = stop.send(true);
             match task.await {
                 Ok(Ok(s)) => sim_stats = Some(s),
                 Ok(Err(e)) => tracing::error!(error = %e, "simulator ended with an error"),
                 Err(e) => tracing::error!(error = %e, "simulator task failed"),
+            }
+            // The simulated monitors have sent DISCONNECT; their connection tasks end only
+            // after routing every packet before it. Wait for that (bounded) so stopping the
+            // broker below cannot cut off what they already sent.
+            let target = before.saturating_sub(self.cfg.sim_beds as u64);
+            for _ in 0..250 {
+                let active = self
+                    .broker
+                    .as_ref()
+                    .map(|b| b.metrics().connections_active)
+                    .unwrap_or(0);
+                if active <= target {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
         }
         if let Some(b) = self.broker.take() {

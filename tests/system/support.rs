@@ -1,0 +1,174 @@
+//! Shared fixtures: a headless station process, an in-process station, real clients.
+//! Every station a test starts binds 127.0.0.1 port 0 and lives in its own temp directory;
+//! spawned stations get WARDWATCH_FORBID_DEFAULT_DATA_DIR so none can touch a real user's data.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const FORBID_ENV: &str = "WARDWATCH_FORBID_DEFAULT_DATA_DIR";
+
+/// A binary of this workspace, built next to the test binary (make test builds them first).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build it first (`cargo build -p ward-cli`; `make test` does)",
+        p.display()
+    );
+    p
+}
+
+/// Polls `f` until it returns Some or the deadline passes. Deadlines here are generous
+/// safety nets, not measurements: timings belong in `make bench`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let until = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub struct Headless {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let l = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            l.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+impl Headless {
+    /// Starts `wardwatch run` with a one-second summary and the given extra arguments.
+    pub fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(workspace_bin("wardwatch"))
+            .args([
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--summary-every",
+                "1",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .args(extra)
+            .env(FORBID_ENV, "1")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start wardwatch");
+        let stdout = collect(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
+        let runtime = dir.path().join("runtime.json");
+        let addr = wait_for("runtime.json", Duration::from_secs(20), || {
+            let text = std::fs::read_to_string(&runtime).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            v["broker"].as_str()?.parse().ok()
+        });
+        Self {
+            child,
+            dir,
+            addr,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("wardwatch.sqlite")
+    }
+
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// The newest summary counter line.
+    pub fn last_counters(&self) -> Option<String> {
+        self.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("clients "))
+            .cloned()
+    }
+
+    /// SIGTERM, then wait: the station shuts down in order and exits 0.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > until {
+                let _ = self.child.kill();
+                panic!("station did not stop within 20 s after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Headless {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn mosquitto_pub(addr: SocketAddr, args: &[&str]) -> Output {
+    Command::new("mosquitto_pub")
+        .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .args(args)
+        .output()
+        .expect("mosquitto_pub (Debian mosquitto-clients) must be installed; make test installs it")
+}
+
+/// The newest stored value of a device's vital, read through a separate read-only connection.
+pub fn stored_vital(db: &Path, device: &str, code: u32) -> Option<ward_store::VitalRow> {
+    let s = ward_store::Store::open_read_only(db).ok()?;
+    s.latest_vital(device, code).ok().flatten()
+}
+
+pub fn vitals_json(code: u32, value: f64, unit: u32) -> String {
+    format!(r#"{{"obs":[{{"code":{code},"value":{value},"unit":{unit}}}]}}"#)
+}
+
+/// A config for an in-process station in `dir`, on a free port.
+pub fn config(dir: &Path, sim_beds: u64) -> ward_core::Config {
+    let text = format!(
+        "[station]\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\n[sim]\nbeds = {sim_beds}\n[store]\nbatch_ms = 50\n",
+        dir.display().to_string()
+    );
+    let path = dir.join("station.toml");
+    std::fs::write(&path, text).unwrap();
+    ward_core::Config::load(Some(&path), toml::Table::new()).unwrap()
+}
