@@ -1,0 +1,104 @@
+# Wardwatch. Two commands matter: `make run` and `make test`. Each installs what it needs
+# (Debian/Ubuntu packages via apt-get when missing, npm packages, the UI build, a Python venv
+# for the interop and window tests) and is safe to run again.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+export CARGO_TERM_COLOR ?= never
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+VENV := .venv
+PY := $(CURDIR)/$(VENV)/bin/python
+
+# Build: Tauri 2 on Linux links WebKitGTK 4.1 and GTK 3; ALSA for the alarm tones to come.
+APT_BUILD := build-essential pkg-config libwebkit2gtk-4.1-dev libasound2-dev
+# Run and test: clients nobody here wrote, the virtual display, the WebDriver for the window.
+APT_TEST := mosquitto-clients xvfb xauth x11-utils webkit2gtk-driver python3-venv
+APT_NODE := nodejs npm
+
+.PHONY: help deps deps-apt deps-node deps-py deps-tools ui build run test lint test-rust test-ui test-e2e check-core package clean
+
+help:
+	@echo "make run      start the station with a simulated 16-bed ward (window if a display, else headless)"
+	@echo "make test     every test: lint, Rust unit and system tests, UI unit tests, end-to-end window test"
+	@echo "make package  build the .deb with the Tauri bundler (target/release/bundle/deb)"
+
+# Install only what is missing, so a machine that has everything never calls apt-get.
+deps-apt:
+	@missing=""; \
+	for p in $(APT_BUILD) $(APT_TEST); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing $(APT_NODE)"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -q; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+ui/node_modules/.stamp: ui/package.json ui/package-lock.json
+	cd ui && npm ci --no-audit --no-fund
+	touch $@
+
+deps-node: deps-apt ui/node_modules/.stamp
+
+$(VENV)/.stamp: tests/py/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r tests/py/requirements.txt
+	touch $@
+
+deps-py: deps-apt $(VENV)/.stamp
+
+# tauri-driver drives the real window through WebKitWebDriver. Pinned to 2.x: the newest on
+# crates.io is a 3.0 alpha.
+deps-tools:
+	@command -v tauri-driver >/dev/null || cargo install --locked tauri-driver --version '^2'
+
+deps: deps-apt deps-node deps-py deps-tools
+
+ui: deps-node
+	cd ui && npm run build
+
+# The desktop binary embeds ui/dist, so the UI is built first.
+build: ui
+	cargo build --workspace --all-targets
+
+run: deps-apt ui
+	cargo build -p wardwatch-app -p ward-cli
+	@if [ -n "$${DISPLAY:-}" ] && xdpyinfo >/dev/null 2>&1; then \
+	  echo "Opening the station window (broker on 127.0.0.1:1883, 16 simulated beds)"; \
+	  exec target/debug/wardwatch-station --sim-beds 16; \
+	else \
+	  echo "No display: running headless (broker on 127.0.0.1:1883, 16 simulated beds). Ctrl-C stops."; \
+	  exec target/debug/wardwatch run --sim-beds 16; \
+	fi
+
+lint: ui
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cd ui && npm run typecheck
+
+check-core:
+	scripts/check-core-no-tauri.sh
+
+test-ui: deps-node
+	cd ui && npm test
+
+test-rust: build deps-py
+	WARDWATCH_PYTHON=$(PY) cargo test --workspace
+
+test-e2e: build deps-py deps-tools
+	$(PY) -m pytest -v tests/e2e
+
+test: deps lint check-core test-ui test-rust test-e2e
+	@echo "make test: all suites passed"
+
+package: deps-apt ui
+	cd src-tauri && ../ui/node_modules/.bin/tauri build --bundles deb
+	@ls -1 target/release/bundle/deb/*.deb
+
+clean:
+	cargo clean
+	rm -rf ui/dist ui/node_modules $(VENV) test-artifacts
