@@ -1,3 +1,6 @@
+// In tests an unwrap is an assertion: a failure there should fail the test loudly.
+#![allow(clippy::unwrap_used)]
+
 //! System tests, one binary. Each module starts real stations (a `wardwatch` process or an
 //! in-process `ward_core::Station`) on 127.0.0.1 port 0 in a temp directory, and drives them
 //! with clients nobody here wrote: mosquitto_pub/sub (Debian), paho-mqtt (PyPI), rumqttc.

@@ -128,6 +128,12 @@ struct RuntimeInfo<'a> {
 
 pub struct Station;
 
+/// The simulated ward started with the station: its stop signal and its task.
+type SimRun = (
+    watch::Sender<bool>,
+    JoinHandle<Result<ward_sim::SimStats, ward_sim::SimError>>,
+);
+
 pub struct StationHandle {
     cfg: Config,
     broker: Option<ward_broker::BrokerHandle>,
@@ -137,10 +143,7 @@ pub struct StationHandle {
     counters: ingest::IngestCounters,
     ingest_stop: watch::Sender<bool>,
     ingest: Option<JoinHandle<()>>,
-    sim: Option<(
-        watch::Sender<bool>,
-        JoinHandle<Result<ward_sim::SimStats, ward_sim::SimError>>,
-    )>,
+    sim: Option<SimRun>,
 }
 
 /// Capacity of the in-process queue from broker to ingest. QoS 1/2 publishers wait when it

@@ -188,19 +188,23 @@ impl Store {
             .saturating_sub(keep.waveforms.as_millis() as i64)
             .saturating_mul(1000);
         let vitals_cut_ms = now_ms.saturating_sub(keep.vitals.as_millis() as i64);
-        let mut stats = PruneStats::default();
-        stats.wave_chunks = self.delete_in_slices(
+        let wave_chunks = self.delete_in_slices(
             "DELETE FROM wave_chunks WHERE id IN (SELECT id FROM wave_chunks WHERE t0_us < ?1 LIMIT 5000)",
             wave_cut_us,
         )?;
-        stats.vitals = self.delete_in_slices(
+        let vitals = self.delete_in_slices(
             "DELETE FROM vitals WHERE id IN (SELECT id FROM vitals WHERE ts_ms < ?1 LIMIT 5000)",
             vitals_cut_ms,
         )?;
-        stats.events = self.delete_in_slices(
+        let events = self.delete_in_slices(
             "DELETE FROM device_events WHERE id IN (SELECT id FROM device_events WHERE ts_ms < ?1 LIMIT 5000)",
             vitals_cut_ms,
         )?;
+        let stats = PruneStats {
+            wave_chunks,
+            vitals,
+            events,
+        };
         Ok(stats)
     }
 
