@@ -98,7 +98,7 @@ pub(crate) struct Metrics {
     pub connect_timeouts: AtomicU64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct MetricsSnapshot {
     pub connections_total: u64,
     pub connections_active: u64,

@@ -63,46 +63,10 @@ pub fn now_ms() -> i64 {
 /// Everything the station counts, for the window, the summary and tests.
 #[derive(Debug, Clone, Serialize)]
 pub struct StationMetrics {
-    pub broker: BrokerMetrics,
+    pub broker: ward_broker::MetricsSnapshot,
     /// Accepted messages by topic kind, refused ones by reason (bad_json, bad_wave, ...).
     pub ingest: BTreeMap<String, u64>,
     pub store: StoreMetrics,
-}
-
-/// The broker's counters, mirrored here so the broker crate needs no serde.
-#[derive(Debug, Clone, Serialize)]
-pub struct BrokerMetrics {
-    pub connections_total: u64,
-    pub connections_active: u64,
-    pub connections_refused: u64,
-    pub messages_in: u64,
-    pub messages_out: u64,
-    pub messages_dropped: u64,
-    pub malformed_packets: u64,
-    pub packets_too_large: u64,
-    pub invalid_topics: u64,
-    pub protocol_errors: u64,
-    pub keepalive_timeouts: u64,
-    pub connect_timeouts: u64,
-}
-
-impl From<ward_broker::MetricsSnapshot> for BrokerMetrics {
-    fn from(m: ward_broker::MetricsSnapshot) -> Self {
-        Self {
-            connections_total: m.connections_total,
-            connections_active: m.connections_active,
-            connections_refused: m.connections_refused,
-            messages_in: m.messages_in,
-            messages_out: m.messages_out,
-            messages_dropped: m.messages_dropped,
-            malformed_packets: m.malformed_packets,
-            packets_too_large: m.packets_too_large,
-            invalid_topics: m.invalid_topics,
-            protocol_errors: m.protocol_errors,
-            keepalive_timeouts: m.keepalive_timeouts,
-            connect_timeouts: m.connect_timeouts,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -240,7 +204,7 @@ impl StationHandle {
             .map(|c| c.iter().map(|(k, v)| (k.to_string(), *v)).collect())
             .unwrap_or_default();
         StationMetrics {
-            broker: broker.into(),
+            broker,
             ingest,
             store: self.writer.counters.snapshot(),
         }

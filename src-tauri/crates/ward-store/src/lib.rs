@@ -88,6 +88,18 @@ pub struct Counts {
     pub events: u64,
 }
 
+/// Maps `SELECT ts_ms, device, bed, code, unit, value` to a row.
+fn vital_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VitalRow> {
+    Ok(VitalRow {
+        ts_ms: r.get(0)?,
+        device: r.get(1)?,
+        bed: r.get(2)?,
+        code: r.get(3)?,
+        unit: r.get(4)?,
+        value: r.get(5)?,
+    })
+}
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -237,16 +249,7 @@ impl Store {
             "SELECT ts_ms, device, bed, code, unit, value FROM vitals
              WHERE device = ?1 AND code = ?2 ORDER BY ts_ms, id",
         )?;
-        let rows = st.query_map(params![device, code], |r| {
-            Ok(VitalRow {
-                ts_ms: r.get(0)?,
-                device: r.get(1)?,
-                bed: r.get(2)?,
-                code: r.get(3)?,
-                unit: r.get(4)?,
-                value: r.get(5)?,
-            })
-        })?;
+        let rows = st.query_map(params![device, code], vital_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -258,16 +261,7 @@ impl Store {
                 "SELECT ts_ms, device, bed, code, unit, value FROM vitals
                  WHERE device = ?1 AND code = ?2 ORDER BY ts_ms DESC, id DESC LIMIT 1",
                 params![device, code],
-                |r| {
-                    Ok(VitalRow {
-                        ts_ms: r.get(0)?,
-                        device: r.get(1)?,
-                        bed: r.get(2)?,
-                        code: r.get(3)?,
-                        unit: r.get(4)?,
-                        value: r.get(5)?,
-                    })
-                },
+                vital_row,
             )
             .optional()?)
     }
