@@ -38,8 +38,11 @@ deps-apt:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
+# `npm install`, not `npm ci`: the npm 11 here records no entries for other platforms'
+# optional packages (rollup, tauri-cli binaries) and its `npm ci` then rejects its own
+# lockfile. `npm install` still installs the locked versions.
 ui/node_modules/.stamp: ui/package.json ui/package-lock.json
-	cd ui && npm ci --no-audit --no-fund
+	cd ui && npm install --no-audit --no-fund
 	touch $@
 
 deps-node: deps-apt ui/node_modules/.stamp
