@@ -79,30 +79,51 @@ def driver(xvfb, station_config):
     port, native_port = free_port(), free_port()
     cfg, _ = station_config
     env = dict(os.environ, DISPLAY=xvfb, WARDWATCH_CONFIG=str(cfg), WARDWATCH_FORBID_DEFAULT_DATA_DIR="1")
+    log = open(tmp_path_log(station_config), "wb")
     td = subprocess.Popen(
         [tauri_driver, "--port", str(port), "--native-port", str(native_port)],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
 
-    def listening():
-        assert td.poll() is None, "tauri-driver exited"
+    def listening(p):
+        assert td.poll() is None, "tauri-driver exited: " + driver_log(station_config)
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection(("127.0.0.1", p), timeout=0.5):
                 return True
         except OSError:
             return False
 
-    wait_until("tauri-driver", 30, listening)
+    # tauri-driver proxies to WebKitWebDriver on the native port; a session request made
+    # before both listen is dropped without a response.
+    wait_until("tauri-driver", 30, lambda: listening(port))
+    wait_until("WebKitWebDriver", 30, lambda: listening(native_port))
     opts = ArgOptions()
     opts.set_capability("browserName", "wry")
     opts.set_capability("tauri:options", {"application": str(APP)})
-    drv = webdriver.Remote(command_executor=f"http://127.0.0.1:{port}", options=opts)
+    try:
+        drv = webdriver.Remote(command_executor=f"http://127.0.0.1:{port}", options=opts)
+    except Exception:
+        td.terminate()
+        print(driver_log(station_config))
+        raise
     yield drv
     drv.quit()
     td.terminate()
     td.wait(timeout=10)
+    log.close()
+
+
+def tmp_path_log(station_config):
+    return station_config[0].parent / "tauri-driver.log"
+
+
+def driver_log(station_config):
+    try:
+        return tmp_path_log(station_config).read_text(errors="replace")
+    except OSError:
+        return "(no tauri-driver log)"
 
 
 def text_of(drv, testid):
@@ -124,12 +145,12 @@ def test_published_heart_rate_shows_on_its_bed_tile(driver, station_config):
     assert text_of(driver, "state-bed-05") == "Online"
     # The simulated beds stream too: numerics filled, live ECG drawn on the canvas.
     wait_until("simulated numerics", 20, lambda: (text_of(driver, "hr-bed-01") or "--") != "--")
-    drawn = driver.execute_script(
+    count_trace_pixels = (
         "const c = document.getElementById('traces');"
         "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
         "let n = 0; for (let i = 1; i < d.length; i += 4) if (d[i] > 100) n++; return n;"
     )
-    assert drawn > 500, f"only {drawn} trace pixels on the canvas"
+    wait_until("ECG traces on the canvas", 20, lambda: driver.execute_script(count_trace_pixels) > 500)
     time.sleep(1.5)  # let the sweep cover more of the tile for a readable artifact
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "e2e-window.png"
