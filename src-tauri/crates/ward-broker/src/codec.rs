@@ -489,17 +489,22 @@ fn encode_v5(pkt: Outbound, out: &mut BytesMut) -> Result<(), EncodeError> {
         }),
         Outbound::PingResp => v5::Packet::PingResp(v5::PingResp),
         Outbound::Disconnect(reason) => {
-            use v5::DisconnectReasonCode as R;
-            v5::Packet::Disconnect(v5::Disconnect::new(match reason {
-                DisconnectReason::MalformedPacket => R::MalformedPacket,
-                DisconnectReason::ProtocolError => R::ProtocolError,
-                DisconnectReason::KeepAliveTimeout => R::KeepAliveTimeout,
-                DisconnectReason::SessionTakenOver => R::SessionTakenOver,
-                DisconnectReason::TopicNameInvalid => R::TopicNameInvalid,
-                DisconnectReason::TopicAliasInvalid => R::TopicAliasInvalid,
-                DisconnectReason::PacketTooLarge => R::PacketTooLarge,
-                DisconnectReason::ServerShuttingDown => R::ServerShuttingDown,
-            }))
+            // Written by hand: rumqttc 0.25's v5 DISCONNECT encoder declares a remaining length
+            // of 1 and then writes 2 bytes (reason + property length), leaving a stray byte on
+            // the wire. Remaining length 2 with an explicit empty property list is valid MQTT 5
+            // and, unlike the 1-byte form, readable by rumqttc-based clients too.
+            let code = match reason {
+                DisconnectReason::MalformedPacket => 0x81,
+                DisconnectReason::ProtocolError => 0x82,
+                DisconnectReason::KeepAliveTimeout => 0x8D,
+                DisconnectReason::SessionTakenOver => 0x8E,
+                DisconnectReason::TopicNameInvalid => 0x90,
+                DisconnectReason::TopicAliasInvalid => 0x94,
+                DisconnectReason::PacketTooLarge => 0x95,
+                DisconnectReason::ServerShuttingDown => 0x8B,
+            };
+            out.extend_from_slice(&[0xE0, 0x02, code, 0x00]);
+            return Ok(());
         }
     };
     packet
@@ -582,6 +587,31 @@ mod tests {
             decode(Some(Proto::V4), &mut buf, 1024),
             Err(DecodeError::TopicNotUtf8)
         ));
+    }
+
+    #[test]
+    fn server_disconnect_has_no_stray_bytes_and_is_readable() {
+        let mut out = BytesMut::new();
+        encode(
+            Proto::V5,
+            Outbound::Disconnect(DisconnectReason::KeepAliveTimeout),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(&out[..], &[0xE0, 0x02, 0x8D, 0x00]);
+        let back = v5::Packet::read(&mut out, None).unwrap();
+        assert!(
+            matches!(back, v5::Packet::Disconnect(d) if d.reason_code == v5::DisconnectReasonCode::KeepAliveTimeout)
+        );
+        assert!(out.is_empty(), "no stray bytes");
+        let mut v4 = BytesMut::new();
+        encode(
+            Proto::V4,
+            Outbound::Disconnect(DisconnectReason::KeepAliveTimeout),
+            &mut v4,
+        )
+        .unwrap();
+        assert!(v4.is_empty(), "3.1.1 has no server DISCONNECT");
     }
 
     #[test]
