@@ -5,6 +5,27 @@ use std::time::{Duration, Instant};
 const HR: u32 = 147_842;
 const BPM: u32 = 264_864;
 
+/// Asserts the publisher succeeded and its HR value reached the store with code and unit.
+fn assert_stored(st: &Headless, device: &str, out: std::process::Output, hr: f64) {
+    assert!(
+        out.status.success(),
+        "{device}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = wait_for(device, Duration::from_secs(10), || {
+        stored_vital(&st.db(), device, HR)
+    });
+    assert_eq!(
+        (row.code, row.unit, row.value),
+        (HR, BPM, Some(hr)),
+        "{device}"
+    );
+    assert_eq!(
+        row.bed, None,
+        "an unassigned device is stored without a bed"
+    );
+}
+
 #[test]
 fn mosquitto_pub_vitals_reach_the_store_for_both_versions_and_qos_0_and_1() {
     let st = Headless::start(&[]);
@@ -29,26 +50,11 @@ fn mosquitto_pub_vitals_reach_the_store_for_both_versions_and_qos_0_and_1() {
                 &vitals_json(HR, hr, BPM),
             ],
         );
-        assert!(
-            out.status.success(),
-            "{device}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let row = wait_for(&device, Duration::from_secs(10), || {
-            stored_vital(&st.db(), &device, HR)
-        });
+        assert_stored(&st, &device, out, hr);
+        // A figure for the issue note, not an assertion: timings belong in benchmarks.
         eprintln!(
             "{device}: in the store {:?} after publishing",
             started.elapsed()
-        );
-        assert_eq!(
-            (row.code, row.unit, row.value),
-            (HR, BPM, Some(hr)),
-            "{device}"
-        );
-        assert_eq!(
-            row.bed, None,
-            "an unassigned device is stored without a bed"
         );
     }
     assert!(st.stop().success());
@@ -80,19 +86,7 @@ fn paho_mqtt_vitals_reach_the_store_for_both_versions_and_qos_0_and_1() {
             .arg(vitals_json(HR, hr, BPM))
             .output()
             .expect("run paho_publish.py");
-        assert!(
-            out.status.success(),
-            "{device}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let row = wait_for(&device, Duration::from_secs(10), || {
-            stored_vital(&st.db(), &device, HR)
-        });
-        assert_eq!(
-            (row.code, row.unit, row.value),
-            (HR, BPM, Some(hr)),
-            "{device}"
-        );
+        assert_stored(&st, &device, out, hr);
     }
     assert!(st.stop().success());
 }

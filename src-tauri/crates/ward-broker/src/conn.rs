@@ -154,61 +154,76 @@ async fn serve(
     };
     let will = info.will;
 
+    // A client may send packets right behind CONNECT without waiting for CONNACK; whatever
+    // arrived in the same read is already in `buf` and is handled now, not after a next read
+    // that may never come if the client then closes.
+    let mut early = match conn.drain_packets(&mut buf).await {
+        Flow::Continue => None,
+        Flow::Close(end) => Some(end),
+    };
+    if conn.flush().await.is_err() && early.is_none() {
+        early = Some(End::Abnormal);
+    }
+
     let keep_alive =
         (info.keep_alive > 0).then(|| Duration::from_millis(info.keep_alive as u64 * 1500));
     let far = Duration::from_secs(365 * 24 * 3600);
     let mut deadline = Instant::now() + keep_alive.unwrap_or(far);
 
-    let end = loop {
-        tokio::select! {
-            read = rd.read_buf(&mut buf) => {
-                match read {
-                    Ok(0) => break End::Abnormal,
-                    Err(e) => {
-                        tracing::debug!(peer = %conn.peer, error = %e, "read failed");
+    let end = if let Some(end) = early {
+        end
+    } else {
+        loop {
+            tokio::select! {
+                read = rd.read_buf(&mut buf) => {
+                    match read {
+                        Ok(0) => break End::Abnormal,
+                        Err(e) => {
+                            tracing::debug!(peer = %conn.peer, error = %e, "read failed");
+                            break End::Abnormal;
+                        }
+                        Ok(_) => {}
+                    }
+                    deadline = Instant::now() + keep_alive.unwrap_or(far);
+                    match conn.drain_packets(&mut buf).await {
+                        Flow::Continue => {}
+                        Flow::Close(end) => {
+                            let _ = conn.flush().await;
+                            break end;
+                        }
+                    }
+                    if conn.flush().await.is_err() {
                         break End::Abnormal;
                     }
-                    Ok(_) => {}
                 }
-                deadline = Instant::now() + keep_alive.unwrap_or(far);
-                match conn.drain_packets(&mut buf).await {
-                    Flow::Continue => {}
-                    Flow::Close(end) => {
-                        let _ = conn.flush().await;
-                        break end;
+                Some(first) = rx.recv() => {
+                    conn.deliver(first);
+                    // Batch whatever else is queued into one write.
+                    for _ in 0..256 {
+                        match rx.try_recv() {
+                            Ok(m) => conn.deliver(m),
+                            Err(_) => break,
+                        }
+                    }
+                    if conn.flush().await.is_err() {
+                        break End::Abnormal;
                     }
                 }
-                if conn.flush().await.is_err() {
+                _ = tokio::time::sleep_until(deadline), if keep_alive.is_some() => {
+                    bump(&shared.metrics.keepalive_timeouts);
+                    tracing::info!(peer = %conn.peer, client = %conn.client_id, "closed: keep-alive expired");
+                    conn.send_disconnect(DisconnectReason::KeepAliveTimeout).await;
                     break End::Abnormal;
                 }
-            }
-            Some(first) = rx.recv() => {
-                conn.deliver(first);
-                // Batch whatever else is queued into one write.
-                for _ in 0..256 {
-                    match rx.try_recv() {
-                        Ok(m) => conn.deliver(m),
-                        Err(_) => break,
-                    }
-                }
-                if conn.flush().await.is_err() {
+                _ = kill.notified() => {
+                    tracing::info!(peer = %conn.peer, client = %conn.client_id, "closed: client id taken over by a new connection");
+                    conn.send_disconnect(DisconnectReason::SessionTakenOver).await;
                     break End::Abnormal;
                 }
-            }
-            _ = tokio::time::sleep_until(deadline), if keep_alive.is_some() => {
-                bump(&shared.metrics.keepalive_timeouts);
-                tracing::info!(peer = %conn.peer, client = %conn.client_id, "closed: keep-alive expired");
-                conn.send_disconnect(DisconnectReason::KeepAliveTimeout).await;
-                break End::Abnormal;
-            }
-            _ = kill.notified() => {
-                tracing::info!(peer = %conn.peer, client = %conn.client_id, "closed: client id taken over by a new connection");
-                conn.send_disconnect(DisconnectReason::SessionTakenOver).await;
-                break End::Abnormal;
-            }
-            _ = stop.changed() => {
-                conn.send_disconnect(DisconnectReason::ServerShuttingDown).await;
-                break End::Clean;
+                _ = stop.changed() => {
+                    conn.send_disconnect(DisconnectReason::ServerShuttingDown).await;
+                    break End::Clean;
+                }
             }
         }
     };

@@ -233,3 +233,31 @@ async fn a_topic_alias_is_a_protocol_error_because_none_is_advertised() {
         .await;
     assert_eq!(b.metrics().protocol_errors, 1);
 }
+
+#[tokio::test]
+async fn packets_pipelined_behind_connect_are_handled_before_the_client_closes() {
+    let b = broker(BrokerConfig::default()).await;
+    let mut rx = b.subscribe_local("ward/#", 16).unwrap();
+    // CONNECT, PUBLISH and DISCONNECT in one write, without waiting for CONNACK.
+    let mut out = BytesMut::new();
+    let connect = Connect {
+        keep_alive: 30,
+        client_id: "eager".into(),
+        clean_start: true,
+        properties: None,
+    };
+    Packet::Connect(connect, None, None)
+        .write(&mut out, None)
+        .unwrap();
+    Packet::Publish(Publish::new("ward/eager", QoS::AtMostOnce, "hi", None))
+        .write(&mut out, None)
+        .unwrap();
+    out.extend_from_slice(&[0xE0, 0x00]);
+    let mut s = TcpStream::connect(b.local_addr()).await.unwrap();
+    s.write_all(&out).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got.payload[..], b"hi");
+}
