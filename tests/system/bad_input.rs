@@ -92,32 +92,22 @@ fn bad_input_of_every_kind_is_counted_logged_and_survived() {
     std::fs::write(&big, vec![b'x'; 10 * 1024 * 1024]).unwrap();
     // MQTT 5 clients learn the limit from CONNACK and refuse locally; a 3.1.1 client cannot
     // know it, sends, and is cut off by the broker from the packet's header.
-    let _ = mosquitto_pub(
-        st.addr,
-        &[
+    let big_publish = |version: &str| {
+        let args = [
             "-V",
-            "mqttv5",
+            version,
             "-q",
             "1",
             "-t",
             "ward/v1/dev/good-1/vitals",
             "-f",
-            big.to_str().unwrap(),
-        ],
-    );
-    let out = mosquitto_pub(
-        st.addr,
-        &[
-            "-V",
-            "mqttv311",
-            "-q",
-            "1",
-            "-t",
-            "ward/v1/dev/good-1/vitals",
-            "-f",
-            big.to_str().unwrap(),
-        ],
-    );
+        ];
+        let mut cmd: Vec<&str> = args.to_vec();
+        cmd.push(big.to_str().unwrap());
+        mosquitto_pub(st.addr, &cmd)
+    };
+    let _ = big_publish("mqttv5");
+    let out = big_publish("mqttv311");
     assert!(
         !out.status.success(),
         "a 10 MB publish must not be acknowledged"
