@@ -26,6 +26,15 @@ const WARN_WINDOW: Duration = Duration::from_secs(10);
 /// Waveform chunks of a device that stopped sending are written after this much quiet.
 const IDLE_CHUNK_US: i64 = 1_500_000;
 
+/// A payload that passed the contract, by topic kind.
+enum Parsed {
+    Vitals(VitalsMessage),
+    Wave(WavePacket),
+    Status(Status),
+    Heartbeat,
+    Alarm(DeviceAlarm),
+}
+
 pub(crate) struct Ingest {
     pub live: Arc<Mutex<LiveState>>,
     pub writer: Arc<Writer>,
@@ -105,20 +114,45 @@ impl Ingest {
             Ok(t) => t,
             Err(e) => return self.refuse(&m.topic, &e),
         };
+        let parsed = match topic.kind {
+            TopicKind::Vitals => VitalsMessage::parse(&m.payload).map(Parsed::Vitals),
+            TopicKind::Wave => WavePacket::parse(&m.payload).map(Parsed::Wave),
+            TopicKind::Status => Status::parse(&m.payload).map(Parsed::Status),
+            TopicKind::Heartbeat => Heartbeat::parse(&m.payload).map(|_| Parsed::Heartbeat),
+            TopicKind::Alarm => DeviceAlarm::parse(&m.payload).map(Parsed::Alarm),
+        };
+        let parsed = match parsed {
+            Ok(p) => p,
+            Err(e) => return self.refuse(&m.topic, &e),
+        };
+        self.count(topic.kind.as_str());
         let device = topic.device.as_str();
         let now = now_ms();
-        let bed = self
-            .live
-            .lock()
-            .ok()
-            .and_then(|l| l.bed_of(device).map(|b| b.id.to_string()));
-        let result: Result<(), ModelError> = match topic.kind {
-            TopicKind::Vitals => VitalsMessage::parse(&m.payload).map(|v| {
-                let ts = v.ts_ms.unwrap_or(now);
-                if let Ok(mut l) = self.live.lock() {
-                    l.seen(device, now);
-                    l.vitals(device, &v.obs, ts);
+
+        // One lock per message: the bed lookup and the live update together. A poisoned lock
+        // costs the live view, never the record: the data is still stored, without its bed.
+        let bed = match self.live.lock() {
+            Ok(mut l) => {
+                match &parsed {
+                    Parsed::Status(s) => l.status(device, s.state, now),
+                    other => {
+                        l.seen(device, now);
+                        match other {
+                            Parsed::Vitals(v) => l.vitals(device, &v.obs, v.ts_ms.unwrap_or(now)),
+                            Parsed::Wave(p) => l.wave(device, p),
+                            Parsed::Alarm(a) => l.device_alarm(device, a, now),
+                            Parsed::Status(_) | Parsed::Heartbeat => {}
+                        }
+                    }
                 }
+                l.bed_of(device).map(|b| b.id.to_string())
+            }
+            Err(_) => None,
+        };
+
+        match parsed {
+            Parsed::Vitals(v) => {
+                let ts = v.ts_ms.unwrap_or(now);
                 for o in v.obs {
                     self.writer.send(Record::Vital(VitalRow {
                         ts_ms: ts,
@@ -129,38 +163,15 @@ impl Ingest {
                         value: o.value,
                     }));
                 }
-            }),
-            TopicKind::Wave => WavePacket::parse(&m.payload).map(|p| {
-                if let Ok(mut l) = self.live.lock() {
-                    l.seen(device, now);
-                    l.wave(device, &p);
-                }
+            }
+            Parsed::Wave(p) => {
                 for c in self.chunker.push(device, bed.as_deref(), &p) {
                     self.writer.send(Record::Wave(c));
                 }
-            }),
-            TopicKind::Status => Status::parse(&m.payload).map(|s| {
-                if let Ok(mut l) = self.live.lock() {
-                    l.status(device, s.state, now);
-                }
-                self.event(now, device, &bed, "status", &m.payload);
-            }),
-            TopicKind::Heartbeat => Heartbeat::parse(&m.payload).map(|_| {
-                if let Ok(mut l) = self.live.lock() {
-                    l.seen(device, now);
-                }
-            }),
-            TopicKind::Alarm => DeviceAlarm::parse(&m.payload).map(|a| {
-                if let Ok(mut l) = self.live.lock() {
-                    l.seen(device, now);
-                    l.device_alarm(device, &a, now);
-                }
-                self.event(now, device, &bed, "device_alarm", &m.payload);
-            }),
-        };
-        match result {
-            Ok(()) => self.count(topic.kind.as_str()),
-            Err(e) => self.refuse(&m.topic, &e),
+            }
+            Parsed::Status(_) => self.event(now, device, &bed, "status", &m.payload),
+            Parsed::Alarm(_) => self.event(now, device, &bed, "device_alarm", &m.payload),
+            Parsed::Heartbeat => {}
         }
     }
 
