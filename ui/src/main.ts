@@ -57,12 +57,11 @@ const ECG_BOTTOM_MV = -0.6;
 const ERASE_GAP = 10;
 
 interface Tile {
-  bed: BedView;
   root: HTMLElement;
   trace: HTMLElement;
   fields: Record<"state" | "seen" | "hr" | "spo2" | "rr" | "nibp" | "temp" | "alarm", HTMLElement>;
   ecg: SweepTrace | null;
-  rect: { x: number; y: number; w: number; h: number };
+  rect: { x: number; y: number; h: number };
 }
 
 const grid = must<HTMLElement>("grid");
@@ -123,12 +122,11 @@ function buildTile(bed: BedView): Tile {
   root.append(head, body, alarm);
   grid.append(root);
   return {
-    bed,
     root,
     trace,
     fields: { state, seen, hr, spo2, rr, nibp, temp, alarm },
     ecg: null,
-    rect: { x: 0, y: 0, w: 0, h: 0 },
+    rect: { x: 0, y: 0, h: 0 },
   };
 }
 
@@ -137,7 +135,6 @@ function setText(e: HTMLElement, text: string): void {
 }
 
 function updateTile(t: Tile, bed: BedView, nowMs: number): void {
-  t.bed = bed;
   t.root.dataset["connection"] = bed.connection;
   setText(t.fields.state, connectionLabel(bed.connection));
   setText(t.fields.seen, formatLastSeen(nowMs, bed.last_seen_ms));
@@ -168,7 +165,6 @@ function layout(): void {
     t.rect = {
       x: Math.round(r.left - origin.left),
       y: Math.round(r.top - origin.top),
-      w: Math.floor(r.width),
       h: Math.floor(r.height),
     };
     t.ecg = new SweepTrace({

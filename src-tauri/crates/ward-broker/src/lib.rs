@@ -251,18 +251,6 @@ impl BrokerHandle {
         Ok(rx)
     }
 
-    /// Publishes from inside the station (e.g. station status) to every matching subscriber.
-    pub async fn publish_local(&self, topic: &str, payload: Bytes, qos: Qos) {
-        self.shared
-            .route(Message {
-                topic: Arc::from(topic),
-                payload,
-                qos,
-                client_id: Arc::from(""),
-            })
-            .await;
-    }
-
     pub fn metrics(&self) -> MetricsSnapshot {
         self.shared.metrics.snapshot()
     }

@@ -168,10 +168,6 @@ impl StationHandle {
         self.broker_addr
     }
 
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
     fn write_runtime_file(&self) {
         let info = RuntimeInfo {
             pid: std::process::id(),

@@ -70,7 +70,6 @@ pub fn device_id(prefix: &str, bed: usize) -> String {
 pub struct SimStats {
     /// (device, channel code) -> samples handed to the MQTT client.
     pub samples: BTreeMap<(String, u32), u64>,
-    pub packets: BTreeMap<(String, u32), u64>,
     pub vitals_messages: BTreeMap<String, u64>,
 }
 
@@ -238,7 +237,6 @@ impl Monitor {
                     {
                         if let Ok(mut s) = self.stats.lock() {
                             *s.samples.entry((self.id.clone(), p.channel)).or_default() += n;
-                            *s.packets.entry((self.id.clone(), p.channel)).or_default() += 1;
                         }
                     }
                 }

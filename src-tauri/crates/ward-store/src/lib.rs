@@ -102,7 +102,6 @@ fn vital_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VitalRow> {
 
 pub struct Store {
     conn: Connection,
-    path: PathBuf,
 }
 
 impl Store {
@@ -120,10 +119,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(Duration::from_secs(5))?;
         schema::migrate(&conn, path)?;
-        Ok(Self {
-            conn,
-            path: path.to_path_buf(),
-        })
+        Ok(Self { conn })
     }
 
     /// Opens an existing database read-only (review, tests, the CLI).
@@ -137,14 +133,7 @@ impl Store {
             source,
         })?;
         conn.busy_timeout(Duration::from_secs(5))?;
-        Ok(Self {
-            conn,
-            path: path.to_path_buf(),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Self { conn })
     }
 
     /// Writes a batch in one transaction: all of it or none of it.
