@@ -194,3 +194,68 @@ fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ward_store::VitalRow;
+
+    fn vital(ts_ms: i64, value: f64) -> Record {
+        Record::Vital(VitalRow {
+            ts_ms,
+            device: "mon-1".into(),
+            bed: None,
+            code: 147_842,
+            unit: 264_864,
+            value: Some(value),
+        })
+    }
+
+    #[test]
+    fn the_writer_thread_prunes_by_itself_and_finish_writes_everything_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("w.sqlite");
+        let hour = Duration::from_secs(3600);
+        let mut w = Writer::start(
+            db.clone(),
+            Duration::from_millis(10),
+            Duration::from_millis(50),
+            Retention {
+                waveforms: hour,
+                vitals: hour,
+            },
+        )
+        .unwrap();
+        let now = now_ms();
+        assert!(w.send(vital(now - 2 * 3_600_000, 60.0)));
+        assert!(w.send(vital(now, 61.0)));
+        // Retention runs on the thread's own schedule, with no call from outside.
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while w.counters.snapshot().pruned_rows == 0 {
+            assert!(std::time::Instant::now() < until, "writer never pruned");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for i in 0..1000 {
+            assert!(w.send(vital(now, 100.0 + i as f64)));
+        }
+        w.finish();
+        let store = Store::open_read_only(&db).unwrap();
+        let values: Vec<f64> = store
+            .vitals("mon-1", 147_842)
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| r.value)
+            .collect();
+        assert_eq!(
+            values.len(),
+            1001,
+            "the fresh row and all 1000 queued at finish"
+        );
+        assert_eq!(values[0], 61.0, "the row outside the window is gone");
+        let m = w.counters.snapshot();
+        assert_eq!(
+            (m.records_written, m.pruned_rows, m.write_errors),
+            (1002, 1, 0)
+        );
+    }
+}
