@@ -30,7 +30,9 @@ pub struct Heartbeat {
     pub ts: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Alarm priority (IEC 60601-1-8). Ordered: `Low < Medium < High`, so "the highest wins" is
+/// `max()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     Low,
@@ -79,6 +81,16 @@ impl Heartbeat {
         parse_json("heartbeat", b)
     }
 }
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Medium => "medium",
+            Priority::High => "high",
+        }
+    }
+}
+
 impl DeviceAlarm {
     pub fn parse(b: &[u8]) -> Result<Self, ModelError> {
         let a: DeviceAlarm = parse_json("alarm", b)?;

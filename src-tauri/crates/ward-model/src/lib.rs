@@ -17,7 +17,7 @@ pub mod topic;
 pub mod vitals;
 pub mod wave;
 
-pub use device::{DeviceAlarm, DeviceState, Heartbeat, Status};
+pub use device::{DeviceAlarm, DeviceAlarmState, DeviceState, Heartbeat, Priority, Status};
 pub use ids::{BedId, DeviceId};
 pub use topic::{DeviceTopic, TopicKind};
 pub use vitals::{Observation, VitalsMessage};

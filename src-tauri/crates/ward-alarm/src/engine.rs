@@ -1,0 +1,982 @@
+//! The alarm engine: inputs in (`handle_*`, commands), time passed in as milliseconds, state
+//! and log out (`poll`, `alarms`, `annunciation`, `drain_log`). No clock, no I/O, no threads,
+//! so every transition can be tested on explicit time.
+//!
+//! One alarm exists per (bed, condition) at a time. Its life:
+//!
+//! ```text
+//!  condition seen --(delay)--> RAISED --cause ends--> ENDED            (not latching)
+//!                                |     --cause ends--> LATCHED --ack--> RESET (latching)
+//!                                |--ack--> ACKNOWLEDGED --cause ends--> ENDED
+//!                                |--unanswered for escalate_after--> ESCALATED (sounds again)
+//! ```
+//!
+//! Inactivation (who silenced what, and until when) is per alarm, so a new condition arising
+//! during an audio pause still sounds: pausing what you have seen never mutes what you have not.
+
+use crate::rules::{Direction, LimitRule};
+use crate::{AlarmError, Ms, Policy};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use ward_model::Priority;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Technical {
+    /// No message, heartbeat or will from the bed's device within its liveness budget, or
+    /// the device said it is offline.
+    DeviceSilent,
+    /// The device sends "value not available" for a measure (sensor off, probe off).
+    NoValue(u32),
+    StorageFailing,
+    AudioUnavailable,
+    UiHeartbeatMissing,
+    SelfCheckFailed,
+}
+
+impl Technical {
+    pub fn label(self) -> String {
+        match self {
+            Technical::DeviceSilent => "No data from monitor".into(),
+            Technical::NoValue(code) => match ward_model::codes::known_vital(code) {
+                Some(k) => format!("{} sensor off / no value", k.label),
+                None => format!("Code {code}: no value"),
+            },
+            Technical::StorageFailing => "Station storage failing".into(),
+            Technical::AudioUnavailable => "Alarm audio unavailable".into(),
+            Technical::UiHeartbeatMissing => "Display not responding".into(),
+            Technical::SelfCheckFailed => "Alarm system self-check failed".into(),
+        }
+    }
+}
+
+/// What an alarm is about, within its bed (or the station when `bed` is `None`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(tag = "type", content = "id", rename_all = "snake_case")]
+pub enum Condition {
+    /// A limit rule, by its id.
+    Limit(String),
+    /// An alarm the bedside device raised itself, by the device's alarm id.
+    Device(String),
+    Technical(Technical),
+}
+
+impl Condition {
+    /// Stable text key for the log and the UI.
+    pub fn key(&self) -> String {
+        match self {
+            Condition::Limit(id) => format!("limit:{id}"),
+            Condition::Device(id) => format!("device:{id}"),
+            Condition::Technical(Technical::NoValue(code)) => format!("tech:no_value:{code}"),
+            Condition::Technical(t) => format!(
+                "tech:{}",
+                serde_json::to_value(t)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+    pub fn is_technical(&self) -> bool {
+        matches!(self, Condition::Technical(_))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Inactivation {
+    None,
+    /// Sound off for this condition only, until it ends (IEC 60601-1-8 AMD2 ACKNOWLEDGED).
+    Acknowledged {
+        by: String,
+        at_ms: Ms,
+    },
+    AudioPaused {
+        by: String,
+        until_ms: Ms,
+    },
+    /// Sound and visual off for a limited time (physiological alarms of one bed).
+    AlarmPaused {
+        by: String,
+        until_ms: Ms,
+    },
+    /// Sound off indefinitely, only where policy allows; a reminder sounds periodically.
+    AudioOff {
+        by: String,
+        next_reminder_ms: Ms,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alarm {
+    pub id: u64,
+    pub bed: Option<String>,
+    pub condition: Condition,
+    pub key: String,
+    pub label: String,
+    pub technical: bool,
+    /// Current priority (after escalation).
+    pub priority: Priority,
+    pub onset_ms: Ms,
+    /// False once the cause has ended but the alarm is latched.
+    pub cause_active: bool,
+    pub latched: bool,
+    pub escalated: bool,
+    pub value: Option<f64>,
+    pub limit: Option<f64>,
+    pub inactivation: Inactivation,
+}
+
+impl Alarm {
+    /// Sounding now: not silenced in any way.
+    pub fn audible(&self) -> bool {
+        matches!(self.inactivation, Inactivation::None)
+    }
+    /// Shown now (ALARM PAUSED hides the visual signal too).
+    pub fn visible(&self) -> bool {
+        !matches!(self.inactivation, Inactivation::AlarmPaused { .. })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogKind {
+    Raised,
+    Escalated,
+    /// Cause gone, alarm kept because its priority latches.
+    Latched,
+    Ended,
+    Acknowledged,
+    /// A latched alarm acknowledged after its cause ended: gone.
+    Reset,
+    AudioPaused,
+    AudioPauseEnded,
+    AlarmPaused,
+    AlarmPauseEnded,
+    AudioOff,
+    Reminder,
+    LimitsChanged,
+}
+
+/// One line of the alarm log (IEC 60601-1-8 6.12): every state change with time, bed,
+/// condition, value, limit and who acted.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogEntry {
+    pub t_ms: Ms,
+    pub kind: LogKind,
+    pub alarm_id: Option<u64>,
+    pub bed: Option<String>,
+    pub condition: String,
+    pub label: String,
+    pub priority: Option<Priority>,
+    pub value: Option<f64>,
+    pub limit: Option<f64>,
+    pub user: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// What the annunciator should do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Annunciation {
+    /// The highest priority among sounding alarms; `None` is silence.
+    pub sound: Option<Priority>,
+    /// Play one reminder burst of this priority (AUDIO OFF reminder), once.
+    pub reminder: Option<Priority>,
+}
+
+/// Which alarms an audio pause or audio off applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Bed(String),
+}
+
+impl Scope {
+    fn covers(&self, bed: &Option<String>) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Bed(b) => bed.as_deref() == Some(b.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct BedState {
+    rules: Vec<LimitRule>,
+    /// Monitored beds have a device and a liveness budget.
+    monitored: bool,
+    last_seen: Ms,
+    /// Rule id (or no-value code) → when the condition was first seen, while waiting out
+    /// its delay.
+    pending: HashMap<String, Ms>,
+    no_value_since: HashMap<u32, Ms>,
+    alarm_paused: Option<(String, Ms)>,
+}
+
+pub struct Engine {
+    policy: Policy,
+    beds: BTreeMap<String, BedState>,
+    alarms: BTreeMap<u64, Alarm>,
+    index: HashMap<(Option<String>, Condition), u64>,
+    next_id: u64,
+    log: Vec<LogEntry>,
+    ui_last: Option<Ms>,
+    reminder: Option<Priority>,
+    /// The last value seen for each (bed, rule) waiting out its delay, for the alarm's value.
+    pending_value: HashMap<(String, String), f64>,
+}
+
+fn entry(t_ms: Ms, kind: LogKind, a: &Alarm, user: Option<&str>) -> LogEntry {
+    LogEntry {
+        t_ms,
+        kind,
+        alarm_id: Some(a.id),
+        bed: a.bed.clone(),
+        condition: a.key.clone(),
+        label: a.label.clone(),
+        priority: Some(a.priority),
+        value: a.value,
+        limit: a.limit,
+        user: user.map(String::from),
+        detail: None,
+    }
+}
+
+impl Engine {
+    pub fn new(policy: Policy) -> Self {
+        Self {
+            policy,
+            beds: BTreeMap::new(),
+            alarms: BTreeMap::new(),
+            index: HashMap::new(),
+            next_id: 1,
+            log: Vec::new(),
+            ui_last: None,
+            reminder: None,
+            pending_value: HashMap::new(),
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Adds or replaces a bed. `monitored` beds have a device and a liveness budget, which
+    /// starts at `now`: a device that never speaks raises "no data" once it has passed.
+    pub fn add_bed(
+        &mut self,
+        now: Ms,
+        bed: &str,
+        rules: Vec<LimitRule>,
+        monitored: bool,
+    ) -> Result<(), AlarmError> {
+        crate::rules::validate(&rules)?;
+        self.beds.insert(
+            bed.to_string(),
+            BedState {
+                rules,
+                monitored,
+                last_seen: now,
+                pending: HashMap::new(),
+                no_value_since: HashMap::new(),
+                alarm_paused: None,
+            },
+        );
+        Ok(())
+    }
+
+    pub fn rules(&self, bed: &str) -> Option<&[LimitRule]> {
+        self.beds.get(bed).map(|b| b.rules.as_slice())
+    }
+
+    fn bed_mut(&mut self, bed: &str) -> Result<&mut BedState, AlarmError> {
+        self.beds
+            .get_mut(bed)
+            .ok_or_else(|| AlarmError::UnknownBed(bed.to_string()))
+    }
+
+    // ---- inputs from devices ----
+
+    /// Any sign of life from the bed's device (message, heartbeat, online status).
+    pub fn handle_seen(&mut self, now: Ms, bed: &str) {
+        if let Some(b) = self.beds.get_mut(bed) {
+            b.last_seen = b.last_seen.max(now);
+            self.cause_ended(
+                now,
+                Some(bed),
+                &Condition::Technical(Technical::DeviceSilent),
+            );
+        }
+    }
+
+    /// The device said it is offline (its status or its last will): no need to wait out the
+    /// liveness budget.
+    pub fn handle_offline(&mut self, now: Ms, bed: &str) {
+        if self.beds.get(bed).is_some_and(|b| b.monitored) {
+            let c = Condition::Technical(Technical::DeviceSilent);
+            let p = self.policy.device_silent_priority;
+            self.raise(
+                now,
+                Some(bed),
+                c,
+                Technical::DeviceSilent.label(),
+                p,
+                None,
+                None,
+            );
+        }
+    }
+
+    /// One vitals message: `(code, value)` pairs, `None` for "value not available".
+    pub fn handle_vitals(&mut self, now: Ms, bed: &str, obs: &[(u32, Option<f64>)]) {
+        if !self.beds.contains_key(bed) {
+            return;
+        }
+        self.handle_seen(now, bed);
+        for &(code, value) in obs {
+            match value {
+                Some(v) => {
+                    self.cause_ended(
+                        now,
+                        Some(bed),
+                        &Condition::Technical(Technical::NoValue(code)),
+                    );
+                    if let Some(b) = self.beds.get_mut(bed) {
+                        b.no_value_since.remove(&code);
+                    }
+                    self.evaluate(now, bed, code, v);
+                }
+                None => {
+                    if let Some(b) = self.beds.get_mut(bed) {
+                        b.no_value_since.entry(code).or_insert(now);
+                    }
+                }
+            }
+        }
+        self.check_pending(now, bed);
+    }
+
+    fn evaluate(&mut self, now: Ms, bed: &str, code: u32, v: f64) {
+        let Some(b) = self.beds.get(bed) else { return };
+        let rules: Vec<LimitRule> = b.rules.iter().filter(|r| r.code == code).cloned().collect();
+        for r in rules {
+            let cond = Condition::Limit(r.id.clone());
+            let existing = self
+                .index
+                .get(&(Some(bed.to_string()), cond.clone()))
+                .copied();
+            match existing {
+                Some(id) => {
+                    let cause_active = self.alarms.get(&id).is_some_and(|a| a.cause_active);
+                    if cause_active {
+                        if r.cleared(v) {
+                            if let Some(a) = self.alarms.get_mut(&id) {
+                                a.value = Some(v);
+                            }
+                            self.cause_ended(now, Some(bed), &cond);
+                        } else if let Some(a) = self.alarms.get_mut(&id) {
+                            // Keep the worst value of the episode for the log and the tile.
+                            let worse = match r.direction {
+                                Direction::Low => a.value.is_none_or(|w| v < w),
+                                Direction::High => a.value.is_none_or(|w| v > w),
+                            };
+                            if worse {
+                                a.value = Some(v);
+                            }
+                        }
+                    } else if r.violated(v) {
+                        // Latched and the cause is back: it is the same alarm, active again.
+                        if let Some(a) = self.alarms.get_mut(&id) {
+                            a.cause_active = true;
+                            a.value = Some(v);
+                        }
+                    }
+                }
+                None => {
+                    let Some(b) = self.beds.get_mut(bed) else {
+                        return;
+                    };
+                    if r.violated(v) {
+                        b.pending.entry(r.id.clone()).or_insert(now);
+                    } else {
+                        b.pending.remove(&r.id);
+                    }
+                }
+            }
+        }
+        // The value that raises a pending alarm is the last one seen.
+        if let Some(b) = self.beds.get(bed) {
+            let last = b
+                .rules
+                .iter()
+                .filter(|r| r.code == code && b.pending.contains_key(&r.id))
+                .map(|r| r.id.clone())
+                .collect::<Vec<_>>();
+            for id in last {
+                self.pending_value.insert((bed.to_string(), id), v);
+            }
+        }
+    }
+
+    /// An alarm the device raised or ended itself; mirrored with its priority, no delay
+    /// (the device already applied its own). The arguments are the device alarm's fields.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_device_alarm(
+        &mut self,
+        now: Ms,
+        bed: &str,
+        id: &str,
+        label: &str,
+        priority: Priority,
+        active: bool,
+        value: Option<f64>,
+    ) {
+        if !self.beds.contains_key(bed) {
+            return;
+        }
+        self.handle_seen(now, bed);
+        let cond = Condition::Device(id.to_string());
+        if active {
+            let label = format!("{label} (monitor)");
+            let aid = self.raise(now, Some(bed), cond, label, priority, value, None);
+            // A device may raise the priority of an alarm it already reported.
+            if let Some(a) = aid.and_then(|i| self.alarms.get_mut(&i)) {
+                if priority > a.priority {
+                    a.priority = priority;
+                    a.escalated = true;
+                    let e = entry(now, LogKind::Escalated, a, None);
+                    if !matches!(a.inactivation, Inactivation::AlarmPaused { .. }) {
+                        a.inactivation = Inactivation::None;
+                    }
+                    self.log.push(e);
+                }
+            }
+        } else {
+            self.cause_ended(now, Some(bed), &cond);
+        }
+    }
+
+    /// A station-level technical condition (storage, audio, self-check) starts or ends.
+    pub fn handle_station(&mut self, now: Ms, t: Technical, active: bool, detail: &str) {
+        let c = Condition::Technical(t);
+        if active {
+            let p = self.policy.station_technical_priority;
+            if let Some(id) = self.raise(now, None, c, t.label(), p, None, None) {
+                if let Some(e) = self.log.last_mut() {
+                    if e.alarm_id == Some(id) && e.detail.is_none() && !detail.is_empty() {
+                        e.detail = Some(detail.to_string());
+                    }
+                }
+            }
+        } else {
+            self.cause_ended(now, None, &c);
+        }
+    }
+
+    /// The window's heartbeat. Only once a window has sent one is its absence an alarm, so a
+    /// headless station does not alarm about a display it never had.
+    pub fn handle_ui_heartbeat(&mut self, now: Ms) {
+        self.ui_last = Some(now);
+        self.cause_ended(
+            now,
+            None,
+            &Condition::Technical(Technical::UiHeartbeatMissing),
+        );
+    }
+
+    // ---- commands from people ----
+
+    fn check_user(user: &str) -> Result<(), AlarmError> {
+        if user.trim().is_empty() {
+            return Err(AlarmError::NoUser);
+        }
+        Ok(())
+    }
+
+    /// ACKNOWLEDGED: the sound of this condition stops until the condition ends; a latched
+    /// alarm whose cause has ended is reset.
+    pub fn acknowledge(&mut self, now: Ms, alarm_id: u64, user: &str) -> Result<(), AlarmError> {
+        Self::check_user(user)?;
+        let a = self
+            .alarms
+            .get_mut(&alarm_id)
+            .ok_or(AlarmError::UnknownAlarm(alarm_id))?;
+        if matches!(a.inactivation, Inactivation::Acknowledged { .. }) {
+            return Err(AlarmError::AlreadyAcknowledged(alarm_id));
+        }
+        a.inactivation = Inactivation::Acknowledged {
+            by: user.to_string(),
+            at_ms: now,
+        };
+        let e = entry(now, LogKind::Acknowledged, a, Some(user));
+        let reset = !a.cause_active;
+        self.log.push(e);
+        if reset {
+            self.remove(now, alarm_id, LogKind::Reset, Some(user));
+        }
+        Ok(())
+    }
+
+    /// AUDIO PAUSED for the policy's time, for the alarms in scope that exist now.
+    pub fn audio_pause(&mut self, now: Ms, scope: &Scope, user: &str) -> Result<usize, AlarmError> {
+        Self::check_user(user)?;
+        let until = now + self.policy.audio_pause_ms;
+        let mut n = 0;
+        for a in self.alarms.values_mut() {
+            if scope.covers(&a.bed) && matches!(a.inactivation, Inactivation::None) {
+                a.inactivation = Inactivation::AudioPaused {
+                    by: user.to_string(),
+                    until_ms: until,
+                };
+                let mut e = entry(now, LogKind::AudioPaused, a, Some(user));
+                e.detail = Some(format!("until {until}"));
+                self.log.push(e);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// ALARM PAUSED for one bed: its physiological alarms neither sound nor show, and new ones
+    /// are raised paused, until the pause ends (e.g. while the patient is repositioned).
+    /// Technical alarms stay: a lost monitor matters even then.
+    pub fn alarm_pause(&mut self, now: Ms, bed: &str, user: &str) -> Result<(), AlarmError> {
+        Self::check_user(user)?;
+        let until = now + self.policy.alarm_pause_ms;
+        self.bed_mut(bed)?.alarm_paused = Some((user.to_string(), until));
+        self.log.push(LogEntry {
+            t_ms: now,
+            kind: LogKind::AlarmPaused,
+            alarm_id: None,
+            bed: Some(bed.to_string()),
+            condition: String::new(),
+            label: "Alarms paused".into(),
+            priority: None,
+            value: None,
+            limit: None,
+            user: Some(user.to_string()),
+            detail: Some(format!("until {until}")),
+        });
+        for a in self.alarms.values_mut() {
+            if a.bed.as_deref() == Some(bed) && !a.technical {
+                a.inactivation = Inactivation::AlarmPaused {
+                    by: user.to_string(),
+                    until_ms: until,
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// AUDIO OFF, only where the hospital's policy allows it.
+    pub fn audio_off(&mut self, now: Ms, scope: &Scope, user: &str) -> Result<usize, AlarmError> {
+        Self::check_user(user)?;
+        if !self.policy.allow_audio_off {
+            return Err(AlarmError::NotAllowed("audio off is disabled by policy"));
+        }
+        let next = now + self.policy.audio_off_reminder_ms;
+        let mut n = 0;
+        for a in self.alarms.values_mut() {
+            if scope.covers(&a.bed) && a.audible() {
+                a.inactivation = Inactivation::AudioOff {
+                    by: user.to_string(),
+                    next_reminder_ms: next,
+                };
+                self.log.push(entry(now, LogKind::AudioOff, a, Some(user)));
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Replaces a bed's limit rules (validated first; nothing changes on error). Alarms of
+    /// rules that no longer exist end; the rest are judged by the new limits from the next
+    /// value on.
+    pub fn set_rules(
+        &mut self,
+        now: Ms,
+        bed: &str,
+        rules: Vec<LimitRule>,
+        user: &str,
+    ) -> Result<(), AlarmError> {
+        Self::check_user(user)?;
+        crate::rules::validate(&rules)?;
+        let b = self.bed_mut(bed)?;
+        let detail = rules
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}{}{}",
+                    r.id,
+                    if r.direction == Direction::Low {
+                        "<"
+                    } else {
+                        ">"
+                    },
+                    r.threshold
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        b.rules = rules;
+        b.pending
+            .retain(|id, _| b.rules.iter().any(|r| &r.id == id));
+        let gone: Vec<u64> = self
+            .alarms
+            .values()
+            .filter(|a| a.bed.as_deref() == Some(bed))
+            .filter(|a| matches!(&a.condition, Condition::Limit(id) if !self.beds[bed].rules.iter().any(|r| &r.id == id)))
+            .map(|a| a.id)
+            .collect();
+        for id in gone {
+            self.remove(now, id, LogKind::Ended, Some(user));
+        }
+        self.log.push(LogEntry {
+            t_ms: now,
+            kind: LogKind::LimitsChanged,
+            alarm_id: None,
+            bed: Some(bed.to_string()),
+            condition: String::new(),
+            label: "Limits changed".into(),
+            priority: None,
+            value: None,
+            limit: None,
+            user: Some(user.to_string()),
+            detail: Some(detail),
+        });
+        Ok(())
+    }
+
+    // ---- time ----
+
+    /// Runs every timer due at `now`: condition delays, liveness budgets, pause ends,
+    /// escalation, reminders. Call it at least every `poll_timeout()`.
+    pub fn poll(&mut self, now: Ms) {
+        let beds: Vec<String> = self.beds.keys().cloned().collect();
+        for bed in &beds {
+            self.check_pending(now, bed);
+            let (monitored, last_seen, paused) = {
+                let b = &self.beds[bed];
+                (b.monitored, b.last_seen, b.alarm_paused.clone())
+            };
+            if monitored && now - last_seen >= self.policy.device_silent_ms {
+                let c = Condition::Technical(Technical::DeviceSilent);
+                let p = self.policy.device_silent_priority;
+                self.raise(
+                    now,
+                    Some(bed),
+                    c,
+                    Technical::DeviceSilent.label(),
+                    p,
+                    None,
+                    None,
+                );
+            }
+            if let Some((_, until)) = paused {
+                if now >= until {
+                    if let Some(b) = self.beds.get_mut(bed) {
+                        b.alarm_paused = None;
+                    }
+                    self.log.push(LogEntry {
+                        t_ms: now,
+                        kind: LogKind::AlarmPauseEnded,
+                        alarm_id: None,
+                        bed: Some(bed.clone()),
+                        condition: String::new(),
+                        label: "Alarm pause ended".into(),
+                        priority: None,
+                        value: None,
+                        limit: None,
+                        user: None,
+                        detail: None,
+                    });
+                }
+            }
+        }
+        if let Some(last) = self.ui_last {
+            if now - last >= self.policy.ui_heartbeat_ms {
+                self.handle_station(now, Technical::UiHeartbeatMissing, true, "");
+            }
+        }
+        let mut reminder: Option<Priority> = None;
+        let escalation = self.policy.escalation.clone();
+        let mut log = Vec::new();
+        for a in self.alarms.values_mut() {
+            match &a.inactivation {
+                Inactivation::AudioPaused { until_ms, .. } if now >= *until_ms => {
+                    a.inactivation = Inactivation::None;
+                    log.push(entry(now, LogKind::AudioPauseEnded, a, None));
+                }
+                Inactivation::AlarmPaused { until_ms, .. } if now >= *until_ms => {
+                    a.inactivation = Inactivation::None;
+                }
+                Inactivation::AudioOff {
+                    by,
+                    next_reminder_ms,
+                } if now >= *next_reminder_ms => {
+                    let by = by.clone();
+                    a.inactivation = Inactivation::AudioOff {
+                        by,
+                        next_reminder_ms: now + self.policy.audio_off_reminder_ms,
+                    };
+                    reminder = reminder.max(Some(a.priority));
+                    log.push(entry(now, LogKind::Reminder, a, None));
+                }
+                _ => {}
+            }
+            let answered = matches!(
+                a.inactivation,
+                Inactivation::Acknowledged { .. } | Inactivation::AlarmPaused { .. }
+            );
+            if !answered {
+                if let Some(step) = escalation
+                    .iter()
+                    .find(|s| s.from == a.priority && now - a.onset_ms >= s.after_ms)
+                {
+                    a.priority = step.to;
+                    a.escalated = true;
+                    // Escalation sounds again, whatever pause or audio off was in force.
+                    a.inactivation = Inactivation::None;
+                    log.push(entry(now, LogKind::Escalated, a, None));
+                }
+            }
+        }
+        self.log.extend(log);
+        if reminder.is_some() {
+            self.reminder = self.reminder.max(reminder);
+        }
+    }
+
+    /// The earliest time at which `poll` has something to do, if any.
+    pub fn poll_timeout(&self) -> Option<Ms> {
+        let mut t: Option<Ms> = None;
+        let mut at = |x: Ms| t = Some(t.map_or(x, |y| y.min(x)));
+        for b in self.beds.values() {
+            for (id, since) in &b.pending {
+                if let Some(r) = b.rules.iter().find(|r| &r.id == id) {
+                    at(since + r.delay_ms);
+                }
+            }
+            for since in b.no_value_since.values() {
+                at(since + self.policy.no_value_delay_ms);
+            }
+            if b.monitored {
+                at(b.last_seen + self.policy.device_silent_ms);
+            }
+            if let Some((_, until)) = &b.alarm_paused {
+                at(*until);
+            }
+        }
+        if let Some(last) = self.ui_last {
+            at(last + self.policy.ui_heartbeat_ms);
+        }
+        for a in self.alarms.values() {
+            match &a.inactivation {
+                Inactivation::AudioPaused { until_ms, .. }
+                | Inactivation::AlarmPaused { until_ms, .. } => at(*until_ms),
+                Inactivation::AudioOff {
+                    next_reminder_ms, ..
+                } => at(*next_reminder_ms),
+                _ => {}
+            }
+            if let Some(s) = self.policy.escalation.iter().find(|s| s.from == a.priority) {
+                if !matches!(a.inactivation, Inactivation::Acknowledged { .. }) {
+                    at(a.onset_ms + s.after_ms);
+                }
+            }
+        }
+        t
+    }
+
+    fn check_pending(&mut self, now: Ms, bed: &str) {
+        let Some(b) = self.beds.get(bed) else { return };
+        let due: Vec<LimitRule> = b
+            .rules
+            .iter()
+            .filter(|r| {
+                b.pending
+                    .get(&r.id)
+                    .is_some_and(|since| now - since >= r.delay_ms)
+            })
+            .cloned()
+            .collect();
+        let no_value: Vec<u32> = b
+            .no_value_since
+            .iter()
+            .filter(|(_, since)| now - **since >= self.policy.no_value_delay_ms)
+            .map(|(c, _)| *c)
+            .collect();
+        for r in due {
+            if let Some(b) = self.beds.get_mut(bed) {
+                b.pending.remove(&r.id);
+            }
+            let v = self.pending_value.remove(&(bed.to_string(), r.id.clone()));
+            self.raise(
+                now,
+                Some(bed),
+                Condition::Limit(r.id.clone()),
+                r.label.clone(),
+                r.priority,
+                v,
+                Some(r.threshold),
+            );
+        }
+        for code in no_value {
+            let t = Technical::NoValue(code);
+            let p = self.policy.sensor_priority;
+            self.raise(
+                now,
+                Some(bed),
+                Condition::Technical(t),
+                t.label(),
+                p,
+                None,
+                None,
+            );
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn raise(
+        &mut self,
+        now: Ms,
+        bed: Option<&str>,
+        condition: Condition,
+        label: String,
+        priority: Priority,
+        value: Option<f64>,
+        limit: Option<f64>,
+    ) -> Option<u64> {
+        let key = (bed.map(String::from), condition.clone());
+        if let Some(&id) = self.index.get(&key) {
+            // Already alarming; a latched one whose cause is back is active again.
+            if let Some(a) = self.alarms.get_mut(&id) {
+                a.cause_active = true;
+            }
+            return Some(id);
+        }
+        let technical = condition.is_technical();
+        let paused = bed
+            .and_then(|b| self.beds.get(b))
+            .and_then(|b| b.alarm_paused.clone())
+            .filter(|_| !technical);
+        let id = self.next_id;
+        self.next_id += 1;
+        let a = Alarm {
+            id,
+            bed: bed.map(String::from),
+            key: condition.key(),
+            condition,
+            label,
+            technical,
+            priority,
+            onset_ms: now,
+            cause_active: true,
+            latched: false,
+            escalated: false,
+            value,
+            limit,
+            inactivation: match paused {
+                Some((by, until_ms)) => Inactivation::AlarmPaused { by, until_ms },
+                None => Inactivation::None,
+            },
+        };
+        self.log.push(entry(now, LogKind::Raised, &a, None));
+        self.alarms.insert(id, a);
+        self.index.insert(key, id);
+        Some(id)
+    }
+
+    /// The cause of an alarm is gone: it ends, or stays latched until someone acknowledges.
+    fn cause_ended(&mut self, now: Ms, bed: Option<&str>, condition: &Condition) {
+        if let Some(b) = bed.and_then(|b| self.beds.get_mut(b)) {
+            if let Condition::Limit(id) = condition {
+                b.pending.remove(id);
+            }
+        }
+        let key = (bed.map(String::from), condition.clone());
+        let Some(&id) = self.index.get(&key) else {
+            return;
+        };
+        let Some(a) = self.alarms.get_mut(&id) else {
+            return;
+        };
+        if !a.cause_active {
+            return;
+        }
+        let acked = matches!(a.inactivation, Inactivation::Acknowledged { .. });
+        if self.policy.latches(a.priority) && !acked {
+            a.cause_active = false;
+            a.latched = true;
+            self.log.push(entry(now, LogKind::Latched, a, None));
+        } else {
+            self.remove(now, id, LogKind::Ended, None);
+        }
+    }
+
+    fn remove(&mut self, now: Ms, id: u64, kind: LogKind, user: Option<&str>) {
+        if let Some(a) = self.alarms.remove(&id) {
+            self.index.remove(&(a.bed.clone(), a.condition.clone()));
+            self.log.push(entry(now, kind, &a, user));
+        }
+    }
+
+    // ---- outputs ----
+
+    /// Current alarms, highest priority first, then oldest first.
+    pub fn alarms(&self) -> Vec<Alarm> {
+        let mut v: Vec<Alarm> = self.alarms.values().cloned().collect();
+        v.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.onset_ms.cmp(&b.onset_ms))
+        });
+        v
+    }
+
+    pub fn alarm(&self, id: u64) -> Option<&Alarm> {
+        self.alarms.get(&id)
+    }
+
+    /// What should sound now. The reminder is handed out once.
+    pub fn annunciation(&mut self) -> Annunciation {
+        Annunciation {
+            sound: self
+                .alarms
+                .values()
+                .filter(|a| a.audible())
+                .map(|a| a.priority)
+                .max(),
+            reminder: self.reminder.take(),
+        }
+    }
+
+    /// Log entries since the last call, oldest first.
+    pub fn drain_log(&mut self) -> Vec<LogEntry> {
+        std::mem::take(&mut self.log)
+    }
+
+    /// Consistency of the engine's own state, for the periodic self-check: every alarm is
+    /// indexed under its own key, and the index holds nothing else.
+    pub fn self_check(&self) -> Result<(), String> {
+        if self.index.len() != self.alarms.len() {
+            return Err(format!(
+                "index holds {} entries for {} alarms",
+                self.index.len(),
+                self.alarms.len()
+            ));
+        }
+        for a in self.alarms.values() {
+            if self.index.get(&(a.bed.clone(), a.condition.clone())) != Some(&a.id) {
+                return Err(format!("alarm {} is not indexed under its condition", a.id));
+            }
+            if a.id >= self.next_id {
+                return Err(format!(
+                    "alarm id {} not below next id {}",
+                    a.id, self.next_id
+                ));
+            }
+        }
+        Ok(())
+    }
+}
