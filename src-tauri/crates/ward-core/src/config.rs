@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use ward_alarm::{Category, Escalation, Policy, Priority};
 use ward_model::{BedId, DeviceId};
 use ward_sim::Scenario;
 
@@ -26,8 +27,26 @@ struct Raw {
     broker: RawBroker,
     store: RawStore,
     liveness: RawLiveness,
+    alarms: RawAlarms,
     sim: RawSim,
     beds: Vec<RawBed>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlarms {
+    category: String,
+    latch_high: bool,
+    latch_medium: bool,
+    latch_low: bool,
+    audio_pause_s: u64,
+    alarm_pause_s: u64,
+    allow_audio_off: bool,
+    audio_off_reminder_s: u64,
+    escalate_medium_after_s: u64,
+    sensor_off_s: u64,
+    ui_heartbeat_s: u64,
+    notifications: bool,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +94,8 @@ struct RawBed {
     label: String,
     #[serde(default)]
     device: Option<String>,
+    #[serde(default)]
+    category: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +103,7 @@ pub struct BedConfig {
     pub id: BedId,
     pub label: String,
     pub device: Option<DeviceId>,
+    pub category: Category,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +120,8 @@ pub struct Config {
     pub sim_beds: usize,
     pub scenarios: Vec<Scenario>,
     pub beds: Vec<BedConfig>,
+    pub alarm_policy: Policy,
+    pub notifications: bool,
 }
 
 impl Config {
@@ -197,6 +221,55 @@ impl Config {
             600,
         )?;
         let sim_beds = in_range("sim.beds", raw.sim.beds, 0, 512)? as usize;
+        let a = &raw.alarms;
+        let category = |key: &str, v: &str| {
+            Category::parse(v).ok_or_else(|| {
+                err(
+                    key,
+                    format!("{v:?} is not one of adult, pediatric, neonatal"),
+                )
+            })
+        };
+        let default_category = category("alarms.category", &a.category)?;
+        let secs = |key: &str, v: u64, lo: u64, hi: u64| -> Result<i64, CoreError> {
+            Ok(in_range(key, v, lo, hi)? as i64 * 1000)
+        };
+        // Pauses: IEC 60601-1-8 allows longer, but past 10 minutes a paused alarm is a
+        // forgotten alarm.
+        let escalate = secs(
+            "alarms.escalate_medium_after_s",
+            a.escalate_medium_after_s,
+            0,
+            3600,
+        )?;
+        let alarm_policy = Policy {
+            latch_high: a.latch_high,
+            latch_medium: a.latch_medium,
+            latch_low: a.latch_low,
+            audio_pause_ms: secs("alarms.audio_pause_s", a.audio_pause_s, 10, 600)?,
+            alarm_pause_ms: secs("alarms.alarm_pause_s", a.alarm_pause_s, 10, 600)?,
+            allow_audio_off: a.allow_audio_off,
+            audio_off_reminder_ms: secs(
+                "alarms.audio_off_reminder_s",
+                a.audio_off_reminder_s,
+                10,
+                600,
+            )?,
+            escalation: if escalate > 0 {
+                vec![Escalation {
+                    from: Priority::Medium,
+                    after_ms: escalate,
+                    to: Priority::High,
+                }]
+            } else {
+                Vec::new()
+            },
+            device_silent_ms: device_silent_s as i64 * 1000,
+            no_value_delay_ms: secs("alarms.sensor_off_s", a.sensor_off_s, 1, 600)?,
+            ui_heartbeat_ms: secs("alarms.ui_heartbeat_s", a.ui_heartbeat_s, 2, 60)?,
+            ..Policy::default()
+        };
+        let notifications = a.notifications;
 
         let mut scenarios = Vec::new();
         for (i, text) in raw.sim.scenarios.iter().enumerate() {
@@ -236,10 +309,15 @@ impl Config {
                 }
                 _ => None,
             };
+            let category = match &b.category {
+                Some(c) => category(&key("category"), c)?,
+                None => default_category,
+            };
             beds.push(BedConfig {
                 id,
                 label: b.label,
                 device,
+                category,
             });
         }
         if beds.len() > 64 {
@@ -276,6 +354,8 @@ impl Config {
             sim_beds,
             scenarios,
             beds,
+            alarm_policy,
+            notifications,
         })
     }
 }

@@ -4,6 +4,7 @@
 //! [`WARN_WINDOW`] (then one line with the number suppressed), so a device stuck sending
 //! garbage at 25 Hz cannot flood the log, while occasional bad messages are each logged.
 
+use crate::alarms::Input as AlarmInput;
 use crate::live::LiveState;
 use crate::now_ms;
 use crate::writer::Writer;
@@ -13,7 +14,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use ward_broker::Message;
 use ward_model::{
-    DeviceAlarm, DeviceTopic, Heartbeat, ModelError, Status, TopicKind, VitalsMessage, WavePacket,
+    DeviceAlarm, DeviceAlarmState, DeviceState, DeviceTopic, Heartbeat, ModelError, Status,
+    TopicKind, VitalsMessage, WavePacket,
 };
 use ward_store::{Chunker, DeviceEvent, Record, VitalRow};
 
@@ -22,6 +24,10 @@ pub type IngestCounters = Arc<Mutex<BTreeMap<&'static str, u64>>>;
 
 const WARN_BURST: u64 = 10;
 const WARN_WINDOW: Duration = Duration::from_secs(10);
+
+/// Waveform packets count as signs of life for the alarm engine, but at 75 packets/s per bed
+/// one "seen" per device per this interval is plenty against a budget of seconds.
+const SEEN_EVERY: Duration = Duration::from_millis(250);
 
 /// Waveform chunks of a device that stopped sending are written after this much quiet.
 const IDLE_CHUNK_US: i64 = 1_500_000;
@@ -39,17 +45,26 @@ pub(crate) struct Ingest {
     pub live: Arc<Mutex<LiveState>>,
     pub writer: Arc<Writer>,
     pub counters: IngestCounters,
+    alarms: std::sync::mpsc::Sender<AlarmInput>,
+    seen_sent: HashMap<String, Instant>,
     chunker: Chunker,
     /// Per kind: window start, lines logged in it, lines suppressed in it.
     last_warn: HashMap<&'static str, (Instant, u64, u64)>,
 }
 
 impl Ingest {
-    pub fn new(live: Arc<Mutex<LiveState>>, writer: Arc<Writer>, counters: IngestCounters) -> Self {
+    pub fn new(
+        live: Arc<Mutex<LiveState>>,
+        writer: Arc<Writer>,
+        counters: IngestCounters,
+        alarms: std::sync::mpsc::Sender<AlarmInput>,
+    ) -> Self {
         Self {
             live,
             writer,
             counters,
+            alarms,
+            seen_sent: HashMap::new(),
             chunker: Chunker::default(),
             last_warn: HashMap::new(),
         }
@@ -150,6 +165,10 @@ impl Ingest {
             Err(_) => None,
         };
 
+        if let Some(bed) = &bed {
+            self.to_alarms(device, bed, &parsed);
+        }
+
         match parsed {
             Parsed::Vitals(v) => {
                 let ts = v.ts_ms.unwrap_or(now);
@@ -172,6 +191,44 @@ impl Ingest {
             Parsed::Status(_) => self.event(now, device, &bed, "status", &m.payload),
             Parsed::Alarm(_) => self.event(now, device, &bed, "device_alarm", &m.payload),
             Parsed::Heartbeat => {}
+        }
+    }
+
+    /// What the alarm engine needs from a message of a device at a bed. The channel is
+    /// unbounded: alarm inputs are never dropped.
+    fn to_alarms(&mut self, device: &str, bed: &str, parsed: &Parsed) {
+        let bed = bed.to_string();
+        let input = match parsed {
+            Parsed::Vitals(v) => AlarmInput::Vitals {
+                bed,
+                obs: v.obs.iter().map(|o| (o.code, o.value)).collect(),
+            },
+            Parsed::Status(s) if s.state == DeviceState::Offline => AlarmInput::Offline { bed },
+            Parsed::Alarm(a) => AlarmInput::DeviceAlarm {
+                bed,
+                id: a.id.clone(),
+                label: a.condition.clone(),
+                priority: a.priority,
+                active: a.state == DeviceAlarmState::Active,
+                value: a.value,
+            },
+            Parsed::Wave(_) | Parsed::Heartbeat | Parsed::Status(_) => {
+                let now = Instant::now();
+                match self.seen_sent.get(device) {
+                    Some(t)
+                        if now.duration_since(*t) < SEEN_EVERY
+                            && matches!(parsed, Parsed::Wave(_)) =>
+                    {
+                        return
+                    }
+                    _ => {}
+                }
+                self.seen_sent.insert(device.to_string(), now);
+                AlarmInput::Seen { bed }
+            }
+        };
+        if self.alarms.send(input).is_err() {
+            self.count("alarm_driver_gone");
         }
     }
 

@@ -6,20 +6,30 @@
 //! optional simulated ward, the runtime file, and an orderly shutdown that loses nothing the
 //! broker accepted.
 //!
-//! What it is not: no UI, no Tauri, no sound. The alarm driver, upstream sync and export grow
-//! here in later issues, each in its own module.
+//! The alarm system runs here too: the driver thread around the pure `ward_alarm` engine, the
+//! annunciator that plays its tones, and OS notifications, none of them depending on a window.
 //!
-//! Layout: `config`, `ingest`, `live`, `writer`, `summary` (headless text view), this file
-//! (start, handle, shutdown).
+//! What it is not: no UI, no Tauri. Upstream sync and export grow here in later issues, each
+//! in its own module.
+//!
+//! Layout: `config`, `ingest`, `live`, `writer`, `alarms` (driver), `audio` (annunciator),
+//! `notify` (OS notifications), `summary` (headless text view), this file (start, handle,
+//! shutdown).
 
+pub mod alarms;
+pub mod audio;
 pub mod config;
 mod ingest;
 pub mod live;
+mod notify;
 pub mod summary;
 mod writer;
 
+pub use alarms::{AlarmSnapshot, Command as AlarmCommand};
 pub use config::Config;
 pub use live::{BedView, Connection, FrameCursor};
+pub use ward_alarm::{Alarm, AlarmError, LimitRule, LogEntry};
+pub use ward_store::AlarmLogRow;
 pub use writer::StoreMetrics;
 
 use serde::Serialize;
@@ -51,6 +61,23 @@ pub enum CoreError {
     Sim(#[from] ward_sim::SimError),
     #[error("station start-up failed: {0}")]
     Start(String),
+    #[error(transparent)]
+    Alarm(#[from] AlarmError),
+    #[error("the alarm system is not answering: {0}")]
+    AlarmDriver(&'static str),
+}
+
+impl CoreError {
+    /// Stable code for the window to branch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CoreError::Alarm(e) => e.code(),
+            CoreError::AlarmDriver(_) => "alarm_driver",
+            CoreError::Config { .. } => "config",
+            CoreError::Store(_) => "store",
+            _ => "internal",
+        }
+    }
 }
 
 pub fn now_ms() -> i64 {
@@ -67,6 +94,7 @@ pub struct StationMetrics {
     /// Accepted messages by topic kind, refused ones by reason (bad_json, bad_wave, ...).
     pub ingest: BTreeMap<String, u64>,
     pub store: StoreMetrics,
+    pub alarms: alarms::AlarmMetrics,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -76,6 +104,7 @@ pub struct WardSnapshot {
     pub broker: String,
     pub beds: Vec<BedView>,
     pub unassigned: Vec<live::DeviceView>,
+    pub alarms: AlarmSnapshot,
     pub metrics: StationMetrics,
 }
 
@@ -91,6 +120,38 @@ struct RuntimeInfo<'a> {
 }
 
 pub struct Station;
+
+/// Each configured bed's limit rules: edited ones from the database, else the defaults of
+/// its patient category.
+fn bed_setups(cfg: &Config) -> Result<Vec<alarms::BedSetup>, CoreError> {
+    let stored: BTreeMap<String, String> = ward_store::Store::open_read_only(&cfg.db_path())?
+        .bed_rules()?
+        .into_iter()
+        .collect();
+    Ok(cfg
+        .beds
+        .iter()
+        .map(|b| {
+            let id = b.id.to_string();
+            let rules = stored
+                .get(&id)
+                .and_then(|json| match serde_json::from_str::<Vec<LimitRule>>(json) {
+                    Ok(r) if ward_alarm::rules::validate(&r).is_ok() => Some(r),
+                    _ => {
+                        tracing::error!(bed = %id, "stored limits are unreadable; using the category defaults");
+                        None
+                    }
+                })
+                .unwrap_or_else(|| ward_alarm::rules::defaults(b.category));
+            alarms::BedSetup {
+                id,
+                label: b.label.clone(),
+                rules,
+                monitored: b.device.is_some(),
+            }
+        })
+        .collect())
+}
 
 /// The simulated ward started with the station: its stop signal and its task.
 type SimRun = (
@@ -108,6 +169,11 @@ pub struct StationHandle {
     ingest_stop: watch::Sender<bool>,
     ingest: Option<JoinHandle<()>>,
     sim: Option<SimRun>,
+    alarm_tx: std::sync::mpsc::Sender<alarms::Input>,
+    alarm_shared: Arc<alarms::Shared>,
+    alarm_thread: Option<std::thread::JoinHandle<()>>,
+    alarm_events: tokio::sync::broadcast::Sender<LogEntry>,
+    notify_counters: Arc<notify::NotifyCounters>,
 }
 
 /// Capacity of the in-process queue from broker to ingest. QoS 1/2 publishers wait when it
@@ -126,6 +192,25 @@ impl Station {
             cfg.prune_every,
             cfg.retention,
         )?);
+        // The alarm system starts before the broker accepts anyone, so the first value a
+        // monitor sends is already judged.
+        let (alarm_tx, alarm_rx) = std::sync::mpsc::channel();
+        let alarm_shared = Arc::new(alarms::Shared::default());
+        let (alarm_events, _) = tokio::sync::broadcast::channel(4096);
+        let driver = alarms::Driver::new(
+            cfg.alarm_policy.clone(),
+            bed_setups(&cfg)?,
+            writer.clone(),
+            cfg.notifications,
+            alarm_events.clone(),
+            alarm_shared.clone(),
+        )?;
+        let notify_counters = driver.notify_counters();
+        let alarm_thread = std::thread::Builder::new()
+            .name("ward-alarms".into())
+            .spawn(move || driver.run(alarm_rx))
+            .map_err(|e| CoreError::Start(format!("cannot start the alarm driver: {e}")))?;
+
         let broker = ward_broker::start(cfg.broker.clone()).await?;
         let broker_addr = broker.local_addr();
         let rx = broker.subscribe_local(ward_model::topic::DEVICE_FILTER, INGEST_QUEUE)?;
@@ -133,7 +218,12 @@ impl Station {
         let live = Arc::new(Mutex::new(live::LiveState::new(&cfg)));
         let counters: ingest::IngestCounters = Arc::default();
         let (ingest_stop, stop_rx) = watch::channel(false);
-        let ingest = ingest::Ingest::new(live.clone(), writer.clone(), counters.clone());
+        let ingest = ingest::Ingest::new(
+            live.clone(),
+            writer.clone(),
+            counters.clone(),
+            alarm_tx.clone(),
+        );
         let ingest = tokio::spawn(ingest.run(rx, stop_rx));
 
         let sim = if cfg.sim_beds > 0 {
@@ -156,6 +246,11 @@ impl Station {
             ingest_stop,
             ingest: Some(ingest),
             sim,
+            alarm_tx,
+            alarm_shared,
+            alarm_thread: Some(alarm_thread),
+            alarm_events,
+            notify_counters,
         };
         handle.write_runtime_file();
         tracing::info!(broker = %broker_addr, db = %handle.cfg.db_path().display(), "station started");
@@ -203,7 +298,71 @@ impl StationHandle {
             broker,
             ingest,
             store: self.writer.counters.snapshot(),
+            alarms: self.alarm_shared.metrics(Some(&self.notify_counters)),
         }
+    }
+
+    pub fn alarm_snapshot(&self) -> AlarmSnapshot {
+        let s = &self.alarm_shared;
+        let p = &self.cfg.alarm_policy;
+        let hb = s.heartbeat_ms.load(std::sync::atomic::Ordering::Relaxed);
+        AlarmSnapshot {
+            alarms: s.alarms.lock().map(|a| a.clone()).unwrap_or_default(),
+            audio: s.audio.lock().ok().and_then(|a| a.clone()),
+            driver_ok: now_ms() - hb < 2_000,
+            audio_pause_s: p.audio_pause_ms / 1000,
+            alarm_pause_s: p.alarm_pause_ms / 1000,
+            allow_audio_off: p.allow_audio_off,
+            metrics: s.metrics(Some(&self.notify_counters)),
+        }
+    }
+
+    /// Every alarm log entry as it happens (window attention, benchmarks, later: sync).
+    pub fn subscribe_alarms(&self) -> tokio::sync::broadcast::Receiver<LogEntry> {
+        self.alarm_events.subscribe()
+    }
+
+    /// Runs a command in the alarm driver and waits (briefly) for its answer. Returns how
+    /// many alarms it applied to.
+    pub fn alarm_command(&self, c: AlarmCommand) -> Result<usize, CoreError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.alarm_tx
+            .send(alarms::Input::Command(c, tx))
+            .map_err(|_| CoreError::AlarmDriver("it has stopped"))?;
+        rx.recv_timeout(std::time::Duration::from_secs(2))
+            .map_err(|_| CoreError::AlarmDriver("no answer within 2 s"))?
+            .map_err(CoreError::Alarm)
+    }
+
+    pub fn acknowledge(&self, alarm_id: u64, user: &str) -> Result<usize, CoreError> {
+        self.alarm_command(AlarmCommand::Acknowledge {
+            id: alarm_id,
+            user: user.to_string(),
+        })
+    }
+
+    /// The window's heartbeat; once one has arrived, its absence is a technical alarm.
+    pub fn ui_heartbeat(&self) {
+        let _ = self.alarm_tx.send(alarms::Input::UiHeartbeat);
+    }
+
+    /// A bed's current limit rules.
+    pub fn limits(&self, bed: &str) -> Option<Vec<LimitRule>> {
+        self.alarm_shared
+            .rules
+            .lock()
+            .ok()
+            .and_then(|r| r.get(bed).cloned())
+    }
+
+    /// The alarm log from the database, newest first (one bed, or the unit).
+    pub fn alarm_history(
+        &self,
+        bed: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AlarmLogRow>, CoreError> {
+        let store = ward_store::Store::open_read_only(&self.cfg.db_path())?;
+        Ok(store.alarm_log(bed, limit.min(10_000))?)
     }
 
     pub fn snapshot(&self) -> WardSnapshot {
@@ -218,6 +377,7 @@ impl StationHandle {
             broker: self.broker_addr.to_string(),
             beds,
             unassigned,
+            alarms: self.alarm_snapshot(),
             metrics: self.metrics(),
         }
     }
@@ -268,6 +428,14 @@ impl StationHandle {
         let _ = self.ingest_stop.send(true);
         if let Some(t) = self.ingest.take() {
             let _ = t.await;
+        }
+        // The alarm driver goes after ingest (it judged everything ingest handed over) and
+        // before the writer (its last log rows are written).
+        let _ = self.alarm_tx.send(alarms::Input::Stop);
+        if let Some(t) = self.alarm_thread.take() {
+            if t.join().is_err() {
+                tracing::error!("alarm driver thread panicked");
+            }
         }
         match Arc::try_unwrap(self.writer) {
             Ok(mut w) => w.finish(),

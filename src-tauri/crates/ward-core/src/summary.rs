@@ -92,6 +92,55 @@ pub fn render(s: &WardSnapshot) -> String {
             ago(s.now_ms, d.last_seen_ms)
         );
     }
+    let a = &s.alarms;
+    if !a.driver_ok {
+        let _ = writeln!(
+            out,
+            "!!! ALARM SYSTEM NOT RUNNING: the alarm driver has stopped ticking"
+        );
+    }
+    if a.alarms.is_empty() {
+        let _ = writeln!(out, "alarms: none");
+    }
+    for x in &a.alarms {
+        let place = x
+            .bed
+            .as_ref()
+            .and_then(|b| s.beds.iter().find(|v| v.id == *b))
+            .map(|v| v.label.clone())
+            .unwrap_or_else(|| "Station".into());
+        let state = match &x.inactivation {
+            ward_alarm::Inactivation::None => String::new(),
+            ward_alarm::Inactivation::Acknowledged { by, .. } => format!(" [acknowledged by {by}]"),
+            ward_alarm::Inactivation::AudioPaused { until_ms, .. } => {
+                format!(" [audio paused {}s]", (until_ms - s.now_ms).max(0) / 1000)
+            }
+            ward_alarm::Inactivation::AlarmPaused { until_ms, .. } => {
+                format!(" [alarm paused {}s]", (until_ms - s.now_ms).max(0) / 1000)
+            }
+            ward_alarm::Inactivation::AudioOff { .. } => " [audio off]".into(),
+        };
+        let _ = writeln!(
+            out,
+            "ALARM {:<6} {:<8} {}{}{}{} (#{}, since {})",
+            x.priority.as_str().to_uppercase(),
+            place,
+            x.label,
+            x.value.map(|v| format!(" {v}")).unwrap_or_default(),
+            if x.cause_active { "" } else { " [latched]" },
+            state,
+            x.id,
+            ago(s.now_ms, Some(x.onset_ms)),
+        );
+    }
+    if let Some(au) = &a.audio {
+        let _ = writeln!(
+            out,
+            "alarm audio: {} — {}",
+            if au.ok { "ok" } else { "UNAVAILABLE" },
+            au.detail
+        );
+    }
     let m = &s.metrics;
     let refused: Vec<String> = m
         .ingest

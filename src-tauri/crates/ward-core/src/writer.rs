@@ -21,6 +21,8 @@ pub const MAX_PENDING: usize = 1_000_000;
 
 #[derive(Default)]
 pub(crate) struct WriterCounters {
+    /// Accepted into the queue (for the lag: queued - written - dropped).
+    pub records_queued: AtomicU64,
     pub records_written: AtomicU64,
     pub batches: AtomicU64,
     pub write_errors: AtomicU64,
@@ -92,12 +94,35 @@ impl Writer {
     pub fn send(&self, r: Record) -> bool {
         let Some(tx) = &self.tx else { return false };
         match tx.try_send(r) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.counters.records_queued.fetch_add(1, Ordering::Relaxed);
+                true
+            }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
                 false
             }
         }
+    }
+
+    /// Queues a record that must not be lost: when the queue is full it comes back to the
+    /// caller, who keeps it and offers it again (the alarm log does this).
+    pub fn offer(&self, r: Record) -> Result<(), Record> {
+        let Some(tx) = &self.tx else { return Err(r) };
+        match tx.try_send(r) {
+            Ok(()) => {
+                self.counters.records_queued.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(TrySendError::Full(r)) | Err(TrySendError::Disconnected(r)) => Err(r),
+        }
+    }
+
+    /// Records queued but not yet written (or dropped).
+    pub fn lag(&self) -> u64 {
+        let c = &self.counters;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        g(&c.records_queued).saturating_sub(g(&c.records_written) + g(&c.dropped_after_errors))
     }
 
     /// Closes the queue and waits until everything queued is written.
@@ -160,10 +185,20 @@ fn run(
                     c.write_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(error = %e, pending = pending.len(), "store write failed; will retry");
                     if pending.len() > MAX_PENDING {
-                        let excess = pending.len() - MAX_PENDING;
-                        pending.drain(..excess);
+                        // Shed the oldest data rows; alarm log rows are never shed (they
+                        // are few, and the log must hold every HIGH alarm).
+                        let mut excess = pending.len() - MAX_PENDING;
+                        let before = pending.len();
+                        pending.retain(|r| {
+                            if excess > 0 && !matches!(r, Record::Alarm(_)) {
+                                excess -= 1;
+                                false
+                            } else {
+                                true
+                            }
+                        });
                         c.dropped_after_errors
-                            .fetch_add(excess as u64, Ordering::Relaxed);
+                            .fetch_add((before - pending.len()) as u64, Ordering::Relaxed);
                     }
                     if !open {
                         // Shutting down and the disk refuses: say so and stop retrying.

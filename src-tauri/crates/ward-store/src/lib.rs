@@ -5,9 +5,12 @@
 //! retention by time enforced by [`Store::prune`]. Writes come in batches, one transaction
 //! each, from a single writer (ward-core's store thread); readers open their own connection.
 //!
-//! What it is not: no threads or channels of its own, no knowledge of MQTT. The alarm log,
-//! audit chain, outbox, rollups and the size cap arrive with issues 4-6 as further tables and
-//! migrations here.
+//! The alarm log lives here too (`alarm_log`, written by the same writer, never pruned by
+//! retention).
+//!
+//! What it is not: no threads or channels of its own, no knowledge of MQTT or of the alarm
+//! engine's types (the log arrives as plain rows). The audit chain, outbox, rollups and the
+//! size cap arrive with issues 5-6 as further tables and migrations here.
 //!
 //! Layout: `chunker` (packets -> 1 s chunks, pure), `schema` (migrations), this file (the
 //! store API).
@@ -60,11 +63,35 @@ pub struct DeviceEvent {
     pub detail: String,
 }
 
+/// One alarm log line: a state change of an alarm, or a bed-level action (pause, limits).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AlarmLogRow {
+    pub t_ms: i64,
+    pub kind: String,
+    pub alarm_id: Option<u64>,
+    pub bed: Option<String>,
+    pub condition: String,
+    pub label: String,
+    pub priority: Option<String>,
+    pub value: Option<f64>,
+    pub limit: Option<f64>,
+    pub user: Option<String>,
+    pub detail: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub enum Record {
     Vital(VitalRow),
     Wave(WaveChunk),
     Event(DeviceEvent),
+    Alarm(AlarmLogRow),
+    /// A bed's limit rules as JSON, replacing what was stored for the bed.
+    BedRules {
+        bed: String,
+        rules_json: String,
+        t_ms: i64,
+        user: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -150,8 +177,38 @@ impl Store {
             let mut event = tx.prepare_cached(
                 "INSERT INTO device_events (ts_ms, device, bed, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
+            let mut alarm = tx.prepare_cached(
+                "INSERT INTO alarm_log (t_ms, kind, alarm_id, bed, condition, label, priority, value, limit_value, user, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            let mut bed_rules = tx.prepare_cached(
+                "INSERT OR REPLACE INTO bed_rules (bed, rules_json, t_ms, user) VALUES (?1, ?2, ?3, ?4)",
+            )?;
             for r in batch {
                 match r {
+                    Record::BedRules {
+                        bed,
+                        rules_json,
+                        t_ms,
+                        user,
+                    } => {
+                        bed_rules.execute(params![bed, rules_json, t_ms, user])?;
+                    }
+                    Record::Alarm(a) => {
+                        alarm.execute(params![
+                            a.t_ms,
+                            a.kind,
+                            a.alarm_id.map(|i| i as i64),
+                            a.bed,
+                            a.condition,
+                            a.label,
+                            a.priority,
+                            a.value,
+                            a.limit,
+                            a.user,
+                            a.detail
+                        ])?;
+                    }
                     Record::Vital(v) => {
                         vital
                             .execute(params![v.ts_ms, v.device, v.bed, v.code, v.unit, v.value])?;
@@ -290,6 +347,44 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The alarm log, newest first: one bed's (or all when `bed` is `None`), at most `limit`
+    /// rows.
+    pub fn alarm_log(
+        &self,
+        bed: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AlarmLogRow>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT t_ms, kind, alarm_id, bed, condition, label, priority, value, limit_value, user, detail
+             FROM alarm_log WHERE (?1 IS NULL OR bed = ?1) ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![bed, limit as i64], |r| {
+            Ok(AlarmLogRow {
+                t_ms: r.get(0)?,
+                kind: r.get(1)?,
+                alarm_id: r.get::<_, Option<i64>>(2)?.map(|i| i as u64),
+                bed: r.get(3)?,
+                condition: r.get(4)?,
+                label: r.get(5)?,
+                priority: r.get(6)?,
+                value: r.get(7)?,
+                limit: r.get(8)?,
+                user: r.get(9)?,
+                detail: r.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Stored limit rules per bed: (bed, rules as JSON).
+    pub fn bed_rules(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT bed, rules_json FROM bed_rules ORDER BY bed")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn events(&self, device: &str) -> Result<Vec<DeviceEvent>, StoreError> {
         let mut st = self.conn.prepare_cached(
             "SELECT ts_ms, device, bed, kind, detail FROM device_events WHERE device = ?1 ORDER BY id",
@@ -341,6 +436,63 @@ mod tests {
             unit: 266_418,
             samples: (0..250).map(|i| i as i16 - 100).collect(),
         })
+    }
+
+    #[test]
+    fn alarm_log_round_trips_newest_first_and_survives_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
+        let row = |t_ms: i64, bed: &str, kind: &str| {
+            Record::Alarm(AlarmLogRow {
+                t_ms,
+                kind: kind.into(),
+                alarm_id: Some(7),
+                bed: Some(bed.into()),
+                condition: "limit:spo2_low".into(),
+                label: "SpO2 low".into(),
+                priority: Some("medium".into()),
+                value: Some(85.0),
+                limit: Some(90.0),
+                user: (kind == "acknowledged").then(|| "nurse.ana".into()),
+                detail: None,
+            })
+        };
+        s.write_batch(&[
+            row(1_000, "bed-1", "raised"),
+            row(2_000, "bed-2", "raised"),
+            row(3_000, "bed-1", "acknowledged"),
+        ])
+        .unwrap();
+        let all = s.alarm_log(None, 10).unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].kind, "acknowledged");
+        assert_eq!(all[0].user.as_deref(), Some("nurse.ana"));
+        assert_eq!(all[0].limit, Some(90.0));
+        let bed1 = s.alarm_log(Some("bed-1"), 10).unwrap();
+        assert_eq!(
+            bed1.iter().map(|r| r.t_ms).collect::<Vec<_>>(),
+            [3_000, 1_000]
+        );
+        assert_eq!(s.alarm_log(None, 1).unwrap().len(), 1);
+        // Retention with zero windows removes vitals and waves, never the alarm log.
+        let keep = Retention {
+            waveforms: Duration::ZERO,
+            vitals: Duration::ZERO,
+        };
+        s.prune(10_000_000_000_000, keep).unwrap();
+        assert_eq!(s.alarm_log(None, 10).unwrap().len(), 3);
+        // Bed rules: the last write per bed wins.
+        let rules = |json: &str| Record::BedRules {
+            bed: "bed-1".into(),
+            rules_json: json.into(),
+            t_ms: 1,
+            user: "charge.cho".into(),
+        };
+        s.write_batch(&[rules("[1]"), rules("[2]")]).unwrap();
+        assert_eq!(
+            s.bed_rules().unwrap(),
+            [("bed-1".to_string(), "[2]".to_string())]
+        );
     }
 
     #[test]

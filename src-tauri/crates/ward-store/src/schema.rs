@@ -42,6 +42,30 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT    NOT NULL
      );
      CREATE INDEX device_events_ts ON device_events (ts_ms);",
+    // 2: the alarm log (IEC 60601-1-8 6.12). Never pruned by waveform or vitals retention.
+    "CREATE TABLE alarm_log (
+        id          INTEGER PRIMARY KEY,
+        t_ms        INTEGER NOT NULL,
+        kind        TEXT    NOT NULL,
+        alarm_id    INTEGER,
+        bed         TEXT,
+        condition   TEXT    NOT NULL,
+        label       TEXT    NOT NULL,
+        priority    TEXT,
+        value       REAL,
+        limit_value REAL,
+        user        TEXT,
+        detail      TEXT
+     );
+     CREATE INDEX alarm_log_bed_t ON alarm_log (bed, t_ms);
+     CREATE INDEX alarm_log_t ON alarm_log (t_ms);
+     -- Limits edited at the station, per bed (JSON list of rules), kept across restarts.
+     CREATE TABLE bed_rules (
+        bed        TEXT PRIMARY KEY,
+        rules_json TEXT    NOT NULL,
+        t_ms       INTEGER NOT NULL,
+        user       TEXT    NOT NULL
+     );",
 ];
 
 pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {

@@ -1,0 +1,506 @@
+//! The alarm driver: one OS thread that owns the [`ward_alarm::Engine`], feeds it what ingest
+//! decoded and what people commanded, polls it every [`TICK`], and carries its output to the
+//! annunciator (sound), the notifier (OS), the store writer (alarm log), subscribers (window
+//! attention, benchmarks) and the shared snapshot the window and the summary read.
+//!
+//! It is a plain thread, not a tokio task, so a busy async runtime cannot delay an alarm, and
+//! nothing here waits on the window. Inputs arrive on an unbounded channel: alarms never drop
+//! (ARCHITECTURE.md); the channel only grows if this thread stops, which the watchdog
+//! (`heartbeat_ms`) makes visible. Alarm log rows the writer cannot take yet are kept here
+//! and offered again every tick, never dropped.
+//!
+//! Time: the engine gets wall-clock milliseconds, so log times read as real times.
+
+use crate::audio::{Annunciator, AudioStatus};
+use crate::notify::{Notice, Notifier};
+use crate::now_ms;
+use crate::writer::Writer;
+use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+use ward_alarm::{
+    Alarm, AlarmError, Engine, LimitRule, LogEntry, LogKind, Policy, Priority, Scope, Technical,
+};
+use ward_store::{AlarmLogRow, Record};
+
+pub const TICK: Duration = Duration::from_millis(100);
+/// IEC 60601-1-8 conformance tests expect a self-check at least every 10 s.
+const SELF_CHECK_EVERY: Duration = Duration::from_secs(5);
+/// Storage is "failing" while it reported an error within this window.
+const STORAGE_WINDOW: Duration = Duration::from_secs(10);
+/// Records queued but not written beyond this is "lagging" (half the writer's queue).
+const STORAGE_LAG: u64 = (crate::writer::QUEUE_CAPACITY / 2) as u64;
+
+pub enum Command {
+    Acknowledge {
+        id: u64,
+        user: String,
+    },
+    AudioPause {
+        bed: Option<String>,
+        user: String,
+    },
+    AlarmPause {
+        bed: String,
+        user: String,
+    },
+    AudioOff {
+        bed: Option<String>,
+        user: String,
+    },
+    SetRules {
+        bed: String,
+        rules: Vec<LimitRule>,
+        user: String,
+    },
+}
+
+pub(crate) enum Input {
+    Vitals {
+        bed: String,
+        obs: Vec<(u32, Option<f64>)>,
+    },
+    Seen {
+        bed: String,
+    },
+    Offline {
+        bed: String,
+    },
+    DeviceAlarm {
+        bed: String,
+        id: String,
+        label: String,
+        priority: Priority,
+        active: bool,
+        value: Option<f64>,
+    },
+    UiHeartbeat,
+    Command(Command, Sender<Result<usize, AlarmError>>),
+    Stop,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct AlarmMetrics {
+    pub active_high: u64,
+    pub active_medium: u64,
+    pub active_low: u64,
+    pub log_rows: u64,
+    pub log_rows_waiting: u64,
+    pub inputs: u64,
+    pub self_checks: u64,
+    pub self_check_failures: u64,
+    pub notifications_sent: u64,
+    pub notifications_failed: u64,
+    pub notifications_dropped: u64,
+}
+
+/// What the window and the summary show.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlarmSnapshot {
+    pub alarms: Vec<Alarm>,
+    pub audio: Option<AudioStatus>,
+    /// False when the driver thread has not ticked for 2 s: the alarm system itself is down.
+    pub driver_ok: bool,
+    pub audio_pause_s: i64,
+    pub alarm_pause_s: i64,
+    pub allow_audio_off: bool,
+    pub metrics: AlarmMetrics,
+}
+
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub alarms: Mutex<Vec<Alarm>>,
+    pub audio: Mutex<Option<AudioStatus>>,
+    pub rules: Mutex<BTreeMap<String, Vec<LimitRule>>>,
+    pub heartbeat_ms: AtomicI64,
+    pub log_rows: AtomicU64,
+    pub log_rows_waiting: AtomicU64,
+    pub inputs: AtomicU64,
+    pub self_checks: AtomicU64,
+    pub self_check_failures: AtomicU64,
+}
+
+pub(crate) struct BedSetup {
+    pub id: String,
+    pub label: String,
+    pub rules: Vec<LimitRule>,
+    pub monitored: bool,
+}
+
+pub(crate) struct Driver {
+    engine: Engine,
+    writer: Arc<Writer>,
+    audio: Annunciator,
+    notifier: Notifier,
+    events: broadcast::Sender<LogEntry>,
+    shared: Arc<Shared>,
+    labels: BTreeMap<String, String>,
+    waiting: VecDeque<Record>,
+    storage_seen: (u64, Option<Instant>),
+    last_callbacks: u64,
+}
+
+impl Driver {
+    pub fn new(
+        policy: Policy,
+        beds: Vec<BedSetup>,
+        writer: Arc<Writer>,
+        notifications: bool,
+        events: broadcast::Sender<LogEntry>,
+        shared: Arc<Shared>,
+    ) -> Result<Self, AlarmError> {
+        let now = now_ms();
+        let mut engine = Engine::new(policy);
+        let mut labels = BTreeMap::new();
+        for b in beds {
+            engine.add_bed(now, &b.id, b.rules.clone(), b.monitored)?;
+            if let Ok(mut r) = shared.rules.lock() {
+                r.insert(b.id.clone(), b.rules);
+            }
+            labels.insert(b.id, b.label);
+        }
+        Ok(Self {
+            engine,
+            writer,
+            audio: Annunciator::start(),
+            notifier: Notifier::start(notifications),
+            events,
+            shared,
+            labels,
+            waiting: VecDeque::new(),
+            storage_seen: (0, None),
+            last_callbacks: 0,
+        })
+    }
+
+    pub fn notify_counters(&self) -> Arc<crate::notify::NotifyCounters> {
+        self.notifier.counters.clone()
+    }
+
+    pub fn run(mut self, rx: Receiver<Input>) {
+        let mut next_tick = Instant::now();
+        let mut next_check = Instant::now() + SELF_CHECK_EVERY;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(input) => {
+                    self.handle(input);
+                    // Take what else is queued, then act once: an alarm with no condition
+                    // delay goes out as soon as the value that raised it was handled.
+                    let mut stop = false;
+                    for _ in 0..1024 {
+                        match rx.try_recv() {
+                            Ok(Input::Stop) => {
+                                stop = true;
+                                break;
+                            }
+                            Ok(i) => self.handle(i),
+                            Err(_) => break,
+                        }
+                    }
+                    self.engine.poll(now_ms());
+                    self.outputs();
+                    if stop {
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.shared.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
+                self.check_storage(now);
+                self.check_audio();
+                if now >= next_check {
+                    self.self_check();
+                    next_check = now + SELF_CHECK_EVERY;
+                }
+                self.engine.poll(now_ms());
+                self.outputs();
+                next_tick += TICK;
+                if next_tick < now {
+                    next_tick = now + TICK;
+                }
+            }
+        }
+        // Stopping: whatever the log holds goes to the writer (which writes all it has
+        // before it stops), and the sound stops with the station.
+        self.outputs();
+        self.audio.set(None);
+        // The writer is still running: wait for room rather than lose a row.
+        for _ in 0..100 {
+            match self.waiting.pop_front() {
+                None => break,
+                Some(r) => {
+                    if let Err(r) = self.writer.offer(r) {
+                        self.waiting.push_front(r);
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            }
+        }
+        if !self.waiting.is_empty() {
+            tracing::error!(
+                rows = self.waiting.len(),
+                "alarm log rows could not be queued at shutdown"
+            );
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        self.shared.inputs.fetch_add(1, Ordering::Relaxed);
+        let now = now_ms();
+        let e = &mut self.engine;
+        match input {
+            Input::Vitals { bed, obs } => e.handle_vitals(now, &bed, &obs),
+            Input::Seen { bed } => e.handle_seen(now, &bed),
+            Input::Offline { bed } => e.handle_offline(now, &bed),
+            Input::DeviceAlarm {
+                bed,
+                id,
+                label,
+                priority,
+                active,
+                value,
+            } => e.handle_device_alarm(now, &bed, &id, &label, priority, active, value),
+            Input::UiHeartbeat => e.handle_ui_heartbeat(now),
+            Input::Command(c, reply) => {
+                let r = match c {
+                    Command::Acknowledge { id, user } => e.acknowledge(now, id, &user).map(|_| 1),
+                    Command::AudioPause { bed, user } => e.audio_pause(now, &scope(bed), &user),
+                    Command::AlarmPause { bed, user } => e.alarm_pause(now, &bed, &user).map(|_| 1),
+                    Command::AudioOff { bed, user } => e.audio_off(now, &scope(bed), &user),
+                    Command::SetRules { bed, rules, user } => {
+                        let json = serde_json::to_string(&rules).unwrap_or_default();
+                        let r = e.set_rules(now, &bed, rules.clone(), &user).map(|_| 1);
+                        if r.is_ok() {
+                            if let Ok(mut m) = self.shared.rules.lock() {
+                                m.insert(bed.clone(), rules);
+                            }
+                            self.waiting.push_back(Record::BedRules {
+                                bed,
+                                rules_json: json,
+                                t_ms: now,
+                                user,
+                            });
+                        }
+                        r
+                    }
+                };
+                if let Err(err) = &r {
+                    tracing::warn!(error = %err, "alarm command refused");
+                }
+                // The caller may have given up waiting; the action stands either way.
+                let _ = reply.send(r);
+            }
+            Input::Stop => {}
+        }
+    }
+
+    fn outputs(&mut self) {
+        let log = self.engine.drain_log();
+        for l in log {
+            if matches!(l.kind, LogKind::Raised | LogKind::Escalated)
+                && l.priority.is_some_and(|p| p >= Priority::Medium)
+            {
+                self.notify(&l);
+            }
+            if matches!(
+                l.kind,
+                LogKind::Raised | LogKind::Escalated | LogKind::Acknowledged
+            ) {
+                tracing::info!(
+                    kind = ?l.kind,
+                    bed = l.bed.as_deref().unwrap_or("station"),
+                    priority = l.priority.map(|p| p.as_str()).unwrap_or("-"),
+                    label = %l.label,
+                    user = l.user.as_deref().unwrap_or(""),
+                    "alarm"
+                );
+            }
+            self.waiting.push_back(Record::Alarm(row(&l)));
+            let _ = self.events.send(l);
+        }
+        while let Some(r) = self.waiting.pop_front() {
+            if let Err(r) = self.writer.offer(r) {
+                self.waiting.push_front(r);
+                break;
+            }
+            self.shared.log_rows.fetch_add(1, Ordering::Relaxed);
+        }
+        self.shared
+            .log_rows_waiting
+            .store(self.waiting.len() as u64, Ordering::Relaxed);
+        let a = self.engine.annunciation();
+        self.audio.set(a.sound);
+        if let Some(p) = a.reminder {
+            self.audio.reminder(p);
+        }
+        // Refreshed every time, not only on log lines: the worst value of an ongoing alarm
+        // changes without one. A few dozen alarms at most; the copy is cheap.
+        if let Ok(mut s) = self.shared.alarms.lock() {
+            *s = self.engine.alarms();
+        }
+    }
+
+    fn notify(&self, l: &LogEntry) {
+        let Some(p) = l.priority else { return };
+        let place = match &l.bed {
+            Some(b) => self.labels.get(b).cloned().unwrap_or_else(|| b.clone()),
+            None => "Station".into(),
+        };
+        let mut body = format!(
+            "{} alarm at {place}: {}",
+            p.as_str().to_uppercase(),
+            l.label
+        );
+        if let Some(v) = l.value {
+            body += &format!(", value {v}");
+        }
+        if let Some(v) = l.limit {
+            body += &format!(" (limit {v})");
+        }
+        if l.kind == LogKind::Escalated {
+            body += ", escalated: not yet answered";
+        }
+        self.notifier.send(Notice {
+            priority: p,
+            summary: format!("{place}: {}", l.label),
+            body,
+        });
+    }
+
+    fn check_storage(&mut self, now: Instant) {
+        let m = self.writer.counters.snapshot();
+        let errors = m.write_errors + m.queue_full + m.dropped_after_errors;
+        if errors != self.storage_seen.0 {
+            self.storage_seen = (errors, Some(now));
+        }
+        let recent = self
+            .storage_seen
+            .1
+            .is_some_and(|t| now.duration_since(t) < STORAGE_WINDOW);
+        let lag = self.writer.lag();
+        let t = now_ms();
+        if recent {
+            let detail = format!(
+                "write errors {}, queue full {}, dropped {}",
+                m.write_errors, m.queue_full, m.dropped_after_errors
+            );
+            self.engine
+                .handle_station(t, Technical::StorageFailing, true, &detail);
+        } else if lag > STORAGE_LAG {
+            let detail = format!("{lag} records waiting to be written");
+            self.engine
+                .handle_station(t, Technical::StorageFailing, true, &detail);
+        } else {
+            self.engine
+                .handle_station(t, Technical::StorageFailing, false, "");
+        }
+    }
+
+    fn check_audio(&mut self) {
+        let st = self.audio.status();
+        let t = now_ms();
+        // An empty detail means the output is still being opened.
+        if !st.ok && !st.detail.is_empty() {
+            self.engine
+                .handle_station(t, Technical::AudioUnavailable, true, &st.detail);
+        } else if st.ok {
+            self.engine
+                .handle_station(t, Technical::AudioUnavailable, false, "");
+        }
+        if let Ok(mut a) = self.shared.audio.lock() {
+            *a = Some(st);
+        }
+    }
+
+    /// The periodic self-check: the engine's own consistency, and an audio output that
+    /// claims to be fine must really be running (its callback count moves).
+    fn self_check(&mut self) {
+        self.shared.self_checks.fetch_add(1, Ordering::Relaxed);
+        let st = self.audio.status();
+        let mut problem = self.engine.self_check().err();
+        if problem.is_none() && st.ok && st.callbacks == self.last_callbacks {
+            problem = Some(format!(
+                "audio output reports ready but its callback has not run for {} s",
+                SELF_CHECK_EVERY.as_secs()
+            ));
+        }
+        self.last_callbacks = st.callbacks;
+        let t = now_ms();
+        match problem {
+            Some(p) => {
+                self.shared
+                    .self_check_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(problem = %p, "alarm system self-check failed");
+                self.engine
+                    .handle_station(t, Technical::SelfCheckFailed, true, &p);
+            }
+            None => self
+                .engine
+                .handle_station(t, Technical::SelfCheckFailed, false, ""),
+        }
+    }
+}
+
+fn scope(bed: Option<String>) -> Scope {
+    match bed {
+        Some(b) => Scope::Bed(b),
+        None => Scope::All,
+    }
+}
+
+fn row(l: &LogEntry) -> AlarmLogRow {
+    AlarmLogRow {
+        t_ms: l.t_ms,
+        kind: serde_json::to_value(l.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        alarm_id: l.alarm_id,
+        bed: l.bed.clone(),
+        condition: l.condition.clone(),
+        label: l.label.clone(),
+        priority: l.priority.map(|p| p.as_str().to_string()),
+        value: l.value,
+        limit: l.limit,
+        user: l.user.clone(),
+        detail: l.detail.clone(),
+    }
+}
+
+impl Shared {
+    pub fn metrics(&self, notify: Option<&crate::notify::NotifyCounters>) -> AlarmMetrics {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (mut h, mut m, mut l) = (0, 0, 0);
+        if let Ok(a) = self.alarms.lock() {
+            for x in a.iter() {
+                match x.priority {
+                    Priority::High => h += 1,
+                    Priority::Medium => m += 1,
+                    Priority::Low => l += 1,
+                }
+            }
+        }
+        AlarmMetrics {
+            active_high: h,
+            active_medium: m,
+            active_low: l,
+            log_rows: g(&self.log_rows),
+            log_rows_waiting: g(&self.log_rows_waiting),
+            inputs: g(&self.inputs),
+            self_checks: g(&self.self_checks),
+            self_check_failures: g(&self.self_check_failures),
+            notifications_sent: notify.map(|n| g(&n.sent)).unwrap_or(0),
+            notifications_failed: notify.map(|n| g(&n.failed)).unwrap_or(0),
+            notifications_dropped: notify.map(|n| g(&n.dropped)).unwrap_or(0),
+        }
+    }
+}
