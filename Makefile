@@ -12,10 +12,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV := .venv
 PY := $(CURDIR)/$(VENV)/bin/python
 
-# Build: Tauri 2 on Linux links WebKitGTK 4.1 and GTK 3; ALSA for the alarm tones to come.
+# Build: Tauri 2 on Linux links WebKitGTK 4.1 and GTK 3; ALSA for the alarm tones.
 APT_BUILD := build-essential pkg-config libwebkit2gtk-4.1-dev libasound2-dev
-# Run and test: clients nobody here wrote, the virtual display, the WebDriver for the window.
-APT_TEST := mosquitto-clients xvfb xauth x11-utils webkit2gtk-driver python3-venv
+# Run and test: clients nobody here wrote, the virtual display, the WebDriver for the window,
+# a private D-Bus session bus and monitor (OS notification tests).
+APT_TEST := mosquitto-clients xvfb xauth x11-utils webkit2gtk-driver python3-venv \
+  dbus-daemon dbus-bin
+# Tests play alarm tones into ALSA's null sink: a working audio device, and silence on a
+# developer's machine. Tests that check the tone capture it with their own configuration.
+TEST_ALSA := $(CURDIR)/tests/fixtures/asound-null.conf
 APT_NODE := nodejs npm
 
 .PHONY: help deps deps-apt deps-node deps-py deps-tools ui build run test lint test-rust test-ui test-e2e check-core package clean
@@ -90,10 +95,10 @@ test-ui: deps-node
 	cd ui && npm test
 
 test-rust: build deps-py
-	WARDWATCH_PYTHON=$(PY) cargo test --workspace
+	WARDWATCH_PYTHON=$(PY) ALSA_CONFIG_PATH=$(TEST_ALSA) cargo test --workspace
 
 test-e2e: build deps-py deps-tools
-	$(PY) -m pytest -v tests/e2e
+	ALSA_CONFIG_PATH=$(TEST_ALSA) $(PY) -m pytest -v tests/e2e
 
 test: deps lint check-core test-ui test-rust test-e2e
 	@echo "make test: all suites passed"

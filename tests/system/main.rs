@@ -11,9 +11,12 @@
 //! - `bad_input`: garbage bytes, invalid UTF-8 topic, wrong JSON, NaN, 10 MB payload
 //! - `docs_examples`: every command in docs/topics.md against a live station
 //! - `cli`: config errors, the data-directory guard, the standalone simulator
+//! - `alarms`: a desaturation sounded (captured through ALSA), notified (D-Bus) and logged
+//!   with no upstream; acknowledgement and limits through the core API
 
 mod support;
 
+mod alarms;
 mod bad_input;
 mod broker;
 mod cli;

@@ -59,6 +59,11 @@ fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>
 impl Headless {
     /// Starts `wardwatch run` with a one-second summary and the given extra arguments.
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_env(extra, &[])
+    }
+
+    /// As `start`, with extra environment variables for the station process.
+    pub fn start_env(extra: &[&str], env: &[(&str, String)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(workspace_bin("wardwatch"))
             .args([
@@ -73,6 +78,7 @@ impl Headless {
             .args(extra)
             .env(FORBID_ENV, "1")
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -100,17 +100,22 @@ fn ramp_ms(s: &BurstSpec) -> f32 {
 pub fn burst(p: Priority, rate: u32) -> Vec<f32> {
     let s = spec(p);
     let rate_f = rate as f32;
-    let n = (s.burst_ms() / 1000.0 * rate_f).ceil() as usize;
+    // Room for the last pulse's fall ramp, which ends half a ramp after its nominal end.
+    let n = ((s.burst_ms() + ramp_ms(&s)) / 1000.0 * rate_f).ceil() as usize;
     let mut out = vec![0.0f32; n];
     let norm: f32 = HARMONICS.iter().sum();
     let ramp = ramp_ms(&s) / 1000.0;
     let dur = s.pulse_ms / 1000.0;
+    // `pulse_ms` is the effective duration, between the half-amplitude points of the rise and
+    // the fall (how the standard measures it): each pulse is a ramp longer, and the whole
+    // burst is shifted by half a ramp so the first pulse's rise fits.
+    let full = dur + ramp;
     for start in s.pulse_starts() {
         let i0 = (start / 1000.0 * rate_f).round() as usize;
-        let len = (dur * rate_f).round() as usize;
+        let len = (full * rate_f).round() as usize;
         for (k, slot) in out.iter_mut().skip(i0).take(len).enumerate() {
             let t = k as f32 / rate_f;
-            let env = (t / ramp).min((dur - t) / ramp).clamp(0.0, 1.0);
+            let env = (t / ramp).min((full - t) / ramp).clamp(0.0, 1.0);
             let mut v = 0.0;
             for (h, a) in HARMONICS.iter().enumerate() {
                 v += a * (TAU * s.fundamental_hz * (h + 1) as f32 * t).sin();
@@ -280,6 +285,13 @@ mod tests {
             for (i, q) in found.iter().enumerate() {
                 let td = (q.end_s - q.start_s) * 1000.0;
                 within(td, std.td, &format!("{p:?} pulse {i} duration ms"));
+                // The envelope detector widens a pulse by up to its window (3.3 ms).
+                let want = spec(p).pulse_ms;
+                within(
+                    td,
+                    (want - 2.0, want + 5.0),
+                    &format!("{p:?} pulse {i} vs table"),
+                );
                 let rise = q.rise_s * 1000.0 / td;
                 within(rise, (0.10, 0.20), &format!("{p:?} pulse {i} rise/td"));
                 let rel = db(q.peak, found[0].peak).abs();

@@ -295,7 +295,10 @@ impl Driver {
                 if let Err(err) = &r {
                     tracing::warn!(error = %err, "alarm command refused");
                 }
-                // The caller may have given up waiting; the action stands either way.
+                // Publish the new state before answering, so a caller that reads the snapshot
+                // right after sees its own action. The caller may have given up waiting; the
+                // action stands either way.
+                self.outputs();
                 let _ = reply.send(r);
             }
             Input::Stop => {}

@@ -166,7 +166,7 @@ impl Ingest {
         };
 
         if let Some(bed) = &bed {
-            self.to_alarms(device, bed, &parsed);
+            self.feed_alarms(device, bed, &parsed);
         }
 
         match parsed {
@@ -196,7 +196,7 @@ impl Ingest {
 
     /// What the alarm engine needs from a message of a device at a bed. The channel is
     /// unbounded: alarm inputs are never dropped.
-    fn to_alarms(&mut self, device: &str, bed: &str, parsed: &Parsed) {
+    fn feed_alarms(&mut self, device: &str, bed: &str, parsed: &Parsed) {
         let bed = bed.to_string();
         let input = match parsed {
             Parsed::Vitals(v) => AlarmInput::Vitals {

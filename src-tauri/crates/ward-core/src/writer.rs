@@ -106,7 +106,9 @@ impl Writer {
     }
 
     /// Queues a record that must not be lost: when the queue is full it comes back to the
-    /// caller, who keeps it and offers it again (the alarm log does this).
+    /// caller, who keeps it and offers it again (the alarm log does this). The record is
+    /// returned by value, as `try_send` hands it back; it is a few hundred bytes at most.
+    #[allow(clippy::result_large_err)]
     pub fn offer(&self, r: Record) -> Result<(), Record> {
         let Some(tx) = &self.tx else { return Err(r) };
         match tx.try_send(r) {

@@ -1,0 +1,347 @@
+//! The alarm system on a station with no upstream at all.
+//!
+//! - A headless `wardwatch` process whose simulated bed 3 desaturates: the alarm log (SQLite)
+//!   holds the HIGH desaturation; the tone the station really played, captured through ALSA's
+//!   `file` plugin into a WAV file, has the HIGH burst (10 pulses, 698 Hz fundamental); and the
+//!   OS notification went out on a private D-Bus session bus, seen by `dbus-monitor`.
+//! - An in-process station: acknowledgement through the core API is logged with the user;
+//!   refusals carry stable codes; edited limits survive a restart.
+
+use crate::support::*;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use ward_alarm::tone::{analysis, spec};
+use ward_alarm::Priority;
+
+/// A private session bus with no service directories (nothing gets activated), and a
+/// `dbus-monitor` on it writing what it sees to a file.
+struct Bus {
+    daemon: std::process::Child,
+    monitor: std::process::Child,
+    address: String,
+    log: std::path::PathBuf,
+}
+
+impl Bus {
+    fn start(dir: &Path) -> Self {
+        let conf = dir.join("bus.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:dir={}</listen>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>"#,
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let mut daemon = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", conf.display()))
+            .args(["--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon (Debian dbus-daemon) must be installed; make test installs it");
+        let mut out = daemon.stdout.take().unwrap();
+        let mut address = String::new();
+        let mut buf = [0u8; 1];
+        while out.read(&mut buf).unwrap() == 1 && buf[0] != b'\n' {
+            address.push(buf[0] as char);
+        }
+        let log = dir.join("dbus-monitor.txt");
+        let monitor = Command::new("dbus-monitor")
+            .args(["--address", &address])
+            .arg("interface='org.freedesktop.Notifications'")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-monitor");
+        // The monitor is ready once it has registered (its NameAcquired signal arrives first).
+        wait_for("dbus-monitor to attach", Duration::from_secs(10), || {
+            std::fs::read_to_string(&log)
+                .ok()
+                .filter(|t| t.contains("NameAcquired"))
+        });
+        Self {
+            daemon,
+            monitor,
+            address,
+            log,
+        }
+    }
+    fn seen(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.monitor.kill();
+        let _ = self.daemon.kill();
+        let _ = self.monitor.wait();
+        let _ = self.daemon.wait();
+    }
+}
+
+/// Mono samples (first channel, as f32) of a 16-bit PCM WAV as ALSA's file plugin writes it.
+fn read_wav(path: &Path) -> (u32, Vec<f32>) {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[0..4], b"RIFF", "not a WAV file");
+    let mut i = 12;
+    let (mut rate, mut channels, mut bits) = (0u32, 0usize, 0u16);
+    while i + 8 <= b.len() {
+        let id = &b[i..i + 4];
+        let len = u32::from_le_bytes(b[i + 4..i + 8].try_into().unwrap()) as usize;
+        let body = i + 8;
+        if id == b"fmt " {
+            channels = u16::from_le_bytes([b[body + 2], b[body + 3]]) as usize;
+            rate = u32::from_le_bytes(b[body + 4..body + 8].try_into().unwrap());
+            bits = u16::from_le_bytes([b[body + 14], b[body + 15]]);
+        } else if id == b"data" {
+            assert_eq!(bits, 16, "capture format");
+            // The length may be stale if the writer was cut off; read to the end.
+            let data = &b[body..];
+            let frame = 2 * channels;
+            let samples = data
+                .chunks_exact(frame)
+                .map(|f| i16::from_le_bytes([f[0], f[1]]) as f32 / 32768.0)
+                .collect();
+            return (rate, samples);
+        }
+        i = body + len + (len & 1);
+    }
+    panic!("no data chunk in {}", path.display());
+}
+
+fn alarm_rows(db: &Path, bed: &str) -> Vec<ward_store::AlarmLogRow> {
+    ward_store::Store::open_read_only(db)
+        .and_then(|s| s.alarm_log(Some(bed), 100))
+        .unwrap_or_default()
+}
+
+fn station_config(dir: &Path) -> std::path::PathBuf {
+    // Four beds, all simulated, so the only alarms are the scenario's.
+    let mut text = String::from("[sim]\nbeds = 4\nscenarios = [\"bed 3 desaturates to 76 % at 2 s\"]\n[store]\nbatch_ms = 50\n");
+    for i in 1..=4 {
+        text +=
+            &format!("[[beds]]\nid = \"bed-0{i}\"\nlabel = \"Bed {i}\"\ndevice = \"sim-0{i}\"\n");
+    }
+    let path = dir.join("alarms.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn desaturation_is_sounded_notified_and_logged_without_upstream() {
+    let work = tempfile::tempdir().unwrap();
+    let bus = Bus::start(work.path());
+    let wav = work.path().join("played.wav");
+    let asound = work.path().join("asound.conf");
+    std::fs::write(
+        &asound,
+        format!(
+            "</usr/share/alsa/alsa.conf>\npcm.!default {{\n type plug\n slave {{\n  pcm {{ type file slave.pcm \"null\" file \"{}\" format \"wav\" }}\n  format S16_LE\n  rate 48000\n  channels 2\n }}\n}}\n",
+            wav.display()
+        ),
+    )
+    .unwrap();
+    let cfg = station_config(work.path());
+    let st = Headless::start_env(
+        &["--config", cfg.to_str().unwrap()],
+        &[
+            ("ALSA_CONFIG_PATH", asound.display().to_string()),
+            ("DBUS_SESSION_BUS_ADDRESS", bus.address.clone()),
+        ],
+    );
+    let db = st.db();
+    // SpO2 starts near 99 and falls to 76 %: past 90 (MEDIUM after 10 s) and 80 (HIGH
+    // desaturation after 5 s).
+    let raised = wait_for(
+        "the desaturation alarm in the log",
+        Duration::from_secs(60),
+        || {
+            alarm_rows(&db, "bed-03")
+                .into_iter()
+                .find(|r| r.kind == "raised" && r.condition == "limit:spo2_desat")
+        },
+    );
+    assert_eq!(raised.priority.as_deref(), Some("high"));
+    assert_eq!(raised.label, "Desaturation");
+    assert_eq!(raised.limit, Some(80.0));
+    assert!(raised.value.unwrap() < 80.0, "{raised:?}");
+    assert!(raised.user.is_none());
+    // No alarm elsewhere: the other beds are simulated normals.
+    for bed in ["bed-01", "bed-02", "bed-04"] {
+        assert!(
+            alarm_rows(&db, bed).is_empty(),
+            "{bed}: {:?}",
+            alarm_rows(&db, bed)
+        );
+    }
+    let notified = wait_for(
+        "the Notify call on the bus",
+        Duration::from_secs(20),
+        || {
+            let seen = bus.seen();
+            (seen.contains("member=Notify") && seen.contains("Bed 3: Desaturation")).then_some(seen)
+        },
+    );
+    assert!(
+        notified.contains("HIGH alarm at Bed 3: Desaturation"),
+        "{notified}"
+    );
+    assert!(notified.contains("Wardwatch"));
+    // Let at least one whole HIGH burst play (one burst is about 3 s).
+    let raised_at = std::time::Instant::now();
+    wait_for("a full HIGH burst played", Duration::from_secs(30), || {
+        (raised_at.elapsed() > Duration::from_secs(4)).then_some(())
+    });
+    let status = st.stop();
+    assert!(status.success(), "{status:?}");
+
+    let (rate, pcm) = read_wav(&wav);
+    assert!(rate >= 8000, "capture rate {rate}");
+    let pulses = analysis::pulses(&pcm, rate);
+    // Find a run of 10 pulses of the HIGH length: the HIGH burst, as played.
+    let high = spec(Priority::High);
+    let is_high =
+        |p: &analysis::Pulse| ((p.end_s - p.start_s) * 1000.0 - high.pulse_ms).abs() < 15.0;
+    let run = pulses
+        .windows(10)
+        .find(|w| {
+            w.iter().all(is_high) && w[9].end_s - w[0].start_s < high.burst_ms() / 1000.0 + 0.05
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no HIGH burst among {} pulses: {:?}",
+                pulses.len(),
+                &pulses[..pulses.len().min(30)]
+            )
+        });
+    let gap = |a: usize| (run[a + 1].start_s - run[a].end_s) * 1000.0;
+    assert!(
+        (350.0..=1300.0).contains(&gap(4)),
+        "pause 5-6: {} ms",
+        gap(4)
+    );
+    for i in [0, 1, 3, 5, 6, 8] {
+        assert!(
+            (50.0..=125.0).contains(&gap(i)),
+            "spacing after pulse {}: {} ms",
+            i + 1,
+            gap(i)
+        );
+    }
+    let a = (run[0].start_s * rate as f32) as usize + rate as usize / 100;
+    let b = (run[0].end_s * rate as f32) as usize - rate as usize / 100;
+    let f0 = analysis::dominant(&pcm[a..b], rate, 150, 1000);
+    assert!(
+        (f0 - high.fundamental_hz).abs() <= 8.0,
+        "played fundamental {f0} Hz"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgement_through_the_core_api_is_logged_with_the_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = station_config(dir.path());
+    let mut over = toml::Table::new();
+    let mut station = toml::Table::new();
+    station.insert("data_dir".into(), dir.path().display().to_string().into());
+    over.insert("station".into(), station.into());
+    let mut broker = toml::Table::new();
+    broker.insert("listen".into(), "127.0.0.1:0".into());
+    over.insert("broker".into(), broker.into());
+    let cfg = ward_core::Config::load(Some(&path), over).unwrap();
+    let st = ward_core::Station::start(cfg.clone()).await.unwrap();
+    let mut events = st.subscribe_alarms();
+    let raised = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let e = events.recv().await.unwrap();
+            if e.kind == ward_alarm::LogKind::Raised && e.condition == "limit:spo2_desat" {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("desaturation raised within 60 s");
+    let id = raised.alarm_id.unwrap();
+
+    // Refusals name what was wrong, with a stable code for the window.
+    let e = st.acknowledge(id, "  ").unwrap_err();
+    assert_eq!(e.code(), "no_user", "{e}");
+    let e = st.acknowledge(999_999, "nurse.ana").unwrap_err();
+    assert_eq!(e.code(), "unknown_alarm", "{e}");
+
+    assert_eq!(st.acknowledge(id, "nurse.ana").unwrap(), 1);
+    let snap = st.alarm_snapshot();
+    let a = snap
+        .alarms
+        .iter()
+        .find(|a| a.id == id)
+        .expect("still active");
+    assert!(
+        matches!(&a.inactivation, ward_alarm::Inactivation::Acknowledged { by, .. } if by == "nurse.ana"),
+        "{a:?}"
+    );
+    assert!(!a.audible());
+    let e = st.acknowledge(id, "nurse.ben").unwrap_err();
+    assert_eq!(e.code(), "already_acknowledged");
+    let logged = wait_for(
+        "the acknowledgement in the log",
+        Duration::from_secs(10),
+        || {
+            st.alarm_history(Some("bed-03"), 50)
+                .unwrap()
+                .into_iter()
+                .find(|r| r.kind == "acknowledged" && r.alarm_id == Some(id))
+        },
+    );
+    assert_eq!(logged.user.as_deref(), Some("nurse.ana"));
+    assert_eq!(logged.label, "Desaturation");
+
+    // Limits edited through the core survive a restart.
+    let mut rules = st.limits("bed-02").unwrap();
+    rules
+        .iter_mut()
+        .find(|r| r.id == "hr_high")
+        .unwrap()
+        .threshold = 111.0;
+    st.alarm_command(ward_core::AlarmCommand::SetRules {
+        bed: "bed-02".into(),
+        rules: rules.clone(),
+        user: "charge.cho".into(),
+    })
+    .unwrap();
+    let mut bad = rules.clone();
+    bad[0].threshold = f64::INFINITY;
+    let e = st
+        .alarm_command(ward_core::AlarmCommand::SetRules {
+            bed: "bed-02".into(),
+            rules: bad,
+            user: "charge.cho".into(),
+        })
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_rule", "{e}");
+    // The desaturation took well over one self-check period (5 s) to develop.
+    let m = st.alarm_snapshot().metrics;
+    assert!(m.self_checks >= 1 && m.self_check_failures == 0, "{m:?}");
+    st.shutdown().await;
+    let st = ward_core::Station::start(cfg).await.unwrap();
+    assert_eq!(st.limits("bed-02").unwrap(), rules);
+    let history = st.alarm_history(Some("bed-02"), 10).unwrap();
+    assert!(history
+        .iter()
+        .any(|r| r.kind == "limits_changed" && r.user.as_deref() == Some("charge.cho")));
+    st.shutdown().await;
+}
