@@ -2,6 +2,7 @@
 //! station, exposes a few commands that delegate to its handle, and streams live samples to
 //! the window over a Tauri Channel. Nothing clinical is decided here.
 
+mod attention;
 mod commands;
 mod stream;
 
@@ -22,6 +23,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     let cfg = ward_cli::gui_config(args)?;
     let station = tauri::async_runtime::block_on(ward_core::Station::start(cfg))?;
     tracing::info!(broker = %station.broker_addr(), "station window starting");
+    let alarm_events = station.subscribe_alarms();
 
     let app = tauri::Builder::default()
         .manage(AppState {
@@ -30,9 +32,16 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
         })
         .invoke_handler(tauri::generate_handler![
             commands::ward_snapshot,
+            commands::alarm_acknowledge,
+            commands::alarm_audio_pause,
+            commands::alarm_pause,
+            commands::alarm_history,
+            commands::alarm_limits,
+            commands::alarm_set_limits,
             stream::live_stream
         ])
         .build(tauri::generate_context!())?;
+    attention::spawn(app.handle().clone(), alarm_events);
 
     app.run(|handle, event| {
         if let tauri::RunEvent::Exit = event {

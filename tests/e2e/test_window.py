@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -67,7 +68,9 @@ def station_config(tmp_path):
     cfg = tmp_path / "station.toml"
     cfg.write_text(
         f'[station]\nname = "E2E Station"\ndata_dir = "{data}"\n'
-        '[broker]\nlisten = "127.0.0.1:0"\n[sim]\nbeds = 4\n' + beds
+        '[broker]\nlisten = "127.0.0.1:0"\n[store]\nbatch_ms = 50\n'
+        # Bed 2's patient desaturates: the alarm test acknowledges it in the window.
+        '[sim]\nbeds = 4\nscenarios = ["bed 2 desaturates to 76 % at 2 s"]\n' + beds
     )
     return cfg, data
 
@@ -156,3 +159,56 @@ def test_published_heart_rate_shows_on_its_bed_tile(driver, station_config):
     shot = ARTIFACTS / "e2e-window.png"
     assert driver.save_screenshot(str(shot)), "screenshot failed"
     assert shot.stat().st_size > 10_000
+
+
+def alarm_item(drv, bed, key):
+    for e in drv.find_elements(By.CSS_SELECTOR, "#alarm-bar .alarm-item"):
+        if e.get_attribute("data-bed") == bed and e.get_attribute("data-key") == key:
+            return e
+    return None
+
+
+def test_alarm_shows_in_the_bar_and_is_acknowledged_in_the_window(driver, station_config):
+    _, data = station_config
+    item = wait_until("the desaturation in the alarm bar", 90, lambda: alarm_item(driver, "bed-02", "limit:spo2_desat"))
+    alarm_id = item.get_attribute("data-testid").split("-", 1)[1]
+    assert "HIGH" in item.text and "Bed 2" in item.text and "Desaturation" in item.text, item.text
+    assert text_of(driver, f"alarm-state-{alarm_id}") == "ACTIVE"
+    tile = driver.find_element(By.CSS_SELECTOR, '[data-testid="tile-bed-02"]')
+    assert tile.get_attribute("data-alarm") == "high"
+    assert "flashing" in tile.get_attribute("class")
+    assert "Desaturation" in text_of(driver, "alarm-text-bed-02")
+
+    # Without a name the window refuses: every action is logged with who took it.
+    driver.find_element(By.CSS_SELECTOR, f'[data-testid="ack-{alarm_id}"]').click()
+    wait_until("the refusal notice", 10, lambda: "Enter your name" in (text_of(driver, "notice") or ""))
+    user = driver.find_element(By.CSS_SELECTOR, '[data-testid="user"]')
+    user.send_keys("nurse.e2e")
+    driver.execute_script("arguments[0].dispatchEvent(new Event('change'))", user)
+    driver.find_element(By.CSS_SELECTOR, f'[data-testid="ack-{alarm_id}"]').click()
+    wait_until(
+        "the acknowledged state on screen",
+        10,
+        lambda: text_of(driver, f"alarm-state-{alarm_id}") == "ACKNOWLEDGED by nurse.e2e",
+    )
+    wait_until("a steady tile", 10, lambda: "flashing" not in tile.get_attribute("class"))
+
+    # In the alarm log: the real SQLite file, and the window's own history view.
+    db = data / "wardwatch.sqlite"
+
+    def logged():
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+            return c.execute(
+                "SELECT user FROM alarm_log WHERE alarm_id = ? AND kind = 'acknowledged'", (int(alarm_id),)
+            ).fetchone()
+
+    assert wait_until("the acknowledgement in the alarm log", 10, logged) == ("nurse.e2e",)
+    driver.find_element(By.CSS_SELECTOR, '[data-testid="unit-history"]').click()
+
+    def history_ack():
+        rows = driver.find_elements(By.CSS_SELECTOR, '[data-testid="history-row"][data-kind="acknowledged"]')
+        return [r.text for r in rows if "nurse.e2e" in r.text and "Desaturation" in r.text]
+
+    assert wait_until("the acknowledgement in the history panel", 10, history_ack)
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert driver.save_screenshot(str(ARTIFACTS / "e2e-alarm.png")), "screenshot failed"

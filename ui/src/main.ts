@@ -16,6 +16,17 @@ import {
   type Numeric,
 } from "./format";
 import { SweepTrace, type Damage } from "./sweep";
+import {
+  alarmText,
+  barOrder,
+  parseThreshold,
+  stateText,
+  tileAlarm,
+  type Alarm,
+  type AlarmLogRow,
+  type AlarmSnapshot,
+  type LimitRule,
+} from "./alarms";
 
 interface DeviceAlarmView {
   id: string;
@@ -41,6 +52,7 @@ interface WardSnapshot {
   broker: string;
   beds: BedView[];
   unassigned: { device: string; connection: ConnectionState; last_seen_ms: number | null }[];
+  alarms: AlarmSnapshot;
   metrics: {
     broker: { connections_active: number; messages_in: number; messages_dropped: number; malformed_packets: number };
     ingest: Record<string, number>;
@@ -62,6 +74,7 @@ interface Tile {
   fields: Record<"state" | "seen" | "hr" | "spo2" | "rr" | "nibp" | "temp" | "alarm", HTMLElement>;
   ecg: SweepTrace | null;
   rect: { x: number; y: number; h: number };
+  bedId: string;
 }
 
 const grid = must<HTMLElement>("grid");
@@ -117,14 +130,17 @@ function buildTile(bed: BedView): Tile {
   const [tempBox, temp] = numericBox("Temp", "°C", `temp-${bed.id}`);
   nums.append(hrBox, spo2Box, rrBox, nibpBox, tempBox);
   body.append(trace, nums);
-  const alarm = el("div", "device-alarm");
-  alarm.dataset["testid"] = `device-alarm-${bed.id}`;
+  const alarm = el("div", "tile-alarm");
+  alarm.dataset["testid"] = `alarm-text-${bed.id}`;
+  head.addEventListener("click", () => void openBed(bed.id, bed.label));
+  head.title = "Alarm history, limits and pauses for this bed";
   root.append(head, body, alarm);
   grid.append(root);
   return {
     root,
     trace,
     fields: { state, seen, hr, spo2, rr, nibp, temp, alarm },
+    bedId: bed.id,
     ecg: null,
     rect: { x: 0, y: 0, h: 0 },
   };
@@ -145,7 +161,14 @@ function updateTile(t: Tile, bed: BedView, nowMs: number): void {
   setText(t.fields.rr, formatValue(numericValue(bed.numerics, CODES.RR)));
   setText(t.fields.nibp, formatNibp(bed.numerics));
   setText(t.fields.temp, formatTemp(bed.numerics));
-  setText(t.fields.alarm, bed.device_alarms.map((a) => `${a.condition} (${a.priority})`).join(" · "));
+}
+
+function updateTileAlarm(t: Tile, alarms: Alarm[]): void {
+  const a = tileAlarm(alarms, t.bedId);
+  if (a.priority === null) delete t.root.dataset["alarm"];
+  else t.root.dataset["alarm"] = a.priority;
+  t.root.classList.toggle("flashing", a.flashing);
+  setText(t.fields.alarm, a.text);
 }
 
 /** Places the canvas over the grid and gives every tile its trace rectangle and sweep. */
@@ -232,11 +255,18 @@ async function refresh(): Promise<void> {
       for (const bed of snap.beds) tiles.push(buildTile(bed));
       layout();
     }
+    labels.clear();
     for (const bed of snap.beds) {
+      labels.set(bed.id, bed.label);
       const t = tiles[bed.index];
-      if (t !== undefined) updateTile(t, bed, snap.now_ms);
+      if (t !== undefined) {
+        updateTile(t, bed, snap.now_ms);
+        updateTileAlarm(t, snap.alarms.alarms);
+      }
     }
-    showBanner(null);
+    lastAlarms = snap.alarms;
+    renderAlarmBar(snap.alarms, snap.now_ms);
+    showBanner(snap.alarms.driver_ok ? null : "ALARM SYSTEM NOT RUNNING: the station's alarm driver has stopped. Call IT.");
   } catch (e) {
     showBanner(`Station core not reachable: ${String(e)}`);
   }
@@ -256,6 +286,230 @@ function startStream(): void {
     }
   };
   invoke("live_stream", { channel }).catch((e: unknown) => showBanner(`Live stream failed: ${String(e)}`));
+}
+
+// ---- alarms: the bar, commands, the per-bed panel ----
+
+const labels = new Map<string, string>();
+let lastAlarms: AlarmSnapshot | null = null;
+const userInput = must<HTMLInputElement>("user");
+userInput.value = localStorage.getItem("wardwatch.user") ?? "";
+userInput.addEventListener("change", () => localStorage.setItem("wardwatch.user", userInput.value.trim()));
+
+interface IpcError {
+  code: string;
+  message: string;
+}
+
+let noticeTimer = 0;
+function notice(text: string): void {
+  const n = must<HTMLElement>("notice");
+  n.textContent = text;
+  n.hidden = false;
+  window.clearTimeout(noticeTimer);
+  noticeTimer = window.setTimeout(() => (n.hidden = true), 6000);
+}
+
+/** Runs an alarm command as the named user; refusals are shown with the core's reason. */
+async function act(cmd: string, args: Record<string, unknown>): Promise<boolean> {
+  const user = userInput.value.trim();
+  if (user === "") {
+    notice("Enter your name under User first: every alarm action is logged with who took it.");
+    userInput.focus();
+    return false;
+  }
+  try {
+    await invoke(cmd, { ...args, user });
+    await refresh();
+    return true;
+  } catch (e) {
+    const err = e as Partial<IpcError>;
+    notice(`Refused: ${err.message ?? String(e)}`);
+    return false;
+  }
+}
+
+function place(bed: string | null): string {
+  return bed === null ? "Station" : (labels.get(bed) ?? bed);
+}
+
+interface BarItem {
+  root: HTMLElement;
+  prio: HTMLElement;
+  place: HTMLElement;
+  label: HTMLElement;
+  state: HTMLElement;
+  ack: HTMLElement;
+}
+const barItems = new Map<number, BarItem>();
+const barNone = el("div", "alarm-none", "No active alarms");
+
+function barItem(a: Alarm): BarItem {
+  const root = el("div", "alarm-item");
+  root.dataset["testid"] = `alarm-${a.id}`;
+  root.dataset["key"] = a.key;
+  root.dataset["bed"] = a.bed ?? "";
+  const item: BarItem = {
+    root,
+    prio: el("span", "alarm-prio"),
+    place: el("span", "alarm-place"),
+    label: el("span", "alarm-label"),
+    state: el("span", "alarm-state"),
+    ack: el("button", "ack", "Acknowledge"),
+  };
+  item.state.dataset["testid"] = `alarm-state-${a.id}`;
+  item.ack.dataset["testid"] = `ack-${a.id}`;
+  item.ack.addEventListener("click", () => void act("alarm_acknowledge", { id: a.id }));
+  root.append(item.prio, item.place, item.label, item.state, item.ack);
+  return item;
+}
+
+/** Updates the bar in place (keyed by alarm id), so a button never vanishes from under the
+ *  pointer between two refreshes. */
+function renderAlarmBar(snap: AlarmSnapshot, nowMs: number): void {
+  const bar = must<HTMLElement>("alarm-bar");
+  const list = barOrder(snap.alarms);
+  const keep = new Set(list.map((a) => a.id));
+  for (const [id, item] of barItems) {
+    if (!keep.has(id)) {
+      item.root.remove();
+      barItems.delete(id);
+    }
+  }
+  for (const [i, a] of list.entries()) {
+    let item = barItems.get(a.id);
+    if (item === undefined) {
+      item = barItem(a);
+      barItems.set(a.id, item);
+    }
+    item.root.className = `alarm-item prio-${a.priority}`;
+    setText(item.prio, a.priority.toUpperCase());
+    setText(item.place, place(a.bed));
+    setText(item.label, alarmText(a));
+    setText(item.state, stateText(a, nowMs));
+    item.ack.hidden = a.inactivation.state === "acknowledged";
+    if (bar.children[i] !== item.root) bar.insertBefore(item.root, bar.children[i] ?? null);
+  }
+  if (list.length === 0 && barNone.parentElement !== bar) bar.append(barNone);
+  if (list.length > 0) barNone.remove();
+  const audio = must<HTMLElement>("audio-state");
+  const playing = snap.audio?.playing;
+  setText(
+    audio,
+    snap.audio === null ? "audio: starting" : !snap.audio.ok ? "AUDIO UNAVAILABLE" : playing ? `sounding ${playing}` : "audio: quiet",
+  );
+  audio.classList.toggle("bad", snap.audio !== null && !snap.audio.ok);
+  setText(must("audio-pause-all"), `Audio pause ${snap.audio_pause_s} s`);
+}
+
+must<HTMLElement>("audio-pause-all").addEventListener("click", () => void act("alarm_audio_pause", { bed: null }));
+must<HTMLElement>("unit-history").addEventListener("click", () => void openBed(null, "Unit"));
+must<HTMLElement>("panel-close").addEventListener("click", () => (must<HTMLElement>("panel").hidden = true));
+
+function fmtTime(ms: number): string {
+  return new Date(ms).toLocaleTimeString();
+}
+
+async function openBed(bed: string | null, label: string): Promise<void> {
+  const panel = must<HTMLElement>("panel");
+  panel.hidden = false;
+  panel.dataset["bed"] = bed ?? "";
+  setText(must("panel-title"), bed === null ? "Alarm history — unit" : `${label} — alarms`);
+  const body = must<HTMLElement>("panel-body");
+  body.replaceChildren(el("p", "muted", "Loading…"));
+  const parts: HTMLElement[] = [];
+  if (bed !== null) {
+    const actions = el("div", "panel-actions");
+    const pause = el("button", "", `Alarm pause ${lastAlarms?.alarm_pause_s ?? 120} s`);
+    pause.dataset["testid"] = "alarm-pause-bed";
+    pause.addEventListener("click", () => void act("alarm_pause", { bed }));
+    const audio = el("button", "", `Audio pause ${lastAlarms?.audio_pause_s ?? 120} s`);
+    audio.dataset["testid"] = "audio-pause-bed";
+    audio.addEventListener("click", () => void act("alarm_audio_pause", { bed }));
+    actions.append(pause, audio);
+    parts.push(actions);
+    try {
+      parts.push(limitsEditor(bed, await invoke<LimitRule[]>("alarm_limits", { bed })));
+    } catch (e) {
+      parts.push(el("p", "muted", `Limits unavailable: ${(e as Partial<IpcError>).message ?? String(e)}`));
+    }
+  }
+  try {
+    const rows = await invoke<AlarmLogRow[]>("alarm_history", { bed, limit: 200 });
+    parts.push(historyTable(rows));
+  } catch (e) {
+    parts.push(el("p", "muted", `History unavailable: ${(e as Partial<IpcError>).message ?? String(e)}`));
+  }
+  body.replaceChildren(...parts);
+}
+
+function historyTable(rows: AlarmLogRow[]): HTMLElement {
+  const table = el("table", "history");
+  table.dataset["testid"] = "history";
+  const head = el("tr", "");
+  for (const h of ["Time", "Bed", "Event", "Priority", "Condition", "Value", "Limit", "By"]) head.append(el("th", "", h));
+  table.append(head);
+  for (const r of rows) {
+    const tr = el("tr", `ev-${r.kind}`);
+    tr.dataset["testid"] = "history-row";
+    tr.dataset["kind"] = r.kind;
+    for (const v of [
+      fmtTime(r.t_ms),
+      place(r.bed),
+      r.kind.replace(/_/g, " "),
+      r.priority ?? "",
+      r.label + (r.detail !== null ? ` (${r.detail})` : ""),
+      r.value === null ? "" : String(r.value),
+      r.limit === null ? "" : String(r.limit),
+      r.user ?? "",
+    ])
+      tr.append(el("td", "", v));
+    table.append(tr);
+  }
+  if (rows.length === 0) table.append(el("tr", "", "No alarm events yet"));
+  return table;
+}
+
+function limitsEditor(bed: string, rules: LimitRule[]): HTMLElement {
+  const form = el("form", "limits");
+  const table = el("table", "");
+  const inputs: HTMLInputElement[] = [];
+  for (const r of rules) {
+    const tr = el("tr", "");
+    const input = document.createElement("input");
+    input.value = String(r.threshold);
+    input.size = 6;
+    input.dataset["testid"] = `limit-${r.id}`;
+    inputs.push(input);
+    const cell = el("td", "");
+    cell.append(input);
+    tr.append(
+      el("td", "", r.label),
+      el("td", "", r.direction === "low" ? "below" : "above"),
+      cell,
+      el("td", "muted", `${r.priority}, delay ${r.delay_ms / 1000} s`),
+    );
+    table.append(tr);
+  }
+  const save = el("button", "", "Save limits");
+  save.dataset["testid"] = "save-limits";
+  form.append(el("h3", "", "Limits"), table, save);
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const next: LimitRule[] = [];
+    for (const [i, r] of rules.entries()) {
+      const v = parseThreshold(inputs[i]?.value ?? "");
+      if (v === null) {
+        notice(`${r.label}: "${inputs[i]?.value ?? ""}" is not a number`);
+        return;
+      }
+      next.push({ ...r, threshold: v });
+    }
+    void act("alarm_set_limits", { bed, rules: next }).then((ok) => {
+      if (ok) notice("Limits saved");
+    });
+  });
+  return form;
 }
 
 window.addEventListener("resize", () => layout());

@@ -1,0 +1,66 @@
+import { describe, expect, it } from "vitest";
+import { barOrder, countdown, parseThreshold, stateText, tileAlarm, type Alarm } from "./alarms";
+
+const alarm = (over: Partial<Alarm>): Alarm => ({
+  id: 1,
+  bed: "bed-03",
+  key: "limit:spo2_low",
+  label: "SpO2 low",
+  technical: false,
+  priority: "medium",
+  onset_ms: 1000,
+  cause_active: true,
+  latched: false,
+  escalated: false,
+  value: 85,
+  limit: 90,
+  inactivation: { state: "none" },
+  ...over,
+});
+
+describe("alarms", () => {
+  it("orders the bar by priority, then age, and hides alarm-paused ones", () => {
+    const list = [
+      alarm({ id: 1, priority: "low", onset_ms: 1 }),
+      alarm({ id: 2, priority: "high", onset_ms: 50 }),
+      alarm({ id: 3, priority: "high", onset_ms: 10 }),
+      alarm({ id: 4, priority: "medium", inactivation: { state: "alarm_paused", by: "a", until_ms: 9 } }),
+    ];
+    expect(barOrder(list).map((a) => a.id)).toEqual([3, 2, 1]);
+  });
+
+  it("colours a tile by its highest alarm; acknowledged and low are steady", () => {
+    const list = [alarm({ id: 1 }), alarm({ id: 2, priority: "high", label: "Desaturation", value: 78 })];
+    expect(tileAlarm(list, "bed-03")).toEqual({
+      priority: "high",
+      flashing: true,
+      text: "Desaturation 78 · SpO2 low 85",
+    });
+    expect(tileAlarm(list, "bed-04").priority).toBeNull();
+    const acked = [alarm({ priority: "high", inactivation: { state: "acknowledged", by: "ana", at_ms: 1 } })];
+    expect(tileAlarm(acked, "bed-03").flashing).toBe(false);
+    expect(tileAlarm([alarm({ priority: "low" })], "bed-03").flashing).toBe(false);
+    expect(tileAlarm([alarm({ cause_active: false, value: 36.55 })], "bed-03").text).toBe("SpO2 low 36.5 (latched)");
+  });
+
+  it("shows inactivation states with the time left", () => {
+    expect(countdown(125_000, 0)).toBe("2:05");
+    expect(countdown(0, 5_000)).toBe("0:00");
+    expect(stateText(alarm({ inactivation: { state: "audio_paused", by: "a", until_ms: 61_500 } }), 0)).toBe(
+      "AUDIO PAUSED 1:02",
+    );
+    expect(stateText(alarm({ inactivation: { state: "acknowledged", by: "nurse.ana", at_ms: 0 } }), 0)).toBe(
+      "ACKNOWLEDGED by nurse.ana",
+    );
+    expect(stateText(alarm({ cause_active: false }), 0)).toBe("LATCHED");
+  });
+
+  it("accepts only plain numbers as thresholds", () => {
+    expect(parseThreshold(" 92 ")).toBe(92);
+    expect(parseThreshold("36.5")).toBe(36.5);
+    expect(parseThreshold("-1")).toBe(-1);
+    expect(parseThreshold("")).toBeNull();
+    expect(parseThreshold("9O")).toBeNull();
+    expect(parseThreshold("1e400")).toBeNull();
+  });
+});

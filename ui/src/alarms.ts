@@ -1,0 +1,141 @@
+// Alarm views: the types the core sends (ward_alarm::Alarm, AlarmSnapshot, the log rows) and
+// the pure decisions the window makes from them (what a tile shows, countdowns, the bar's
+// order). Drawing is in main.ts; everything here is unit-tested.
+
+export type Priority = "high" | "medium" | "low";
+
+export type Inactivation =
+  | { state: "none" }
+  | { state: "acknowledged"; by: string; at_ms: number }
+  | { state: "audio_paused"; by: string; until_ms: number }
+  | { state: "alarm_paused"; by: string; until_ms: number }
+  | { state: "audio_off"; by: string; next_reminder_ms: number };
+
+export interface Alarm {
+  id: number;
+  bed: string | null;
+  key: string;
+  label: string;
+  technical: boolean;
+  priority: Priority;
+  onset_ms: number;
+  cause_active: boolean;
+  latched: boolean;
+  escalated: boolean;
+  value: number | null;
+  limit: number | null;
+  inactivation: Inactivation;
+}
+
+export interface AudioStatus {
+  ok: boolean;
+  detail: string;
+  playing: Priority | null;
+}
+
+export interface AlarmSnapshot {
+  alarms: Alarm[];
+  audio: AudioStatus | null;
+  driver_ok: boolean;
+  audio_pause_s: number;
+  alarm_pause_s: number;
+  allow_audio_off: boolean;
+}
+
+export interface AlarmLogRow {
+  t_ms: number;
+  kind: string;
+  alarm_id: number | null;
+  bed: string | null;
+  condition: string;
+  label: string;
+  priority: Priority | null;
+  value: number | null;
+  limit: number | null;
+  user: string | null;
+  detail: string | null;
+}
+
+export interface LimitRule {
+  id: string;
+  label: string;
+  code: number;
+  direction: "low" | "high";
+  threshold: number;
+  priority: Priority;
+  hysteresis: number;
+  delay_ms: number;
+}
+
+const RANK: Record<Priority, number> = { high: 3, medium: 2, low: 1 };
+
+/** Shown at all: ALARM PAUSED hides the visual signal too. */
+export function visible(a: Alarm): boolean {
+  return a.inactivation.state !== "alarm_paused";
+}
+
+/** The bar's order: highest priority first, then the oldest. */
+export function barOrder(alarms: Alarm[]): Alarm[] {
+  return alarms
+    .filter(visible)
+    .sort((a, b) => RANK[b.priority] - RANK[a.priority] || a.onset_ms - b.onset_ms);
+}
+
+export interface TileAlarm {
+  priority: Priority | null;
+  /** Flashing per IEC 60601-1-8 (HIGH fast, MEDIUM slow); LOW is steady, and so is an
+   *  alarm someone has acknowledged (it stays coloured until its condition ends). */
+  flashing: boolean;
+  text: string;
+}
+
+/** What a bed's tile shows: the colour of its highest visible alarm, and its text. */
+export function tileAlarm(alarms: Alarm[], bed: string): TileAlarm {
+  const mine = barOrder(alarms.filter((a) => a.bed === bed));
+  const top = mine[0];
+  if (top === undefined) return { priority: null, flashing: false, text: "" };
+  const flashing = top.priority !== "low" && top.inactivation.state !== "acknowledged";
+  return { priority: top.priority, flashing, text: mine.map(alarmText).join(" · ") };
+}
+
+export function alarmText(a: Alarm): string {
+  let t = a.label;
+  if (a.value !== null) t += ` ${formatNumber(a.value)}`;
+  if (!a.cause_active) t += " (latched)";
+  return t;
+}
+
+function formatNumber(v: number): string {
+  return Number.isInteger(v) ? String(v) : v.toFixed(1);
+}
+
+/** "1:05" left until `until`, never negative. */
+export function countdown(untilMs: number, nowMs: number): string {
+  const s = Math.max(0, Math.ceil((untilMs - nowMs) / 1000));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+/** The inactivation state as the nurse reads it, with the time left where there is one. */
+export function stateText(a: Alarm, nowMs: number): string {
+  const i = a.inactivation;
+  switch (i.state) {
+    case "none":
+      return a.cause_active ? "ACTIVE" : "LATCHED";
+    case "acknowledged":
+      return `ACKNOWLEDGED by ${i.by}`;
+    case "audio_paused":
+      return `AUDIO PAUSED ${countdown(i.until_ms, nowMs)}`;
+    case "alarm_paused":
+      return `ALARM PAUSED ${countdown(i.until_ms, nowMs)}`;
+    case "audio_off":
+      return `AUDIO OFF (${i.by})`;
+  }
+}
+
+/** Parses a threshold typed by a user; null when it is not a finite number. */
+export function parseThreshold(text: string): number | null {
+  const t = text.trim();
+  if (t === "" || !/^-?\d+(\.\d+)?$/.test(t)) return null;
+  const v = Number(t);
+  return Number.isFinite(v) ? v : null;
+}
