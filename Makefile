@@ -23,11 +23,12 @@ APT_TEST := mosquitto-clients xvfb xauth x11-utils webkit2gtk-driver python3-ven
 TEST_ALSA := $(CURDIR)/tests/fixtures/asound-null.conf
 APT_NODE := nodejs npm
 
-.PHONY: help deps deps-apt deps-node deps-py deps-tools ui build run test lint test-rust test-ui test-e2e check-core package clean
+.PHONY: help deps deps-apt deps-node deps-py deps-tools ui build run test lint test-rust test-ui test-e2e check-core package bench clean
 
 help:
 	@echo "make run      start the station with a simulated 16-bed ward (window if a display, else headless)"
 	@echo "make test     every test: lint, Rust unit and system tests, UI unit tests, end-to-end window test"
+	@echo "make bench    benchmarks in release builds; results into docs/BENCHMARKS.md"
 	@echo "make package  build the .deb with the Tauri bundler (target/release/bundle/deb)"
 
 # Install only what is missing, so a machine that has everything never calls apt-get.
@@ -73,14 +74,16 @@ ui: deps-node
 build: ui
 	cargo build --workspace --all-targets
 
+# Extra station flags, e.g. ARGS='--scenario "bed 3 desaturates to 78 % at 20 s"'.
+ARGS ?=
 run: deps-apt ui
 	cargo build -p wardwatch-app -p ward-cli
 	@if [ -n "$${DISPLAY:-}" ] && xdpyinfo >/dev/null 2>&1; then \
 	  echo "Opening the station window (broker on 127.0.0.1:1883, 16 simulated beds)"; \
-	  exec target/debug/wardwatch-station --sim-beds 16; \
+	  exec target/debug/wardwatch-station --sim-beds 16 $(ARGS); \
 	else \
 	  echo "No display: running headless (broker on 127.0.0.1:1883, 16 simulated beds). Ctrl-C stops."; \
-	  exec target/debug/wardwatch run --sim-beds 16; \
+	  exec target/debug/wardwatch run --sim-beds 16 $(ARGS); \
 	fi
 
 lint: ui
@@ -102,6 +105,11 @@ test-e2e: build deps-py deps-tools
 
 test: deps lint check-core test-ui test-rust test-e2e
 	@echo "make test: all suites passed"
+
+# Benchmarks, in release builds; results (with ratios) are written into docs/BENCHMARKS.md.
+bench: deps-apt
+	cargo build --release -p ward-cli
+	ALSA_CONFIG_PATH=$(TEST_ALSA) target/release/wardwatch bench alarm-latency --out docs/BENCHMARKS.md
 
 package: deps-apt ui
 	cd src-tauri && ../ui/node_modules/.bin/tauri build --bundles deb

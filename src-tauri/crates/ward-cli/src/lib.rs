@@ -7,6 +7,8 @@
 //! What it is not: no station logic lives here; every subcommand is a few lines over a core
 //! API.
 
+pub mod bench;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
@@ -41,6 +43,24 @@ enum Command {
     StoreStats {
         #[arg(long)]
         db: PathBuf,
+    },
+    /// Benchmarks (`make bench` runs them in release builds).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// PUBLISH crossing a limit → alarm event, p50/p99, while a simulated ward streams.
+    AlarmLatency {
+        /// Simulated beds streaming meanwhile (the bench bed is one more).
+        #[arg(long, default_value_t = 63)]
+        sim_beds: usize,
+        #[arg(long, default_value_t = 300)]
+        samples: usize,
+        /// Markdown file to update between `<!-- bench:alarm-latency -->` markers.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -143,6 +163,24 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             println!("beds: {}", c.beds.len());
             Ok(())
         }
+        Command::Bench(BenchCommand::AlarmLatency {
+            sim_beds,
+            samples,
+            out,
+        }) => {
+            let r = bench::alarm_latency(bench::Options {
+                sim_beds,
+                samples,
+            })
+            .await?;
+            let text = bench::report(&r);
+            println!("{text}");
+            if let Some(out) = out {
+                bench::write_section(&out, "alarm-latency", &text)?;
+                println!("written to {}", out.display());
+            }
+            Ok(())
+        }
         Command::StoreStats { db } => {
             let s = ward_store::Store::open_read_only(&db)?;
             let c = s.counts()?;
@@ -191,6 +229,7 @@ pub fn is_cli_invocation(args: &[OsString]) -> bool {
                 | "sim"
                 | "check-config"
                 | "store-stats"
+                | "bench"
                 | "help"
                 | "--help"
                 | "-h"
