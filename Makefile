@@ -109,7 +109,7 @@ test: deps lint check-core test-ui test-rust test-e2e
 # Benchmarks, in release builds; results (with ratios) are written into docs/BENCHMARKS.md.
 bench: deps-apt
 	cargo build --release -p ward-cli
-	ALSA_CONFIG_PATH=$(TEST_ALSA) target/release/wardwatch bench alarm-latency --out docs/BENCHMARKS.md
+	RUST_LOG=warn ALSA_CONFIG_PATH=$(TEST_ALSA) target/release/wardwatch bench alarm-latency --out docs/BENCHMARKS.md
 
 package: deps-apt ui
 	cd src-tauri && ../ui/node_modules/.bin/tauri build --bundles deb

@@ -226,6 +226,30 @@ pub struct Engine {
     pending_value: HashMap<(String, String), f64>,
 }
 
+/// A log line about a bed rather than one alarm (pauses, limit changes).
+fn bed_entry(
+    t_ms: Ms,
+    kind: LogKind,
+    bed: &str,
+    label: &str,
+    user: Option<&str>,
+    detail: Option<String>,
+) -> LogEntry {
+    LogEntry {
+        t_ms,
+        kind,
+        alarm_id: None,
+        bed: Some(bed.to_string()),
+        condition: String::new(),
+        label: label.to_string(),
+        priority: None,
+        value: None,
+        limit: None,
+        user: user.map(String::from),
+        detail,
+    }
+}
+
 fn entry(t_ms: Ms, kind: LogKind, a: &Alarm, user: Option<&str>) -> LogEntry {
     LogEntry {
         t_ms,
@@ -313,18 +337,22 @@ impl Engine {
     /// liveness budget.
     pub fn handle_offline(&mut self, now: Ms, bed: &str) {
         if self.beds.get(bed).is_some_and(|b| b.monitored) {
-            let c = Condition::Technical(Technical::DeviceSilent);
-            let p = self.policy.device_silent_priority;
-            self.raise(
-                now,
-                Some(bed),
-                c,
-                Technical::DeviceSilent.label(),
-                p,
-                None,
-                None,
-            );
+            self.raise_silent(now, bed);
         }
+    }
+
+    fn raise_silent(&mut self, now: Ms, bed: &str) {
+        let t = Technical::DeviceSilent;
+        let p = self.policy.device_silent_priority;
+        self.raise(
+            now,
+            Some(bed),
+            Condition::Technical(t),
+            t.label(),
+            p,
+            None,
+            None,
+        );
     }
 
     /// One vitals message: `(code, value)` pairs, `None` for "value not available".
@@ -544,19 +572,16 @@ impl Engine {
         Self::check_user(user)?;
         let until = now + self.policy.alarm_pause_ms;
         self.bed_mut(bed)?.alarm_paused = Some((user.to_string(), until));
-        self.log.push(LogEntry {
-            t_ms: now,
-            kind: LogKind::AlarmPaused,
-            alarm_id: None,
-            bed: Some(bed.to_string()),
-            condition: String::new(),
-            label: "Alarms paused".into(),
-            priority: None,
-            value: None,
-            limit: None,
-            user: Some(user.to_string()),
-            detail: Some(format!("until {until}")),
-        });
+        let detail = Some(format!("until {until}"));
+        let e = bed_entry(
+            now,
+            LogKind::AlarmPaused,
+            bed,
+            "Alarms paused",
+            Some(user),
+            detail,
+        );
+        self.log.push(e);
         for a in self.alarms.values_mut() {
             if a.bed.as_deref() == Some(bed) && !a.technical {
                 a.inactivation = Inactivation::AlarmPaused {
@@ -631,19 +656,15 @@ impl Engine {
         for id in gone {
             self.remove(now, id, LogKind::Ended, Some(user));
         }
-        self.log.push(LogEntry {
-            t_ms: now,
-            kind: LogKind::LimitsChanged,
-            alarm_id: None,
-            bed: Some(bed.to_string()),
-            condition: String::new(),
-            label: "Limits changed".into(),
-            priority: None,
-            value: None,
-            limit: None,
-            user: Some(user.to_string()),
-            detail: Some(detail),
-        });
+        let e = bed_entry(
+            now,
+            LogKind::LimitsChanged,
+            bed,
+            "Limits changed",
+            Some(user),
+            Some(detail),
+        );
+        self.log.push(e);
         Ok(())
     }
 
@@ -660,36 +681,16 @@ impl Engine {
                 (b.monitored, b.last_seen, b.alarm_paused.clone())
             };
             if monitored && now - last_seen >= self.policy.device_silent_ms {
-                let c = Condition::Technical(Technical::DeviceSilent);
-                let p = self.policy.device_silent_priority;
-                self.raise(
-                    now,
-                    Some(bed),
-                    c,
-                    Technical::DeviceSilent.label(),
-                    p,
-                    None,
-                    None,
-                );
+                self.raise_silent(now, bed);
             }
             if let Some((_, until)) = paused {
                 if now >= until {
                     if let Some(b) = self.beds.get_mut(bed) {
                         b.alarm_paused = None;
                     }
-                    self.log.push(LogEntry {
-                        t_ms: now,
-                        kind: LogKind::AlarmPauseEnded,
-                        alarm_id: None,
-                        bed: Some(bed.clone()),
-                        condition: String::new(),
-                        label: "Alarm pause ended".into(),
-                        priority: None,
-                        value: None,
-                        limit: None,
-                        user: None,
-                        detail: None,
-                    });
+                    let k = LogKind::AlarmPauseEnded;
+                    self.log
+                        .push(bed_entry(now, k, bed, "Alarm pause ended", None, None));
                 }
             }
         }

@@ -45,7 +45,9 @@ pub async fn alarm_latency(o: Options) -> anyhow::Result<Result> {
         o.sim_beds
     );
     for i in 1..=o.sim_beds {
-        text += &format!("[[beds]]\nid = \"bed-{i:02}\"\nlabel = \"Bed {i}\"\ndevice = \"sim-{i:02}\"\n");
+        text += &format!(
+            "[[beds]]\nid = \"bed-{i:02}\"\nlabel = \"Bed {i}\"\ndevice = \"sim-{i:02}\"\n"
+        );
     }
     text += "[[beds]]\nid = \"bed-bench\"\nlabel = \"Bench bed\"\ndevice = \"bench-mon\"\n";
     let path = dir.path().join("bench.toml");
@@ -58,9 +60,7 @@ pub async fn alarm_latency(o: Options) -> anyhow::Result<Result> {
     let mut mo = rumqttc::MqttOptions::new("bench-mon", addr.ip().to_string(), addr.port());
     mo.set_keep_alive(Duration::from_secs(30));
     let (client, mut eventloop) = rumqttc::AsyncClient::new(mo, 64);
-    let pump = tokio::spawn(async move {
-        while eventloop.poll().await.is_ok() {}
-    });
+    let pump = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
     // Let the simulated ward connect and reach its steady rate.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let before = station.metrics().broker;
@@ -77,9 +77,10 @@ pub async fn alarm_latency(o: Options) -> anyhow::Result<Result> {
         let raised = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 match events.recv().await {
-                    Ok(e) if e.kind == LogKind::Raised
-                        && e.bed.as_deref() == Some("bed-bench")
-                        && e.condition == "limit:nibp_sys_high" =>
+                    Ok(e)
+                        if e.kind == LogKind::Raised
+                            && e.bed.as_deref() == Some("bed-bench")
+                            && e.condition == "limit:nibp_sys_high" =>
                     {
                         return Ok(Instant::now());
                     }
@@ -144,7 +145,10 @@ pub fn report(r: &Result) -> String {
 /// Replaces the text between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` in `file`.
 pub fn write_section(file: &Path, name: &str, body: &str) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
-    let (open, close) = (format!("<!-- bench:{name} -->"), format!("<!-- /bench:{name} -->"));
+    let (open, close) = (
+        format!("<!-- bench:{name} -->"),
+        format!("<!-- /bench:{name} -->"),
+    );
     let (Some(a), Some(b)) = (text.find(&open), text.find(&close)) else {
         bail!("{} has no {open} … {close} markers", file.display());
     };

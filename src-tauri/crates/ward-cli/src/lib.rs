@@ -168,11 +168,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             samples,
             out,
         }) => {
-            let r = bench::alarm_latency(bench::Options {
-                sim_beds,
-                samples,
-            })
-            .await?;
+            let r = bench::alarm_latency(bench::Options { sim_beds, samples }).await?;
             let text = bench::report(&r);
             println!("{text}");
             if let Some(out) = out {
