@@ -69,6 +69,18 @@ pub fn alarm_audio_pause(
     })
 }
 
+/// Audio off (indefinite, with reminders); the core refuses it unless policy allows it.
+#[tauri::command]
+pub fn alarm_audio_off(
+    state: tauri::State<'_, AppState>,
+    bed: Option<String>,
+    user: String,
+) -> Result<usize, IpcError> {
+    with(&state, |s| {
+        Ok(s.alarm_command(AlarmCommand::AudioOff { bed, user })?)
+    })
+}
+
 #[tauri::command]
 pub fn alarm_pause(
     state: tauri::State<'_, AppState>,

@@ -34,6 +34,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
             commands::ward_snapshot,
             commands::alarm_acknowledge,
             commands::alarm_audio_pause,
+            commands::alarm_audio_off,
             commands::alarm_pause,
             commands::alarm_history,
             commands::alarm_limits,

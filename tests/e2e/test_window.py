@@ -81,7 +81,18 @@ def driver(xvfb, station_config):
     tauri_driver = shutil.which("tauri-driver") or str(Path.home() / ".cargo/bin/tauri-driver")
     port, native_port = free_port(), free_port()
     cfg, _ = station_config
-    env = dict(os.environ, DISPLAY=xvfb, WARDWATCH_CONFIG=str(cfg), WARDWATCH_FORBID_DEFAULT_DATA_DIR="1")
+    home = cfg.parent / "home"
+    # The webview keeps its own storage under the XDG directories: point them into the test's
+    # temp dir so no run sees another's state, and no test writes into a real user's home.
+    env = dict(
+        os.environ,
+        DISPLAY=xvfb,
+        WARDWATCH_CONFIG=str(cfg),
+        WARDWATCH_FORBID_DEFAULT_DATA_DIR="1",
+        XDG_DATA_HOME=str(home / "data"),
+        XDG_CACHE_HOME=str(home / "cache"),
+        XDG_CONFIG_HOME=str(home / "config"),
+    )
     log = open(tmp_path_log(station_config), "wb")
     td = subprocess.Popen(
         [tauri_driver, "--port", str(port), "--native-port", str(native_port)],
@@ -180,6 +191,7 @@ def test_alarm_shows_in_the_bar_and_is_acknowledged_in_the_window(driver, statio
     assert "Desaturation" in text_of(driver, "alarm-text-bed-02")
 
     # Without a name the window refuses: every action is logged with who took it.
+    assert driver.find_element(By.CSS_SELECTOR, '[data-testid="user"]').get_attribute("value") == ""
     driver.find_element(By.CSS_SELECTOR, f'[data-testid="ack-{alarm_id}"]').click()
     wait_until("the refusal notice", 10, lambda: "Enter your name" in (text_of(driver, "notice") or ""))
     user = driver.find_element(By.CSS_SELECTOR, '[data-testid="user"]')

@@ -345,3 +345,47 @@ async fn acknowledgement_through_the_core_api_is_logged_with_the_user() {
         .any(|r| r.kind == "limits_changed" && r.user.as_deref() == Some("charge.cho")));
     st.shutdown().await;
 }
+
+#[test]
+fn no_audio_device_is_a_technical_alarm_on_screen_and_in_the_log() {
+    let work = tempfile::tempdir().unwrap();
+    // An ALSA configuration whose default device cannot open: the station has no sound.
+    let asound = work.path().join("asound.conf");
+    std::fs::write(
+        &asound,
+        "</usr/share/alsa/alsa.conf>\npcm.!default { type hw card 99 }\n",
+    )
+    .unwrap();
+    let cfg = station_config(work.path());
+    let st = Headless::start_env(
+        &["--config", cfg.to_str().unwrap()],
+        &[("ALSA_CONFIG_PATH", asound.display().to_string())],
+    );
+    let db = st.db();
+    let row = wait_for(
+        "the audio alarm in the log",
+        Duration::from_secs(30),
+        || {
+            ward_store::Store::open_read_only(&db)
+                .and_then(|s| s.alarm_log(None, 100))
+                .unwrap_or_default()
+                .into_iter()
+                .find(|r| r.condition == "tech:audio_unavailable" && r.kind == "raised")
+        },
+    );
+    assert_eq!(row.bed, None, "a station alarm, not a bed's");
+    assert_eq!(row.priority.as_deref(), Some("high"));
+    assert!(row.detail.is_some(), "the reason is logged: {row:?}");
+    // The headless screen shows it too.
+    wait_for(
+        "the audio alarm on the summary",
+        Duration::from_secs(20),
+        || {
+            let out = st.stdout.lock().unwrap().join("\n");
+            (out.contains("ALARM HIGH   Station  Alarm audio unavailable")
+                && out.contains("alarm audio: UNAVAILABLE"))
+            .then_some(())
+        },
+    );
+    assert!(st.stop().success());
+}

@@ -292,9 +292,9 @@ function startStream(): void {
 
 const labels = new Map<string, string>();
 let lastAlarms: AlarmSnapshot | null = null;
+// Not remembered across restarts: at a shared station the next nurse must not act under the
+// previous one's name. Log-in and roles replace this field with the users issue.
 const userInput = must<HTMLInputElement>("user");
-userInput.value = localStorage.getItem("wardwatch.user") ?? "";
-userInput.addEventListener("change", () => localStorage.setItem("wardwatch.user", userInput.value.trim()));
 
 interface IpcError {
   code: string;
@@ -427,6 +427,13 @@ async function openBed(bed: string | null, label: string): Promise<void> {
     audio.dataset["testid"] = "audio-pause-bed";
     audio.addEventListener("click", () => void act("alarm_audio_pause", { bed }));
     actions.append(pause, audio);
+    // AUDIO OFF only where the hospital's policy allows it (the core checks again).
+    if (lastAlarms?.allow_audio_off === true) {
+      const off = el("button", "", "Audio off");
+      off.dataset["testid"] = "audio-off-bed";
+      off.addEventListener("click", () => void act("alarm_audio_off", { bed }));
+      actions.append(off);
+    }
     parts.push(actions);
     try {
       parts.push(limitsEditor(bed, await invoke<LimitRule[]>("alarm_limits", { bed })));
