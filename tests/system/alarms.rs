@@ -276,6 +276,15 @@ async fn acknowledgement_through_the_core_api_is_logged_with_the_user() {
     .await
     .expect("desaturation raised within 60 s");
     let id = raised.alarm_id.unwrap();
+    // The annunciator plays the HIGH signal: under `make test` into ALSA's null sink.
+    assert!(
+        std::env::var_os("ALSA_CONFIG_PATH").is_some(),
+        "run under `make test`, which points ALSA_CONFIG_PATH at tests/fixtures/asound-null.conf"
+    );
+    wait_for("the HIGH tone playing", Duration::from_secs(10), || {
+        let a = st.alarm_snapshot().audio?;
+        (a.ok && a.playing == Some(Priority::High) && a.bursts_high >= 1).then_some(())
+    });
 
     // Refusals name what was wrong, with a stable code for the window.
     let e = st.acknowledge(id, "  ").unwrap_err();
@@ -295,6 +304,11 @@ async fn acknowledgement_through_the_core_api_is_logged_with_the_user() {
         "{a:?}"
     );
     assert!(!a.audible());
+    // Its sound stops; the SpO2 low (MEDIUM) alarm of the same desaturation still sounds.
+    wait_for("the tone to drop to MEDIUM", Duration::from_secs(20), || {
+        let a = st.alarm_snapshot().audio?;
+        (a.playing == Some(Priority::Medium)).then_some(())
+    });
     let e = st.acknowledge(id, "nurse.ben").unwrap_err();
     assert_eq!(e.code(), "already_acknowledged");
     let logged = wait_for(

@@ -10,7 +10,6 @@ const alarm = (over: Partial<Alarm>): Alarm => ({
   priority: "medium",
   onset_ms: 1000,
   cause_active: true,
-  latched: false,
   escalated: false,
   value: 85,
   limit: 90,

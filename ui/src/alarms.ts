@@ -20,7 +20,6 @@ export interface Alarm {
   priority: Priority;
   onset_ms: number;
   cause_active: boolean;
-  latched: boolean;
   escalated: boolean;
   value: number | null;
   limit: number | null;

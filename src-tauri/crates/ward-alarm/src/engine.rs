@@ -120,7 +120,6 @@ pub struct Alarm {
     pub onset_ms: Ms,
     /// False once the cause has ended but the alarm is latched.
     pub cause_active: bool,
-    pub latched: bool,
     pub escalated: bool,
     pub value: Option<f64>,
     pub limit: Option<f64>,
@@ -206,9 +205,9 @@ struct BedState {
     /// Monitored beds have a device and a liveness budget.
     monitored: bool,
     last_seen: Ms,
-    /// Rule id (or no-value code) → when the condition was first seen, while waiting out
-    /// its delay.
-    pending: HashMap<String, Ms>,
+    /// Rule id → when the condition was first seen and the last value seen, while waiting
+    /// out its delay (the last value is the alarm's value when it starts).
+    pending: HashMap<String, (Ms, f64)>,
     no_value_since: HashMap<u32, Ms>,
     alarm_paused: Option<(String, Ms)>,
 }
@@ -222,8 +221,6 @@ pub struct Engine {
     log: Vec<LogEntry>,
     ui_last: Option<Ms>,
     reminder: Option<Priority>,
-    /// The last value seen for each (bed, rule) waiting out its delay, for the alarm's value.
-    pending_value: HashMap<(String, String), f64>,
 }
 
 /// A log line about a bed rather than one alarm (pauses, limit changes).
@@ -277,7 +274,6 @@ impl Engine {
             log: Vec::new(),
             ui_last: None,
             reminder: None,
-            pending_value: HashMap::new(),
         }
     }
 
@@ -425,23 +421,14 @@ impl Engine {
                         return;
                     };
                     if r.violated(v) {
-                        b.pending.entry(r.id.clone()).or_insert(now);
+                        b.pending
+                            .entry(r.id.clone())
+                            .and_modify(|p| p.1 = v)
+                            .or_insert((now, v));
                     } else {
                         b.pending.remove(&r.id);
                     }
                 }
-            }
-        }
-        // The value that raises a pending alarm is the last one seen.
-        if let Some(b) = self.beds.get(bed) {
-            let last = b
-                .rules
-                .iter()
-                .filter(|r| r.code == code && b.pending.contains_key(&r.id))
-                .map(|r| r.id.clone())
-                .collect::<Vec<_>>();
-            for id in last {
-                self.pending_value.insert((bed.to_string(), id), v);
             }
         }
     }
@@ -753,7 +740,7 @@ impl Engine {
         let mut t: Option<Ms> = None;
         let mut at = |x: Ms| t = Some(t.map_or(x, |y| y.min(x)));
         for b in self.beds.values() {
-            for (id, since) in &b.pending {
+            for (id, (since, _)) in &b.pending {
                 if let Some(r) = b.rules.iter().find(|r| &r.id == id) {
                     at(since + r.delay_ms);
                 }
@@ -797,7 +784,7 @@ impl Engine {
             .filter(|r| {
                 b.pending
                     .get(&r.id)
-                    .is_some_and(|since| now - since >= r.delay_ms)
+                    .is_some_and(|(since, _)| now - since >= r.delay_ms)
             })
             .cloned()
             .collect();
@@ -808,10 +795,11 @@ impl Engine {
             .map(|(c, _)| *c)
             .collect();
         for r in due {
-            if let Some(b) = self.beds.get_mut(bed) {
-                b.pending.remove(&r.id);
-            }
-            let v = self.pending_value.remove(&(bed.to_string(), r.id.clone()));
+            let v = self
+                .beds
+                .get_mut(bed)
+                .and_then(|b| b.pending.remove(&r.id))
+                .map(|(_, v)| v);
             self.raise(
                 now,
                 Some(bed),
@@ -873,7 +861,6 @@ impl Engine {
             priority,
             onset_ms: now,
             cause_active: true,
-            latched: false,
             escalated: false,
             value,
             limit,
@@ -908,7 +895,6 @@ impl Engine {
         let acked = matches!(a.inactivation, Inactivation::Acknowledged { .. });
         if self.policy.latches(a.priority) && !acked {
             a.cause_active = false;
-            a.latched = true;
             self.log.push(entry(now, LogKind::Latched, a, None));
         } else {
             self.remove(now, id, LogKind::Ended, None);
@@ -933,10 +919,6 @@ impl Engine {
                 .then(a.onset_ms.cmp(&b.onset_ms))
         });
         v
-    }
-
-    pub fn alarm(&self, id: u64) -> Option<&Alarm> {
-        self.alarms.get(&id)
     }
 
     /// What should sound now. The reminder is handed out once.
