@@ -232,16 +232,15 @@ impl Driver {
         // before it stops), and the sound stops with the station.
         self.outputs();
         self.audio.set(None);
-        // The writer is still running: wait for room rather than lose a row.
-        for _ in 0..100 {
-            match self.waiting.pop_front() {
-                None => break,
-                Some(r) => {
-                    if let Err(r) = self.writer.offer(r) {
-                        self.waiting.push_front(r);
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
+        // The writer is still running: wait for room (up to 5 s) rather than lose a row.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Some(r) = self.waiting.pop_front() {
+            if let Err(r) = self.writer.offer(r) {
+                self.waiting.push_front(r);
+                if Instant::now() >= deadline {
+                    break;
                 }
+                std::thread::sleep(Duration::from_millis(50));
             }
         }
         if !self.waiting.is_empty() {
@@ -306,6 +305,12 @@ impl Driver {
     }
 
     fn outputs(&mut self) {
+        // Sound first: everything after this is bookkeeping.
+        let a = self.engine.annunciation();
+        self.audio.set(a.sound);
+        if let Some(p) = a.reminder {
+            self.audio.reminder(p);
+        }
         let log = self.engine.drain_log();
         for l in log {
             if matches!(l.kind, LogKind::Raised | LogKind::Escalated)
@@ -339,11 +344,6 @@ impl Driver {
         self.shared
             .log_rows_waiting
             .store(self.waiting.len() as u64, Ordering::Relaxed);
-        let a = self.engine.annunciation();
-        self.audio.set(a.sound);
-        if let Some(p) = a.reminder {
-            self.audio.reminder(p);
-        }
         // Refreshed every time, not only on log lines: the worst value of an ongoing alarm
         // changes without one. A few dozen alarms at most; the copy is cheap.
         if let Ok(mut s) = self.shared.alarms.lock() {
