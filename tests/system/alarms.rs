@@ -305,10 +305,14 @@ async fn acknowledgement_through_the_core_api_is_logged_with_the_user() {
     );
     assert!(!a.audible());
     // Its sound stops; the SpO2 low (MEDIUM) alarm of the same desaturation still sounds.
-    wait_for("the tone to drop to MEDIUM", Duration::from_secs(20), || {
-        let a = st.alarm_snapshot().audio?;
-        (a.playing == Some(Priority::Medium)).then_some(())
-    });
+    wait_for(
+        "the tone to drop to MEDIUM",
+        Duration::from_secs(20),
+        || {
+            let a = st.alarm_snapshot().audio?;
+            (a.playing == Some(Priority::Medium)).then_some(())
+        },
+    );
     let e = st.acknowledge(id, "nurse.ben").unwrap_err();
     assert_eq!(e.code(), "already_acknowledged");
     let logged = wait_for(
@@ -401,5 +405,39 @@ fn no_audio_device_is_a_technical_alarm_on_screen_and_in_the_log() {
             .then_some(())
         },
     );
+    assert!(st.stop().success());
+}
+
+#[test]
+fn a_device_alarm_from_mosquitto_pub_is_mirrored_at_its_bed() {
+    let work = tempfile::tempdir().unwrap();
+    let cfg = work.path().join("mon.toml");
+    std::fs::write(
+        &cfg,
+        "[[beds]]\nid = \"bed-07\"\nlabel = \"Bed 7\"\ndevice = \"mon-07\"\n",
+    )
+    .unwrap();
+    let st = Headless::start(&["--config", cfg.to_str().unwrap()]);
+    let topic = "ward/v1/dev/mon-07/alarm";
+    for state in ["active", "ended"] {
+        let payload = format!(
+            r#"{{"id":"a-17","condition":"Asystole","priority":"high","state":"{state}"}}"#
+        );
+        let out = mosquitto_pub(st.addr, &["-V", "5", "-q", "1", "-t", topic, "-m", &payload]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let db = st.db();
+    let rows = wait_for("raised and latched", Duration::from_secs(20), || {
+        let r: Vec<_> = alarm_rows(&db, "bed-07")
+            .into_iter()
+            .filter(|r| r.condition == "device:a-17")
+            .collect();
+        (r.len() >= 2).then_some(r)
+    });
+    // Newest first: the HIGH alarm latched when the monitor ended it, after being raised.
+    assert_eq!(rows[1].kind, "raised");
+    assert_eq!(rows[1].label, "Asystole (monitor)");
+    assert_eq!(rows[1].priority.as_deref(), Some("high"));
+    assert_eq!(rows[0].kind, "latched");
     assert!(st.stop().success());
 }

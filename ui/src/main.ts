@@ -28,13 +28,6 @@ import {
   type LimitRule,
 } from "./alarms";
 
-interface DeviceAlarmView {
-  id: string;
-  condition: string;
-  priority: string;
-  since_ms: number;
-}
-
 interface BedView {
   index: number;
   id: string;
@@ -43,7 +36,6 @@ interface BedView {
   connection: ConnectionState;
   last_seen_ms: number | null;
   numerics: Numeric[];
-  device_alarms: DeviceAlarmView[];
 }
 
 interface WardSnapshot {

@@ -155,8 +155,8 @@ impl Ingest {
                         match other {
                             Parsed::Vitals(v) => l.vitals(device, &v.obs, v.ts_ms.unwrap_or(now)),
                             Parsed::Wave(p) => l.wave(device, p),
-                            Parsed::Alarm(a) => l.device_alarm(device, a, now),
-                            Parsed::Status(_) | Parsed::Heartbeat => {}
+                            // Device alarms belong to the alarm engine (fed below).
+                            Parsed::Alarm(_) | Parsed::Status(_) | Parsed::Heartbeat => {}
                         }
                     }
                 }

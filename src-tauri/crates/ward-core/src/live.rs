@@ -89,14 +89,6 @@ pub enum Connection {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct DeviceAlarmView {
-    pub id: String,
-    pub condition: String,
-    pub priority: String,
-    pub since_ms: i64,
-}
-
-#[derive(Debug, Clone, Serialize)]
 pub struct BedView {
     pub index: usize,
     pub id: String,
@@ -105,7 +97,6 @@ pub struct BedView {
     pub connection: Connection,
     pub last_seen_ms: Option<i64>,
     pub numerics: Vec<NumericView>,
-    pub device_alarms: Vec<DeviceAlarmView>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -121,7 +112,6 @@ struct DeviceLive {
     said_offline: bool,
     numerics: BTreeMap<u32, NumericView>,
     traces: Option<[TraceRing; 3]>,
-    alarms: BTreeMap<String, DeviceAlarmView>,
 }
 
 impl DeviceLive {
@@ -218,27 +208,6 @@ impl LiveState {
         rings[kind.index() as usize].push(p);
     }
 
-    pub fn device_alarm(&mut self, device: &str, a: &ward_model::DeviceAlarm, now_ms: i64) {
-        let d = self.device(device);
-        match a.state {
-            ward_model::device::DeviceAlarmState::Active => {
-                let priority = serde_json::to_value(a.priority)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
-                d.alarms.entry(a.id.clone()).or_insert(DeviceAlarmView {
-                    id: a.id.clone(),
-                    condition: a.condition.clone(),
-                    priority,
-                    since_ms: a.ts.unwrap_or(now_ms),
-                });
-            }
-            ward_model::device::DeviceAlarmState::Ended => {
-                d.alarms.remove(&a.id);
-            }
-        }
-    }
-
     pub fn beds(&self, now_ms: i64) -> Vec<BedView> {
         self.beds
             .iter()
@@ -256,9 +225,6 @@ impl LiveState {
                     last_seen_ms: live.and_then(|d| d.last_seen_ms),
                     numerics: live
                         .map(|d| d.numerics.values().cloned().collect())
-                        .unwrap_or_default(),
-                    device_alarms: live
-                        .map(|d| d.alarms.values().cloned().collect())
                         .unwrap_or_default(),
                 }
             })

@@ -59,7 +59,7 @@ pub fn render(s: &WardSnapshot) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<8} {:<10} {:<8} {:>11} {:>4} {:>5} {:>4} {:>8} {:>5}{}",
+            "{:<8} {:<10} {:<8} {:>11} {:>4} {:>5} {:>4} {:>8} {:>5}",
             b.label,
             b.device.as_deref().unwrap_or("-"),
             state,
@@ -69,18 +69,6 @@ pub fn render(s: &WardSnapshot) -> String {
             numeric(b, MDC_RESP_RATE),
             nibp,
             temp,
-            if b.device_alarms.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "  device alarm: {}",
-                    b.device_alarms
-                        .iter()
-                        .map(|a| format!("{} ({})", a.condition, a.priority))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
         );
     }
     for d in &s.unassigned {
