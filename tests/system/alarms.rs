@@ -423,7 +423,10 @@ fn a_device_alarm_from_mosquitto_pub_is_mirrored_at_its_bed() {
         let payload = format!(
             r#"{{"id":"a-17","condition":"Asystole","priority":"high","state":"{state}"}}"#
         );
-        let out = mosquitto_pub(st.addr, &["-V", "5", "-q", "1", "-t", topic, "-m", &payload]);
+        let out = mosquitto_pub(
+            st.addr,
+            &["-V", "5", "-q", "1", "-t", topic, "-m", &payload],
+        );
         assert!(out.status.success(), "{out:?}");
     }
     let db = st.db();
