@@ -16,9 +16,11 @@
 //! store API).
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod chunker;
 mod schema;
 
+pub use audit::{AuditEvent, AuditRow, Verification};
 pub use chunker::{Chunker, WaveChunk};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -85,6 +87,14 @@ pub enum Record {
     Wave(WaveChunk),
     Event(DeviceEvent),
     Alarm(AlarmLogRow),
+    /// An audit event, appended to the hash chain (and so to the outbox).
+    Audit(AuditEvent),
+    /// The upstream acknowledged every event up to `seq`.
+    SyncAck {
+        upstream: String,
+        seq: i64,
+        t_ms: i64,
+    },
     /// A bed's limit rules as JSON, replacing what was stored for the bed.
     BedRules {
         bed: String,
@@ -184,8 +194,20 @@ impl Store {
             let mut bed_rules = tx.prepare_cached(
                 "INSERT OR REPLACE INTO bed_rules (bed, rules_json, t_ms, user) VALUES (?1, ?2, ?3, ?4)",
             )?;
+            let mut sync = tx.prepare_cached(
+                "INSERT INTO sync_state (upstream, acked_seq, t_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (upstream) DO UPDATE SET acked_seq = MAX(acked_seq, excluded.acked_seq), t_ms = excluded.t_ms",
+            )?;
             for r in batch {
                 match r {
+                    Record::Audit(e) => audit::append(&tx, &[e])?,
+                    Record::SyncAck {
+                        upstream,
+                        seq,
+                        t_ms,
+                    } => {
+                        sync.execute(params![upstream, seq, t_ms])?;
+                    }
                     Record::BedRules {
                         bed,
                         rules_json,
@@ -374,6 +396,29 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Audit events after `seq`, oldest first: the outbox when `seq` is the upstream's
+    /// watermark.
+    pub fn audit_after(&self, seq: i64, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
+        audit::after(&self.conn, seq, limit)
+    }
+
+    pub fn audit_last_seq(&self) -> Result<i64, StoreError> {
+        audit::last_seq(&self.conn)
+    }
+
+    /// The last event `upstream` acknowledged (0: none).
+    pub fn sync_acked(&self, upstream: &str) -> Result<i64, StoreError> {
+        audit::acked(&self.conn, upstream)
+    }
+
+    pub fn verify_audit(&self) -> Result<Verification, StoreError> {
+        audit::verify(&self.conn)
+    }
+
+    pub fn audit_all(&self) -> Result<Vec<AuditRow>, StoreError> {
+        audit::all(&self.conn)
     }
 
     /// Stored limit rules per bed: (bed, rules as JSON).

@@ -66,6 +66,27 @@ const MIGRATIONS: &[&str] = &[
         t_ms       INTEGER NOT NULL,
         user       TEXT    NOT NULL
      );",
+    // 3: the audit trail (hash-chained, append-only) and the sync watermark per upstream.
+    "CREATE TABLE audit (
+        seq       INTEGER PRIMARY KEY,
+        event_id  TEXT    NOT NULL UNIQUE,
+        t_ms      INTEGER NOT NULL,
+        actor     TEXT    NOT NULL,
+        kind      TEXT    NOT NULL,
+        bed       TEXT,
+        detail    TEXT    NOT NULL,
+        prev_hash TEXT    NOT NULL,
+        hash      TEXT    NOT NULL
+     );
+     CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+     CREATE TABLE sync_state (
+        upstream  TEXT    PRIMARY KEY,
+        acked_seq INTEGER NOT NULL,
+        t_ms      INTEGER NOT NULL
+     );",
 ];
 
 pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
