@@ -13,10 +13,13 @@
 //! - `cli`: config errors, the data-directory guard, the standalone simulator
 //! - `alarms`: a desaturation sounded (captured through ALSA), notified (D-Bus) and logged
 //!   with no upstream; acknowledgement and limits through the core API
+//! - `audit`: a station's hash-chained audit trail, verified and exported by the CLI; an edit
+//!   made with sqlite is found at its position
 
 mod support;
 
 mod alarms;
+mod audit;
 mod bad_input;
 mod broker;
 mod cli;

@@ -124,6 +124,12 @@ impl Headless {
     }
 
     /// SIGTERM, then wait: the station shuts down in order and exits 0.
+    /// Stops the station and keeps its data directory for inspection.
+    pub fn stop_keep(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (self.stop(), dir)
+    }
+
     pub fn stop(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
             .arg("-TERM")

@@ -44,9 +44,29 @@ enum Command {
         #[arg(long)]
         db: PathBuf,
     },
+    /// The audit trail of a station database.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Benchmarks (`make bench` runs them in release builds).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; names every edited, deleted or reordered event. Exit code 1 if
+    /// anything is wrong.
+    Verify {
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Write every event as JSON lines (to standard output, or --out).
+    Export {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -177,6 +197,42 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Audit(AuditCommand::Verify { db }) => {
+            let v = ward_store::Store::open_read_only(&db)?.verify_audit()?;
+            if v.ok() {
+                println!("audit trail OK: {} events, chain intact", v.events);
+                Ok(())
+            } else {
+                for p in &v.problems {
+                    println!("{p}");
+                }
+                anyhow::bail!(
+                    "audit trail of {} is NOT intact: {} problem(s) in {} events",
+                    db.display(),
+                    v.problems.len(),
+                    v.events
+                )
+            }
+        }
+        Command::Audit(AuditCommand::Export { db, out }) => {
+            use std::io::Write;
+            let rows = ward_store::Store::open_read_only(&db)?.audit_all()?;
+            let mut w: Box<dyn Write> = match &out {
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(p).with_context(|| format!("create {}", p.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            for r in &rows {
+                serde_json::to_writer(&mut w, r)?;
+                w.write_all(b"\n")?;
+            }
+            w.flush()?;
+            if let Some(p) = out {
+                eprintln!("{} events written to {}", rows.len(), p.display());
+            }
+            Ok(())
+        }
         Command::StoreStats { db } => {
             let s = ward_store::Store::open_read_only(&db)?;
             let c = s.counts()?;
@@ -226,6 +282,7 @@ pub fn is_cli_invocation(args: &[OsString]) -> bool {
                 | "check-config"
                 | "store-stats"
                 | "bench"
+                | "audit"
                 | "help"
                 | "--help"
                 | "-h"

@@ -25,7 +25,7 @@ use tokio::sync::broadcast;
 use ward_alarm::{
     Alarm, AlarmError, Engine, LimitRule, LogEntry, LogKind, Policy, Priority, Scope, Technical,
 };
-use ward_store::{AlarmLogRow, Record};
+use ward_store::{AlarmLogRow, AuditEvent, Record};
 
 pub const TICK: Duration = Duration::from_millis(100);
 /// IEC 60601-1-8 conformance tests expect a self-check at least every 10 s.
@@ -79,6 +79,9 @@ pub(crate) enum Input {
         value: Option<f64>,
     },
     UiHeartbeat,
+    /// An audit event from elsewhere in the station (device status, start, stop): it takes
+    /// the driver's never-drop path to the store.
+    Audit(AuditEvent),
     Command(Command, Sender<Result<usize, AlarmError>>),
     Stop,
 }
@@ -139,13 +142,17 @@ pub(crate) struct Driver {
     events: broadcast::Sender<LogEntry>,
     shared: Arc<Shared>,
     labels: BTreeMap<String, String>,
+    /// This station's id, the origin of its audit events.
+    origin: String,
     waiting: VecDeque<Record>,
     storage_seen: (u64, Option<Instant>),
     last_callbacks: u64,
 }
 
 impl Driver {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
+        origin: String,
         policy: Policy,
         beds: Vec<BedSetup>,
         writer: Arc<Writer>,
@@ -171,6 +178,7 @@ impl Driver {
             events,
             shared,
             labels,
+            origin,
             waiting: VecDeque::new(),
             storage_seen: (0, None),
             last_callbacks: 0,
@@ -268,6 +276,7 @@ impl Driver {
                 value,
             } => e.handle_device_alarm(now, &bed, &id, &label, priority, active, value),
             Input::UiHeartbeat => e.handle_ui_heartbeat(now),
+            Input::Audit(ev) => self.waiting.push_back(Record::Audit(ev)),
             Input::Command(c, reply) => {
                 let r = match c {
                     Command::Acknowledge { id, user } => e.acknowledge(now, id, &user).map(|_| 1),
@@ -331,7 +340,18 @@ impl Driver {
                     "alarm"
                 );
             }
-            self.waiting.push_back(Record::Alarm(row(&l)));
+            let r = row(&l);
+            // Every alarm state change and action is also an audit event (and so goes to
+            // the hospital core), with the alarm log row as its detail.
+            self.waiting.push_back(Record::Audit(AuditEvent {
+                origin: self.origin.clone(),
+                t_ms: r.t_ms,
+                actor: r.user.clone().unwrap_or_else(|| "system".into()),
+                kind: format!("alarm.{}", r.kind),
+                bed: r.bed.clone(),
+                detail: serde_json::to_string(&r).unwrap_or_default(),
+            }));
+            self.waiting.push_back(Record::Alarm(r));
             let _ = self.events.send(l);
         }
         while let Some(r) = self.waiting.pop_front() {

@@ -53,6 +53,7 @@ struct RawAlarms {
 #[serde(deny_unknown_fields)]
 struct RawStation {
     name: String,
+    id: String,
     data_dir: String,
 }
 
@@ -111,6 +112,8 @@ pub struct Config {
     /// Where the settings came from, for messages ("built-in defaults" or a path).
     pub source: String,
     pub station_name: String,
+    /// Unique in the hospital; prefixes audit event ids.
+    pub station_id: String,
     pub data_dir: PathBuf,
     pub broker: ward_broker::BrokerConfig,
     pub retention: ward_store::Retention,
@@ -221,6 +224,11 @@ impl Config {
             600,
         )?;
         let sim_beds = in_range("sim.beds", raw.sim.beds, 0, 512)? as usize;
+        // Same rules as device ids: it becomes part of MQTT topics and event ids.
+        let station_id = DeviceId::new(raw.station.id.clone())
+            .map_err(|e| err("station.id", e.to_string()))?
+            .as_str()
+            .to_string();
         let a = &raw.alarms;
         let category = |key: &str, v: &str| {
             Category::parse(v).ok_or_else(|| {
@@ -336,6 +344,7 @@ impl Config {
         Ok(Self {
             source: source.to_string(),
             station_name: raw.station.name,
+            station_id,
             data_dir,
             broker: ward_broker::BrokerConfig {
                 listen,

@@ -46,6 +46,8 @@ pub(crate) struct Ingest {
     pub writer: Arc<Writer>,
     pub counters: IngestCounters,
     alarms: std::sync::mpsc::Sender<AlarmInput>,
+    /// This station's id, for the audit events of device status changes.
+    origin: String,
     seen_sent: HashMap<String, Instant>,
     chunker: Chunker,
     /// Per kind: window start, lines logged in it, lines suppressed in it.
@@ -58,12 +60,14 @@ impl Ingest {
         writer: Arc<Writer>,
         counters: IngestCounters,
         alarms: std::sync::mpsc::Sender<AlarmInput>,
+        origin: String,
     ) -> Self {
         Self {
             live,
             writer,
             counters,
             alarms,
+            origin,
             seen_sent: HashMap::new(),
             chunker: Chunker::default(),
             last_warn: HashMap::new(),
@@ -188,7 +192,25 @@ impl Ingest {
                     self.writer.send(Record::Wave(c));
                 }
             }
-            Parsed::Status(_) => self.event(now, device, &bed, "status", &m.payload),
+            Parsed::Status(s) => {
+                self.event(now, device, &bed, "status", &m.payload);
+                // Connects and disconnects (the will included) are audit events.
+                let kind = match s.state {
+                    DeviceState::Online => "device.online",
+                    DeviceState::Offline => "device.offline",
+                };
+                let audit = ward_store::AuditEvent {
+                    origin: self.origin.clone(),
+                    t_ms: now,
+                    actor: device.to_string(),
+                    kind: kind.into(),
+                    bed: bed.clone(),
+                    detail: String::from_utf8_lossy(&m.payload).into_owned(),
+                };
+                if self.alarms.send(AlarmInput::Audit(audit)).is_err() {
+                    self.count("alarm_driver_gone");
+                }
+            }
             Parsed::Alarm(_) => self.event(now, device, &bed, "device_alarm", &m.payload),
             Parsed::Heartbeat => {}
         }

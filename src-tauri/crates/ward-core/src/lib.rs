@@ -121,6 +121,18 @@ struct RuntimeInfo<'a> {
 
 pub struct Station;
 
+/// An audit event about the station itself.
+fn station_event(cfg: &Config, kind: &str, detail: serde_json::Value) -> ward_store::AuditEvent {
+    ward_store::AuditEvent {
+        origin: cfg.station_id.clone(),
+        t_ms: now_ms(),
+        actor: "system".into(),
+        kind: kind.into(),
+        bed: None,
+        detail: detail.to_string(),
+    }
+}
+
 /// Each configured bed's limit rules: edited ones from the database, else the defaults of
 /// its patient category.
 fn bed_setups(cfg: &Config) -> Result<Vec<alarms::BedSetup>, CoreError> {
@@ -198,6 +210,7 @@ impl Station {
         let alarm_shared = Arc::new(alarms::Shared::default());
         let (alarm_events, _) = tokio::sync::broadcast::channel(4096);
         let driver = alarms::Driver::new(
+            cfg.station_id.clone(),
             cfg.alarm_policy.clone(),
             bed_setups(&cfg)?,
             writer.clone(),
@@ -206,6 +219,11 @@ impl Station {
             alarm_shared.clone(),
         )?;
         let notify_counters = driver.notify_counters();
+        let _ = alarm_tx.send(alarms::Input::Audit(station_event(
+            &cfg,
+            "station.start",
+            serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "config": cfg.source }),
+        )));
         let alarm_thread = std::thread::Builder::new()
             .name("ward-alarms".into())
             .spawn(move || driver.run(alarm_rx))
@@ -223,6 +241,7 @@ impl Station {
             writer.clone(),
             counters.clone(),
             alarm_tx.clone(),
+            cfg.station_id.clone(),
         );
         let ingest = tokio::spawn(ingest.run(rx, stop_rx));
 
@@ -431,6 +450,8 @@ impl StationHandle {
         }
         // The alarm driver goes after ingest (it judged everything ingest handed over) and
         // before the writer (its last log rows are written).
+        let stop = station_event(&self.cfg, "station.stop", serde_json::json!({}));
+        let _ = self.alarm_tx.send(alarms::Input::Audit(stop));
         let _ = self.alarm_tx.send(alarms::Input::Stop);
         if let Some(t) = self.alarm_thread.take() {
             if t.join().is_err() {
