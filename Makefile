@@ -15,9 +15,10 @@ PY := $(CURDIR)/$(VENV)/bin/python
 # Build: Tauri 2 on Linux links WebKitGTK 4.1 and GTK 3; ALSA for the alarm tones.
 APT_BUILD := build-essential pkg-config libwebkit2gtk-4.1-dev libasound2-dev
 # Run and test: clients nobody here wrote, the virtual display, the WebDriver for the window,
-# a private D-Bus session bus and monitor (OS notification tests).
+# a private D-Bus session bus and monitor (OS notification tests), Mosquitto as the hospital
+# core in the sync tests (started by the tests on a free loopback port, never as a service).
 APT_TEST := mosquitto-clients xvfb xauth x11-utils webkit2gtk-driver python3-venv \
-  dbus-daemon dbus-bin
+  dbus-daemon dbus-bin mosquitto
 # Tests play alarm tones into ALSA's null sink: a working audio device, and silence on a
 # developer's machine. Tests that check the tone capture it with their own configuration.
 TEST_ALSA := $(CURDIR)/tests/fixtures/asound-null.conf
@@ -41,7 +42,11 @@ deps-apt:
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -q; \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	  DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	  if systemctl is-active --quiet mosquitto 2>/dev/null; then \
+	    echo "stopping the mosquitto service Debian started: make run needs 127.0.0.1:1883"; \
+	    $(SUDO) systemctl disable --now mosquitto; \
+	  fi; \
 	fi
 
 # `npm install`, not `npm ci`: the npm 11 here records no entries for other platforms'

@@ -15,6 +15,7 @@
 //!   with no upstream; acknowledgement and limits through the core API
 //! - `audit`: a station's hash-chained audit trail, verified and exported by the CLI; an edit
 //!   made with sqlite is found at its position
+//! - `sync`: store-and-forward to Debian's Mosquitto through a 60 s outage
 
 mod support;
 
@@ -26,3 +27,4 @@ mod cli;
 mod docs_examples;
 mod ingest;
 mod simulated_ward;
+mod sync;

@@ -184,3 +184,116 @@ pub fn config(dir: &Path, sim_beds: u64) -> ward_core::Config {
     std::fs::write(&path, text).unwrap();
     ward_core::Config::load(Some(&path), toml::Table::new()).unwrap()
 }
+
+/// A free loopback port, chosen by the OS. For servers that cannot be told "port 0" and must
+/// come back on the same port (the hospital core restarted in an outage drill).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Debian's Mosquitto as the hospital core: loopback only, with persistence so sessions and
+/// queued messages survive its own restart.
+pub struct Mosquitto {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    pub fn start(dir: &Path) -> Self {
+        let mut m = Self {
+            port: free_port(),
+            dir: dir.to_path_buf(),
+            child: None,
+        };
+        m.restart();
+        m
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let conf = self.dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nlog_dest stderr\n",
+                self.port,
+                self.dir.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("mosquitto.log")).unwrap())
+            .spawn()
+            .expect("mosquitto (Debian mosquitto) must be installed; make test installs it");
+        self.child = Some(child);
+        let port = self.port;
+        wait_for("mosquitto listening", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+    }
+
+    /// SIGTERM: Mosquitto saves its persistence file and exits.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `mosquitto_sub` with a persistent MQTT 5 session (QoS 1), printing `topic payload` lines.
+pub struct Subscriber {
+    child: Child,
+    pub lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Subscriber {
+    pub fn start(port: u16, id: &str, filter: &str) -> Self {
+        let mut child = Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-V",
+                "5",
+                "-q",
+                "1",
+                "-c",
+            ])
+            .args(["-i", id, "-x", "3600", "-t", filter, "-v"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub");
+        let lines = collect(child.stdout.take().unwrap());
+        Self { child, lines }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -28,9 +28,26 @@ struct Raw {
     store: RawStore,
     liveness: RawLiveness,
     alarms: RawAlarms,
+    upstream: RawUpstream,
     sim: RawSim,
     beds: Vec<RawBed>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    enabled: bool,
+    host: String,
+    port: u64,
+    ca_file: String,
+    client_cert: String,
+    client_key: String,
+    username: String,
+    topic_prefix: String,
+}
+
+/// Where the upstream password comes from (never the config file).
+pub const UPSTREAM_PASSWORD_ENV: &str = "WARDWATCH_UPSTREAM_PASSWORD";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,6 +142,7 @@ pub struct Config {
     pub beds: Vec<BedConfig>,
     pub alarm_policy: Policy,
     pub notifications: bool,
+    pub upstream: Option<crate::sync::UpstreamConfig>,
 }
 
 impl Config {
@@ -278,6 +296,7 @@ impl Config {
             ..Policy::default()
         };
         let notifications = a.notifications;
+        let upstream = upstream(&raw.upstream, &station_id, &err)?;
 
         let mut scenarios = Vec::new();
         for (i, text) in raw.sim.scenarios.iter().enumerate() {
@@ -365,8 +384,71 @@ impl Config {
             beds,
             alarm_policy,
             notifications,
+            upstream,
         })
     }
+}
+
+fn upstream(
+    u: &RawUpstream,
+    station_id: &str,
+    err: &dyn Fn(&str, String) -> CoreError,
+) -> Result<Option<crate::sync::UpstreamConfig>, CoreError> {
+    if !u.enabled {
+        return Ok(None);
+    }
+    if u.host.trim().is_empty() {
+        return Err(err(
+            "upstream.host",
+            "is empty but upstream.enabled is true".into(),
+        ));
+    }
+    let port = u16::try_from(u.port)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| err("upstream.port", format!("{} is outside 1..=65535", u.port)))?;
+    let path = |s: &str| (!s.trim().is_empty()).then(|| PathBuf::from(s));
+    let client_cert = match (path(&u.client_cert), path(&u.client_key)) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => {
+            return Err(err(
+                "upstream.client_cert",
+                "client_cert and client_key go together".into(),
+            ))
+        }
+    };
+    if client_cert.is_some() && u.ca_file.trim().is_empty() {
+        return Err(err(
+            "upstream.ca_file",
+            "a client certificate needs TLS: set ca_file".into(),
+        ));
+    }
+    let username = (!u.username.is_empty()).then(|| u.username.clone());
+    let password = std::env::var(UPSTREAM_PASSWORD_ENV).ok();
+    if username.is_some() && password.is_none() {
+        return Err(err(
+            "upstream.username",
+            format!("is set but {UPSTREAM_PASSWORD_ENV} is not: the password never goes in the config file"),
+        ));
+    }
+    if u.topic_prefix.is_empty() || u.topic_prefix.contains(['+', '#']) {
+        return Err(err(
+            "upstream.topic_prefix",
+            "must be a non-empty topic without wildcards".into(),
+        ));
+    }
+    Ok(Some(crate::sync::UpstreamConfig {
+        name: format!("{}:{port}", u.host),
+        host: u.host.clone(),
+        port,
+        ca_file: path(&u.ca_file),
+        client_cert,
+        username,
+        password,
+        topic_prefix: u.topic_prefix.clone(),
+        client_id: format!("wardwatch-{station_id}"),
+    }))
 }
 
 fn default_data_dir() -> Result<PathBuf, String> {

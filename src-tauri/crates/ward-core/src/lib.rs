@@ -23,6 +23,7 @@ mod ingest;
 pub mod live;
 mod notify;
 pub mod summary;
+pub mod sync;
 mod writer;
 
 pub use alarms::{AlarmSnapshot, Command as AlarmCommand};
@@ -95,6 +96,8 @@ pub struct StationMetrics {
     pub ingest: BTreeMap<String, u64>,
     pub store: StoreMetrics,
     pub alarms: alarms::AlarmMetrics,
+    /// Store-and-forward to the hospital core: backlog and the oldest unsynced event.
+    pub sync: sync::SyncStatus,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -186,6 +189,8 @@ pub struct StationHandle {
     alarm_thread: Option<std::thread::JoinHandle<()>>,
     alarm_events: tokio::sync::broadcast::Sender<LogEntry>,
     notify_counters: Arc<notify::NotifyCounters>,
+    sync_status: sync::SharedStatus,
+    sync: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
 /// Capacity of the in-process queue from broker to ingest. QoS 1/2 publishers wait when it
@@ -245,6 +250,26 @@ impl Station {
         );
         let ingest = tokio::spawn(ingest.run(rx, stop_rx));
 
+        let sync_status = sync::SharedStatus::default();
+        let sync = match &cfg.upstream {
+            Some(up) => {
+                if let Ok(mut s) = sync_status.lock() {
+                    s.enabled = true;
+                }
+                let (stop, stop_rx) = watch::channel(false);
+                let worker = sync::Worker {
+                    cfg: up.clone(),
+                    origin: cfg.station_id.clone(),
+                    db: cfg.db_path(),
+                    writer: writer.clone(),
+                    status: sync_status.clone(),
+                };
+                tracing::info!(upstream = %up.name, tls = up.ca_file.is_some(), "store-and-forward to the hospital core");
+                Some((stop, tokio::spawn(worker.run(stop_rx))))
+            }
+            None => None,
+        };
+
         let sim = if cfg.sim_beds > 0 {
             let mut sim_cfg = ward_sim::SimConfig::new(broker_addr, cfg.sim_beds);
             sim_cfg.scenarios = cfg.scenarios.clone();
@@ -270,6 +295,8 @@ impl Station {
             alarm_thread: Some(alarm_thread),
             alarm_events,
             notify_counters,
+            sync_status,
+            sync,
         };
         handle.write_runtime_file();
         tracing::info!(broker = %broker_addr, db = %handle.cfg.db_path().display(), "station started");
@@ -318,6 +345,11 @@ impl StationHandle {
             ingest,
             store: self.writer.counters.snapshot(),
             alarms: self.alarm_shared.metrics(Some(&self.notify_counters)),
+            sync: self
+                .sync_status
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -457,6 +489,11 @@ impl StationHandle {
             if t.join().is_err() {
                 tracing::error!("alarm driver thread panicked");
             }
+        }
+        // Sync stops before the writer: its last watermark is written.
+        if let Some((stop, task)) = self.sync.take() {
+            let _ = stop.send(true);
+            let _ = task.await;
         }
         match Arc::try_unwrap(self.writer) {
             Ok(mut w) => w.finish(),

@@ -1,0 +1,256 @@
+//! Store-and-forward to the hospital core: the audit trail (alarm events, acknowledgements,
+//! device and station events) published in order, at QoS 1, over MQTT 5, to any broker.
+//!
+//! The outbox is "audit events after the watermark" (`ward_store::audit`): nothing to copy,
+//! nothing to lose. The worker publishes events in `seq` order with a small window in flight;
+//! each PUBACK moves the watermark, which is written through the store writer, so after a
+//! crash or an outage the worker starts again from the first event the core has not
+//! confirmed. An event may then reach the core twice (its PUBACK was lost); it carries a
+//! stable `event_id` (payload and user property) for the core to drop the copy.
+//!
+//! Each connection starts clean (MQTT clean start): rumqttc then forgets what it had in
+//! flight, and the worker itself resends from the watermark, so the order on the wire is
+//! always the order of the trail.
+//!
+//! Topic: `{upstream.topic_prefix}/station/{station.id}/events`.
+
+use crate::writer::Writer;
+use crate::{now_ms, CoreError};
+use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::Outgoing;
+use serde::Serialize;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use ward_store::{Record, Store};
+
+/// Events in flight at once: enough to keep a WAN link busy, small enough that a reconnect
+/// resends little.
+const WINDOW: usize = 32;
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Name of this upstream in `sync_state` (and in metrics).
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    /// PEM CA certificate file; TLS is on when set.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for mutual TLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    pub username: Option<String>,
+    /// From the OS keyring or the environment, never from the config file.
+    pub password: Option<String>,
+    pub topic_prefix: String,
+    pub client_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct SyncStatus {
+    pub enabled: bool,
+    pub connected: bool,
+    pub acked_seq: i64,
+    pub last_seq: i64,
+    /// Events the core has not confirmed yet.
+    pub backlog: i64,
+    /// Time of the oldest event not yet confirmed, if any.
+    pub oldest_unsynced_ms: Option<i64>,
+    pub published: u64,
+    pub connects: u64,
+    pub last_error: Option<String>,
+}
+
+pub(crate) type SharedStatus = Arc<Mutex<SyncStatus>>;
+
+fn tls(cfg: &UpstreamConfig) -> Result<Option<rumqttc::TlsConfiguration>, CoreError> {
+    let Some(ca_file) = &cfg.ca_file else {
+        return Ok(None);
+    };
+    let read = |p: &PathBuf, key: &str| {
+        std::fs::read(p).map_err(|e| CoreError::Config {
+            file: "station config".into(),
+            key: key.into(),
+            reason: format!("cannot read {}: {e}", p.display()),
+        })
+    };
+    let ca = read(ca_file, "upstream.ca_file")?;
+    let client_auth = match &cfg.client_cert {
+        Some((c, k)) => Some((
+            read(c, "upstream.client_cert")?,
+            read(k, "upstream.client_key")?,
+        )),
+        None => None,
+    };
+    // rustls with the ring provider (no C++ toolchain needed); installed once per process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Ok(Some(rumqttc::TlsConfiguration::Simple {
+        ca,
+        alpn: None,
+        client_auth,
+    }))
+}
+
+pub(crate) fn options(cfg: &UpstreamConfig) -> Result<MqttOptions, CoreError> {
+    let mut o = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
+    o.set_keep_alive(Duration::from_secs(15));
+    o.set_clean_start(true);
+    if let Some(user) = &cfg.username {
+        o.set_credentials(user, cfg.password.clone().unwrap_or_default());
+    }
+    if let Some(t) = tls(cfg)? {
+        o.set_transport(rumqttc::Transport::Tls(t));
+    }
+    Ok(o)
+}
+
+pub(crate) struct Worker {
+    pub cfg: UpstreamConfig,
+    pub origin: String,
+    pub db: PathBuf,
+    pub writer: Arc<Writer>,
+    pub status: SharedStatus,
+}
+
+impl Worker {
+    fn set(&self, f: impl FnOnce(&mut SyncStatus)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let opts = match options(&self.cfg) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "upstream sync not started");
+                self.set(|s| s.last_error = Some(e.to_string()));
+                return;
+            }
+        };
+        let store = match Store::open_read_only(&self.db) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "upstream sync cannot read the store");
+                return;
+            }
+        };
+        let topic = format!(
+            "{}/station/{}/events",
+            self.cfg.topic_prefix.trim_end_matches('/'),
+            self.origin
+        );
+        let (client, mut eventloop) = AsyncClient::new(opts, WINDOW * 2);
+        let mut acked = store.sync_acked(&self.cfg.name).unwrap_or(0);
+        let mut connected = false;
+        let mut next = acked + 1;
+        // Published on this connection, waiting for their packet id; then by packet id.
+        let mut sent: VecDeque<i64> = VecDeque::new();
+        let mut by_pkid: HashMap<u16, i64> = HashMap::new();
+        let mut done: BTreeSet<i64> = BTreeSet::new();
+        let mut backoff = Duration::from_millis(500);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                ev = eventloop.poll() => match ev {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        connected = true;
+                        backoff = Duration::from_millis(500);
+                        // A clean start: whatever was in flight is resent, in order.
+                        next = acked + 1;
+                        sent.clear();
+                        by_pkid.clear();
+                        done.clear();
+                        tracing::info!(upstream = %self.cfg.name, from = next, "connected to the hospital core");
+                        self.set(|s| { s.connected = true; s.connects += 1; s.last_error = None; });
+                    }
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                        if let Some(seq) = sent.pop_front() {
+                            by_pkid.insert(pkid, seq);
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                        if let Some(seq) = by_pkid.remove(&ack.pkid) {
+                            done.insert(seq);
+                            // The watermark moves only over an unbroken run of confirmations.
+                            while done.remove(&(acked + 1)) {
+                                acked += 1;
+                            }
+                            let r = Record::SyncAck { upstream: self.cfg.name.clone(), seq: acked, t_ms: now_ms() };
+                            // A full queue only delays the watermark; the next ack carries it.
+                            let _ = self.writer.offer(r);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        if connected {
+                            tracing::warn!(upstream = %self.cfg.name, error = %e, "lost the hospital core; events wait in the outbox");
+                        }
+                        connected = false;
+                        self.set(|s| { s.connected = false; s.last_error = Some(e.to_string()); });
+                        tokio::select! {
+                            _ = stop.changed() => break,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                },
+                _ = tick.tick() => {
+                    if connected {
+                        let room = WINDOW.saturating_sub(sent.len() + by_pkid.len());
+                        if room > 0 {
+                            match store.audit_after(next - 1, room) {
+                                Ok(rows) => {
+                                    for r in rows {
+                                        let payload = match serde_json::to_vec(&Upstream { origin: &self.origin, event: &r }) {
+                                            Ok(p) => p,
+                                            Err(_) => continue,
+                                        };
+                                        let props = PublishProperties {
+                                            user_properties: vec![("event_id".into(), r.event_id.clone())],
+                                            content_type: Some("application/json".into()),
+                                            ..Default::default()
+                                        };
+                                        if client.try_publish_with_properties(topic.clone(), QoS::AtLeastOnce, false, payload, props).is_err() {
+                                            break;
+                                        }
+                                        sent.push_back(r.seq);
+                                        next = r.seq + 1;
+                                        self.set(|s| s.published += 1);
+                                    }
+                                }
+                                Err(e) => tracing::error!(error = %e, "reading the outbox failed"),
+                            }
+                        }
+                    }
+                    let last = store.audit_last_seq().unwrap_or(acked);
+                    let oldest = if last > acked {
+                        store.audit_after(acked, 1).ok().and_then(|v| v.first().map(|r| r.t_ms))
+                    } else {
+                        None
+                    };
+                    self.set(|s| {
+                        s.acked_seq = acked;
+                        s.last_seq = last;
+                        s.backlog = (last - acked).max(0);
+                        s.oldest_unsynced_ms = oldest;
+                    });
+                }
+            }
+        }
+        let _ = client.disconnect().await;
+    }
+}
+
+/// What the core receives per event.
+#[derive(Serialize)]
+struct Upstream<'a> {
+    origin: &'a str,
+    #[serde(flatten)]
+    event: &'a ward_store::AuditRow,
+}

@@ -1,0 +1,153 @@
+//! Store-and-forward to a real hospital core (Debian's Mosquitto on a loopback port), through
+//! an outage: the core is stopped for 60 s while alarms are raised and acknowledged; they
+//! sound locally throughout, and afterwards a subscriber on the core has every event exactly
+//! once (after de-duplication by event id), in order, and the backlog is back to 0.
+
+use crate::support::*;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+use ward_alarm::{LogKind, Priority};
+
+/// Event ids and sequence numbers the core's subscriber saw, in arrival order.
+fn received(sub: &Subscriber) -> Vec<(String, i64)> {
+    sub.lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| {
+            let json = l.split_once(' ')?.1;
+            let v: serde_json::Value = serde_json::from_str(json).ok()?;
+            Some((v["event_id"].as_str()?.to_string(), v["seq"].as_i64()?))
+        })
+        .collect()
+}
+
+fn station_config(dir: &std::path::Path, port: u16) -> ward_core::Config {
+    let mut text = format!(
+        "[station]\nid = \"st-sync\"\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\n\
+         [store]\nbatch_ms = 50\n[alarms]\nnotifications = false\n\
+         [upstream]\nenabled = true\nhost = \"127.0.0.1\"\nport = {port}\n\
+         [sim]\nbeds = 2\nscenarios = [\"bed 2 desaturates to 76 % at 8 s\"]\n",
+        dir.join("data").display().to_string()
+    );
+    for i in 1..=2 {
+        text +=
+            &format!("[[beds]]\nid = \"bed-0{i}\"\nlabel = \"Bed {i}\"\ndevice = \"sim-0{i}\"\n");
+    }
+    let path = dir.join("station.toml");
+    std::fs::write(&path, text).unwrap();
+    ward_core::Config::load(Some(&path), toml::Table::new()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_of_the_core_loses_nothing_and_duplicates_nothing() {
+    assert!(
+        std::env::var_os("ALSA_CONFIG_PATH").is_some(),
+        "run under `make test` (ALSA_CONFIG_PATH: the null sink)"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let mut core = Mosquitto::start(work.path());
+    let sub = Subscriber::start(core.port, "core-archive", "wardwatch/v1/station/+/events");
+    let st = ward_core::Station::start(station_config(work.path(), core.port))
+        .await
+        .unwrap();
+    // Connected and caught up (station.start, device.online, ...).
+    wait_for(
+        "the first events at the core",
+        Duration::from_secs(30),
+        || {
+            let s = st.metrics().sync;
+            (s.connected && s.acked_seq >= 2 && s.backlog == 0).then_some(())
+        },
+    );
+    assert!(!received(&sub).is_empty());
+
+    // Outage: the core goes away for 60 s.
+    core.stop();
+    let down = Instant::now();
+    let mut events = st.subscribe_alarms();
+    let raised = tokio::time::timeout(Duration::from_secs(40), async {
+        loop {
+            let e = events.recv().await.unwrap();
+            if e.kind == LogKind::Raised && e.condition == "limit:spo2_desat" {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("desaturation raised during the outage");
+    // It sounds, with the core down.
+    wait_for("the HIGH tone", Duration::from_secs(10), || {
+        let a = st.alarm_snapshot().audio?;
+        (a.playing == Some(Priority::High)).then_some(())
+    });
+    st.acknowledge(raised.alarm_id.unwrap(), "nurse.ana")
+        .unwrap();
+    let s = st.metrics().sync;
+    assert!(!s.connected, "{s:?}");
+    wait_for(
+        "a backlog during the outage",
+        Duration::from_secs(10),
+        || {
+            let s = st.metrics().sync;
+            (s.backlog > 0 && s.oldest_unsynced_ms.is_some()).then_some(())
+        },
+    );
+    while down.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let backlog = st.metrics().sync.backlog;
+
+    core.restart();
+    wait_for("the backlog drained", Duration::from_secs(60), || {
+        let s = st.metrics().sync;
+        (s.connected && s.backlog == 0).then_some(s)
+    });
+    let acked = st.metrics().sync.acked_seq;
+    st.shutdown().await;
+    let db = work.path().join("data").join("wardwatch.sqlite");
+    let trail = ward_store::Store::open_read_only(&db)
+        .unwrap()
+        .audit_all()
+        .unwrap();
+    let expected: Vec<(String, i64)> = trail
+        .iter()
+        .filter(|r| r.seq <= acked)
+        .map(|r| (r.event_id.clone(), r.seq))
+        .collect();
+    let got = wait_for(
+        "every confirmed event at the subscriber",
+        Duration::from_secs(30),
+        || {
+            let mut seen = HashSet::new();
+            let unique: Vec<(String, i64)> = received(&sub)
+                .into_iter()
+                .filter(|(id, _)| seen.insert(id.clone()))
+                .collect();
+            (unique.len() >= expected.len()).then_some(unique)
+        },
+    );
+    assert_eq!(
+        got[..expected.len()],
+        expected[..],
+        "not every event once, in order"
+    );
+    let kinds: Vec<&str> = trail
+        .iter()
+        .filter(|r| r.seq <= acked)
+        .map(|r| r.kind.as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"alarm.raised") && kinds.contains(&"alarm.acknowledged"),
+        "{kinds:?}"
+    );
+    let ack = trail
+        .iter()
+        .find(|r| r.kind == "alarm.acknowledged")
+        .unwrap();
+    assert_eq!(ack.actor, "nurse.ana");
+    assert!(
+        backlog >= 3,
+        "the outage should have queued the alarm and its acknowledgement: {backlog}"
+    );
+}
