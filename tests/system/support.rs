@@ -64,7 +64,13 @@ impl Headless {
 
     /// As `start`, with extra environment variables for the station process.
     pub fn start_env(extra: &[&str], env: &[(&str, String)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), extra, env)
+    }
+
+    /// As `start_env`, on an existing data directory (a restart after a crash).
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, String)]) -> Self {
+        // A previous run killed with -9 leaves its runtime file; wait for the new one.
+        let _ = std::fs::remove_file(dir.path().join("runtime.json"));
         let mut child = Command::new(workspace_bin("wardwatch"))
             .args([
                 "run",
@@ -128,6 +134,16 @@ impl Headless {
     pub fn stop_keep(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         (self.stop(), dir)
+    }
+
+    /// SIGKILL, as a power cut or a crash would; keeps the data directory.
+    pub fn kill9(mut self) -> tempfile::TempDir {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 
     pub fn stop(mut self) -> std::process::ExitStatus {
@@ -217,10 +233,14 @@ impl Mosquitto {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
         let conf = self.dir.join("mosquitto.conf");
+        // Started as root, Mosquitto switches to the user "mosquitto", which cannot write its
+        // persistence file into our temp dir; name the user we are.
+        let me = Command::new("id").arg("-un").output().unwrap();
+        let me = String::from_utf8_lossy(&me.stdout).trim().to_string();
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nlog_dest stderr\n",
+                "listener {} 127.0.0.1\nallow_anonymous true\nuser {me}\npersistence true\npersistence_location {}/\nautosave_interval 1\nlog_dest stderr\n",
                 self.port,
                 self.dir.display()
             ),
@@ -288,6 +308,33 @@ impl Subscriber {
             .expect("mosquitto_sub");
         let lines = collect(child.stdout.take().unwrap());
         Self { child, lines }
+    }
+}
+
+impl Subscriber {
+    /// Waits until the subscription is in place: probes on `topic` until one arrives.
+    pub fn wait_ready(&self, port: u16, topic: &str) {
+        wait_for("the subscriber", Duration::from_secs(20), || {
+            let _ = Command::new("mosquitto_pub")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-t",
+                    topic,
+                    "-m",
+                    "probe",
+                ])
+                .output();
+            std::thread::sleep(Duration::from_millis(100));
+            self.lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.starts_with(topic))
+                .then_some(())
+        });
     }
 }
 

@@ -1,7 +1,8 @@
 //! Store-and-forward to a real hospital core (Debian's Mosquitto on a loopback port), through
 //! an outage: the core is stopped for 60 s while alarms are raised and acknowledged; they
 //! sound locally throughout, and afterwards a subscriber on the core has every event exactly
-//! once (after de-duplication by event id), in order, and the backlog is back to 0.
+//! once (after de-duplication by event id), in order, and the backlog is back to 0. And a
+//! `kill -9` of the station with a backlog: after restart it drains, nothing lost.
 
 use crate::support::*;
 use std::collections::HashSet;
@@ -48,6 +49,7 @@ async fn outage_of_the_core_loses_nothing_and_duplicates_nothing() {
     let work = tempfile::tempdir().unwrap();
     let mut core = Mosquitto::start(work.path());
     let sub = Subscriber::start(core.port, "core-archive", "wardwatch/v1/station/+/events");
+    sub.wait_ready(core.port, "wardwatch/v1/station/probe/events");
     let st = ward_core::Station::start(station_config(work.path(), core.port))
         .await
         .unwrap();
@@ -149,5 +151,82 @@ async fn outage_of_the_core_loses_nothing_and_duplicates_nothing() {
     assert!(
         backlog >= 3,
         "the outage should have queued the alarm and its acknowledgement: {backlog}"
+    );
+}
+
+/// `kill -9` of a station process holding a backlog for a core that is down; after both are
+/// back, the backlog drains and the core has every event of the trail once, in order.
+#[test]
+fn a_killed_station_drains_its_backlog_after_restart() {
+    let work = tempfile::tempdir().unwrap();
+    let mut core = Mosquitto::start(work.path());
+    let sub = Subscriber::start(core.port, "core-crash", "wardwatch/v1/station/+/events");
+    sub.wait_ready(core.port, "wardwatch/v1/station/probe/events");
+    core.stop();
+    let cfg = work.path().join("crash.toml");
+    let mut text = format!(
+        "[station]\nid = \"st-crash\"\n[store]\nbatch_ms = 50\n[alarms]\nnotifications = false\n\
+         [upstream]\nenabled = true\nhost = \"127.0.0.1\"\nport = {}\n[sim]\nbeds = 2\n",
+        core.port
+    );
+    // A third bed whose monitor never comes: its "No data" alarm is one more event.
+    for i in 1..=3 {
+        text +=
+            &format!("[[beds]]\nid = \"bed-0{i}\"\nlabel = \"Bed {i}\"\ndevice = \"sim-0{i}\"\n");
+    }
+    std::fs::write(&cfg, &text).unwrap();
+    let args = ["--config", cfg.to_str().unwrap()];
+    let st = Headless::start(&args);
+    let db = st.db();
+    let trail_len = |db: &std::path::Path| {
+        ward_store::Store::open_read_only(db)
+            .and_then(|s| s.audit_last_seq())
+            .unwrap_or(0)
+    };
+    // station.start, two device.online, the "No data" alarm raised after 5 s.
+    wait_for("a backlog of events", Duration::from_secs(30), || {
+        (trail_len(&db) >= 4).then_some(())
+    });
+    let dir = st.kill9();
+    let before = trail_len(&db);
+
+    core.restart();
+    let st = Headless::start_in(dir, &args, &[]);
+    // The upstream's name in the watermark table is host:port.
+    let name = format!("127.0.0.1:{}", core.port);
+    let total = wait_for("the backlog drained", Duration::from_secs(60), || {
+        let s = ward_store::Store::open_read_only(&db).ok()?;
+        let acked = s.sync_acked(&name).ok()?;
+        (acked >= before).then_some(acked)
+    });
+    let (status, _kept) = st.stop_keep();
+    assert!(status.success());
+    let trail = ward_store::Store::open_read_only(&db)
+        .unwrap()
+        .audit_all()
+        .unwrap();
+    let expected: Vec<(String, i64)> = trail
+        .iter()
+        .filter(|r| r.seq <= total)
+        .map(|r| (r.event_id.clone(), r.seq))
+        .collect();
+    let got = wait_for("every event at the core", Duration::from_secs(30), || {
+        let mut seen = HashSet::new();
+        let unique: Vec<(String, i64)> = received(&sub)
+            .into_iter()
+            .filter(|(id, _)| seen.insert(id.clone()))
+            .collect();
+        (unique.len() >= expected.len()).then_some(unique)
+    });
+    assert_eq!(got[..expected.len()], expected[..]);
+    // The events from before the crash are among them: the restart sent its backlog.
+    assert!(
+        expected.len() as i64 >= before,
+        "{} < {before}",
+        expected.len()
+    );
+    assert_eq!(
+        trail.iter().filter(|r| r.kind == "station.start").count(),
+        2
     );
 }
