@@ -215,14 +215,57 @@ pub fn free_port() -> u16 {
 /// queued messages survive its own restart.
 pub struct Mosquitto {
     pub port: u16,
+    /// A second listener with TLS (and client certificates required), when started with
+    /// [`Mosquitto::start_tls`].
+    pub tls_port: Option<u16>,
     dir: PathBuf,
     child: Option<Child>,
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with Debian's
+/// openssl at test time: `ca.pem`, `server.pem`/`server.key`, `client.pem`/`client.key`.
+pub fn make_certs(dir: &Path) {
+    let sh = |script: &str| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (Debian openssl) must be installed; make test installs it");
+        assert!(
+            out.status.success(),
+            "{script}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=wardwatch-test-ca");
+    for (name, san) in [("server", "IP:127.0.0.1"), ("client", "DNS:st-tls")] {
+        sh(&format!(
+            "openssl req -newkey rsa:2048 -nodes -keyout {name}.key -out {name}.csr -subj /CN={name} && \
+             printf 'subjectAltName={san}\\n' > {name}.ext && \
+             openssl x509 -req -in {name}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out {name}.pem -days 2 -extfile {name}.ext"
+        ));
+    }
 }
 
 impl Mosquitto {
     pub fn start(dir: &Path) -> Self {
         let mut m = Self {
             port: free_port(),
+            tls_port: None,
+            dir: dir.to_path_buf(),
+            child: None,
+        };
+        m.restart();
+        m
+    }
+
+    /// With a second, mutual-TLS listener using the certificates of [`make_certs`] in `dir`.
+    pub fn start_tls(dir: &Path) -> Self {
+        make_certs(dir);
+        let mut m = Self {
+            port: free_port(),
+            tls_port: Some(free_port()),
             dir: dir.to_path_buf(),
             child: None,
         };
@@ -240,9 +283,16 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\nuser {me}\npersistence true\npersistence_location {}/\nautosave_interval 1\nlog_dest stderr\n",
+                "listener {} 127.0.0.1\nallow_anonymous true\nuser {me}\npersistence true\npersistence_location {}/\nautosave_interval 1\nlog_dest stderr\n{}",
                 self.port,
-                self.dir.display()
+                self.dir.display(),
+                match self.tls_port {
+                    Some(p) => format!(
+                        "listener {p} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\nrequire_certificate true\n",
+                        d = self.dir.display()
+                    ),
+                    None => String::new(),
+                }
             ),
         )
         .unwrap();

@@ -230,3 +230,53 @@ fn a_killed_station_drains_its_backlog_after_restart() {
         2
     );
 }
+
+/// The core's listener requires TLS and a client certificate (certificates made at test
+/// time): the station with the CA and its client certificate syncs; without the client
+/// certificate it is refused, says why in its metrics, and keeps its backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_over_mutual_tls() {
+    let work = tempfile::tempdir().unwrap();
+    let core = Mosquitto::start_tls(work.path());
+    let tls_port = core.tls_port.unwrap();
+    let d = work.path().display().to_string();
+    let station = |name: &str, client_cert: bool| {
+        let dir = work.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let certs = if client_cert {
+            format!("client_cert = \"{d}/client.pem\"\nclient_key = \"{d}/client.key\"\n")
+        } else {
+            String::new()
+        };
+        let text = format!(
+            "[station]\nid = \"{name}\"\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\n\
+             [alarms]\nnotifications = false\n[upstream]\nenabled = true\nhost = \"127.0.0.1\"\n\
+             port = {tls_port}\nca_file = \"{d}/ca.pem\"\n{certs}\n[[beds]]\nid = \"bed-01\"\nlabel = \"Bed 1\"\n",
+            dir.join("data").display().to_string()
+        );
+        let path = dir.join("station.toml");
+        std::fs::write(&path, text).unwrap();
+        ward_core::Config::load(Some(&path), toml::Table::new()).unwrap()
+    };
+    let good = ward_core::Station::start(station("st-tls", true))
+        .await
+        .unwrap();
+    let s = wait_for("sync over mutual TLS", Duration::from_secs(30), || {
+        let s = good.metrics().sync;
+        (s.connected && s.acked_seq >= 1 && s.backlog == 0).then_some(s)
+    });
+    assert!(s.last_error.is_none(), "{s:?}");
+    good.shutdown().await;
+
+    let refused = ward_core::Station::start(station("st-nocert", false))
+        .await
+        .unwrap();
+    let s = wait_for("a refused TLS connection", Duration::from_secs(30), || {
+        let s = refused.metrics().sync;
+        (s.last_error.is_some() && s.connects == 0 && s.backlog >= 1).then_some(s)
+    });
+    assert!(!s.connected, "{s:?}");
+    let why = s.last_error.unwrap_or_default();
+    assert!(why.contains("CertificateRequired"), "{why}");
+    refused.shutdown().await;
+}
