@@ -23,6 +23,41 @@ fn received(sub: &Subscriber) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// The trail's events 1..=`acked` from the station database, once the core's subscriber has
+/// them all; asserts it has each exactly once (after de-duplication by id) and in order.
+fn assert_core_has_trail(
+    sub: &Subscriber,
+    db: &std::path::Path,
+    acked: i64,
+) -> Vec<ward_store::AuditRow> {
+    let trail: Vec<ward_store::AuditRow> = ward_store::Store::open_read_only(db)
+        .unwrap()
+        .audit_all()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.seq <= acked)
+        .collect();
+    let expected: Vec<(String, i64)> = trail.iter().map(|r| (r.event_id.clone(), r.seq)).collect();
+    let got = wait_for(
+        "every confirmed event at the core",
+        Duration::from_secs(30),
+        || {
+            let mut seen = HashSet::new();
+            let unique: Vec<(String, i64)> = received(sub)
+                .into_iter()
+                .filter(|(id, _)| seen.insert(id.clone()))
+                .collect();
+            (unique.len() >= expected.len()).then_some(unique)
+        },
+    );
+    assert_eq!(
+        got[..expected.len()],
+        expected[..],
+        "not every event once, in order"
+    );
+    trail
+}
+
 fn station_config(dir: &std::path::Path, port: u16) -> ward_core::Config {
     let mut text = format!(
         "[station]\nid = \"st-sync\"\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\n\
@@ -108,37 +143,8 @@ async fn outage_of_the_core_loses_nothing_and_duplicates_nothing() {
     let acked = st.metrics().sync.acked_seq;
     st.shutdown().await;
     let db = work.path().join("data").join("wardwatch.sqlite");
-    let trail = ward_store::Store::open_read_only(&db)
-        .unwrap()
-        .audit_all()
-        .unwrap();
-    let expected: Vec<(String, i64)> = trail
-        .iter()
-        .filter(|r| r.seq <= acked)
-        .map(|r| (r.event_id.clone(), r.seq))
-        .collect();
-    let got = wait_for(
-        "every confirmed event at the subscriber",
-        Duration::from_secs(30),
-        || {
-            let mut seen = HashSet::new();
-            let unique: Vec<(String, i64)> = received(&sub)
-                .into_iter()
-                .filter(|(id, _)| seen.insert(id.clone()))
-                .collect();
-            (unique.len() >= expected.len()).then_some(unique)
-        },
-    );
-    assert_eq!(
-        got[..expected.len()],
-        expected[..],
-        "not every event once, in order"
-    );
-    let kinds: Vec<&str> = trail
-        .iter()
-        .filter(|r| r.seq <= acked)
-        .map(|r| r.kind.as_str())
-        .collect();
+    let trail = assert_core_has_trail(&sub, &db, acked);
+    let kinds: Vec<&str> = trail.iter().map(|r| r.kind.as_str()).collect();
     assert!(
         kinds.contains(&"alarm.raised") && kinds.contains(&"alarm.acknowledged"),
         "{kinds:?}"
@@ -201,34 +207,19 @@ fn a_killed_station_drains_its_backlog_after_restart() {
     });
     let (status, _kept) = st.stop_keep();
     assert!(status.success());
-    let trail = ward_store::Store::open_read_only(&db)
-        .unwrap()
-        .audit_all()
-        .unwrap();
-    let expected: Vec<(String, i64)> = trail
-        .iter()
-        .filter(|r| r.seq <= total)
-        .map(|r| (r.event_id.clone(), r.seq))
-        .collect();
-    let got = wait_for("every event at the core", Duration::from_secs(30), || {
-        let mut seen = HashSet::new();
-        let unique: Vec<(String, i64)> = received(&sub)
-            .into_iter()
-            .filter(|(id, _)| seen.insert(id.clone()))
-            .collect();
-        (unique.len() >= expected.len()).then_some(unique)
-    });
-    assert_eq!(got[..expected.len()], expected[..]);
+    let trail = assert_core_has_trail(&sub, &db, total);
     // The events from before the crash are among them: the restart sent its backlog.
-    assert!(
-        expected.len() as i64 >= before,
-        "{} < {before}",
-        expected.len()
-    );
-    assert_eq!(
-        trail.iter().filter(|r| r.kind == "station.start").count(),
-        2
-    );
+    assert!(trail.len() as i64 >= before, "{} < {before}", trail.len());
+    // One trail across the crash: the restarted station continued it.
+    let all = ward_store::Store::open_read_only(&db).unwrap();
+    assert!(all.verify_audit().unwrap().ok());
+    let starts = all
+        .audit_all()
+        .unwrap()
+        .iter()
+        .filter(|r| r.kind == "station.start")
+        .count();
+    assert_eq!(starts, 2);
 }
 
 /// The core's listener requires TLS and a client certificate (certificates made at test

@@ -338,17 +338,18 @@ impl Engine {
     }
 
     fn raise_silent(&mut self, now: Ms, bed: &str) {
-        let t = Technical::DeviceSilent;
         let p = self.policy.device_silent_priority;
-        self.raise(
-            now,
-            Some(bed),
-            Condition::Technical(t),
-            t.label(),
-            p,
-            None,
-            None,
-        );
+        self.raise_technical(now, Some(bed), Technical::DeviceSilent, p);
+    }
+
+    fn raise_technical(
+        &mut self,
+        now: Ms,
+        bed: Option<&str>,
+        t: Technical,
+        p: Priority,
+    ) -> Option<u64> {
+        self.raise(now, bed, Condition::Technical(t), t.label(), p, None, None)
     }
 
     /// One vitals message: `(code, value)` pairs, `None` for "value not available".
@@ -473,10 +474,9 @@ impl Engine {
 
     /// A station-level technical condition (storage, audio, self-check) starts or ends.
     pub fn handle_station(&mut self, now: Ms, t: Technical, active: bool, detail: &str) {
-        let c = Condition::Technical(t);
         if active {
             let p = self.policy.station_technical_priority;
-            if let Some(id) = self.raise(now, None, c, t.label(), p, None, None) {
+            if let Some(id) = self.raise_technical(now, None, t, p) {
                 if let Some(e) = self.log.last_mut() {
                     if e.alarm_id == Some(id) && e.detail.is_none() && !detail.is_empty() {
                         e.detail = Some(detail.to_string());
@@ -484,7 +484,7 @@ impl Engine {
                 }
             }
         } else {
-            self.cause_ended(now, None, &c);
+            self.cause_ended(now, None, &Condition::Technical(t));
         }
     }
 
@@ -811,17 +811,8 @@ impl Engine {
             );
         }
         for code in no_value {
-            let t = Technical::NoValue(code);
             let p = self.policy.sensor_priority;
-            self.raise(
-                now,
-                Some(bed),
-                Condition::Technical(t),
-                t.label(),
-                p,
-                None,
-                None,
-            );
+            self.raise_technical(now, Some(bed), Technical::NoValue(code), p);
         }
     }
 
