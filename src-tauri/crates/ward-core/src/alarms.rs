@@ -150,7 +150,6 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         origin: String,
         policy: Policy,
