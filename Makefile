@@ -17,9 +17,10 @@ APT_BUILD := build-essential pkg-config libwebkit2gtk-4.1-dev libasound2-dev
 # Run and test: clients nobody here wrote, the virtual display, the WebDriver for the window,
 # a private D-Bus session bus and monitor (OS notification tests), Mosquitto as the hospital
 # core in the sync tests (started by the tests on a free loopback port, never as a service),
-# openssl for the certificates those tests make.
+# openssl for the certificates those tests make, GNOME Keyring and keyutils as the real
+# credential stores of the upstream-password tests.
 APT_TEST := mosquitto-clients xvfb xauth x11-utils webkit2gtk-driver python3-venv \
-  dbus-daemon dbus-bin mosquitto openssl
+  dbus-daemon dbus-bin mosquitto openssl gnome-keyring keyutils
 # Tests play alarm tones into ALSA's null sink: a working audio device, and silence on a
 # developer's machine. Tests that check the tone capture it with their own configuration.
 TEST_ALSA := $(CURDIR)/tests/fixtures/asound-null.conf

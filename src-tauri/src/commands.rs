@@ -1,10 +1,13 @@
 //! Commands the window calls. Each is a few lines over the core handle; errors carry a stable
-//! code the UI can branch on. Permissions by role arrive with the users issue; until then
-//! every alarm action still names its user, checked and logged by the core.
+//! code the UI can branch on.
+//!
+//! The window never sees a session token: the shell keeps the token of whoever signed in at
+//! this window and passes it to the core, which decides every permission (and audits every
+//! denial). A page reload keeps the session; closing the station ends it.
 
 use crate::AppState;
 use serde::Serialize;
-use ward_core::{AlarmCommand, AlarmLogRow, CoreError, LimitRule, StationHandle};
+use ward_core::{AlarmAction, AlarmLogRow, CoreError, LimitRule, Session, StationHandle, UserView};
 
 #[derive(Debug, Serialize)]
 pub struct IpcError {
@@ -36,25 +39,107 @@ fn with<T>(
     guard.as_ref().ok_or_else(stopped).and_then(f)
 }
 
+/// This window's session token ("" when no one is signed in: the core then answers
+/// `not_signed_in`).
+fn token(state: &tauri::State<'_, AppState>) -> String {
+    state
+        .session
+        .lock()
+        .ok()
+        .and_then(|t| t.clone())
+        .unwrap_or_default()
+}
+
+fn act(state: &tauri::State<'_, AppState>, a: AlarmAction) -> Result<usize, IpcError> {
+    let t = token(state);
+    with(state, |s| Ok(s.act(&t, a)?))
+}
+
+#[derive(Serialize)]
+pub struct WindowSnapshot {
+    #[serde(flatten)]
+    pub ward: ward_core::WardSnapshot,
+    /// Who is signed in at this window, and whether the session is locked.
+    pub session: Option<Session>,
+}
+
 /// The window polls this twice a second; each call is also its heartbeat to the alarm
 /// system (a window that stops asking raises "Display not responding").
 #[tauri::command]
-pub fn ward_snapshot(
-    state: tauri::State<'_, AppState>,
-) -> Result<ward_core::WardSnapshot, IpcError> {
+pub fn ward_snapshot(state: tauri::State<'_, AppState>) -> Result<WindowSnapshot, IpcError> {
+    let t = token(&state);
     with(&state, |s| {
         s.ui_heartbeat();
-        Ok(s.snapshot())
+        Ok(WindowSnapshot {
+            ward: s.snapshot(),
+            session: s.session(&t),
+        })
     })
 }
 
 #[tauri::command]
-pub fn alarm_acknowledge(
+pub fn session_login(
     state: tauri::State<'_, AppState>,
-    id: u64,
-    user: String,
-) -> Result<usize, IpcError> {
-    with(&state, |s| Ok(s.acknowledge(id, &user)?))
+    username: String,
+    secret: String,
+) -> Result<Session, IpcError> {
+    let old = token(&state);
+    let (t, session) = with(&state, |s| {
+        if !old.is_empty() {
+            s.logout(&old);
+        }
+        Ok(s.login(&username, &secret)?)
+    })?;
+    if let Ok(mut slot) = state.session.lock() {
+        *slot = Some(t);
+    }
+    Ok(session)
+}
+
+#[tauri::command]
+pub fn session_logout(state: tauri::State<'_, AppState>) -> Result<(), IpcError> {
+    let t = state.session.lock().ok().and_then(|mut t| t.take());
+    if let Some(t) = t {
+        with(&state, |s| {
+            s.logout(&t);
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+#[tauri::command]
+pub fn session_lock(state: tauri::State<'_, AppState>) -> Result<(), IpcError> {
+    let t = token(&state);
+    with(&state, |s| {
+        s.lock_session(&t);
+        Ok(())
+    })
+}
+
+/// Unlock with the signed-in user's PIN or password.
+#[tauri::command]
+pub fn session_unlock(
+    state: tauri::State<'_, AppState>,
+    secret: String,
+) -> Result<Session, IpcError> {
+    let t = token(&state);
+    with(&state, |s| Ok(s.unlock(&t, &secret)?))
+}
+
+/// Keys and pointer at the window (throttled by the page): postpones auto-lock.
+#[tauri::command]
+pub fn session_touch(state: tauri::State<'_, AppState>) -> Result<(), IpcError> {
+    let t = token(&state);
+    with(&state, |s| {
+        s.touch(&t);
+        Ok(())
+    })
+}
+
+#[tauri::command]
+pub fn alarm_acknowledge(state: tauri::State<'_, AppState>, id: u64) -> Result<usize, IpcError> {
+    act(&state, AlarmAction::Acknowledge { id })
 }
 
 /// Audio pause for one bed, or for every current alarm when `bed` is null.
@@ -62,11 +147,8 @@ pub fn alarm_acknowledge(
 pub fn alarm_audio_pause(
     state: tauri::State<'_, AppState>,
     bed: Option<String>,
-    user: String,
 ) -> Result<usize, IpcError> {
-    with(&state, |s| {
-        Ok(s.alarm_command(AlarmCommand::AudioPause { bed, user })?)
-    })
+    act(&state, AlarmAction::AudioPause { bed })
 }
 
 /// Audio off (indefinite, with reminders); the core refuses it unless policy allows it.
@@ -74,22 +156,22 @@ pub fn alarm_audio_pause(
 pub fn alarm_audio_off(
     state: tauri::State<'_, AppState>,
     bed: Option<String>,
-    user: String,
 ) -> Result<usize, IpcError> {
-    with(&state, |s| {
-        Ok(s.alarm_command(AlarmCommand::AudioOff { bed, user })?)
-    })
+    act(&state, AlarmAction::AudioOff { bed })
 }
 
 #[tauri::command]
-pub fn alarm_pause(
+pub fn alarm_pause(state: tauri::State<'_, AppState>, bed: String) -> Result<usize, IpcError> {
+    act(&state, AlarmAction::AlarmPause { bed })
+}
+
+#[tauri::command]
+pub fn alarm_set_limits(
     state: tauri::State<'_, AppState>,
     bed: String,
-    user: String,
+    rules: Vec<LimitRule>,
 ) -> Result<usize, IpcError> {
-    with(&state, |s| {
-        Ok(s.alarm_command(AlarmCommand::AlarmPause { bed, user })?)
-    })
+    act(&state, AlarmAction::SetRules { bed, rules })
 }
 
 #[tauri::command]
@@ -114,14 +196,18 @@ pub fn alarm_limits(
     })
 }
 
+/// Users and their beds (no secrets), for the charge nurse's assignment panel.
 #[tauri::command]
-pub fn alarm_set_limits(
+pub fn users_list(state: tauri::State<'_, AppState>) -> Result<Vec<UserView>, IpcError> {
+    with(&state, |s| Ok(s.users()))
+}
+
+#[tauri::command]
+pub fn beds_assign(
     state: tauri::State<'_, AppState>,
-    bed: String,
-    rules: Vec<LimitRule>,
-    user: String,
-) -> Result<usize, IpcError> {
-    with(&state, |s| {
-        Ok(s.alarm_command(AlarmCommand::SetRules { bed, rules, user })?)
-    })
+    nurse: String,
+    beds: Vec<String>,
+) -> Result<(), IpcError> {
+    let t = token(&state);
+    with(&state, |s| Ok(s.assign_beds(&t, &nurse, &beds)?))
 }

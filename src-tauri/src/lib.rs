@@ -14,6 +14,8 @@ use tauri::Manager;
 /// orderly shutdown.
 pub struct AppState {
     pub station: Mutex<Option<ward_core::StationHandle>>,
+    /// The session token of whoever signed in at this window (never sent to the page).
+    pub session: Mutex<Option<String>>,
     /// Bumped by each new live stream so a reloaded page's old stream task stops.
     pub stream_generation: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -28,6 +30,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     let app = tauri::Builder::default()
         .manage(AppState {
             station: Mutex::new(Some(station)),
+            session: Mutex::new(None),
             stream_generation: Arc::default(),
         })
         .invoke_handler(tauri::generate_handler![
@@ -39,6 +42,13 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
             commands::alarm_history,
             commands::alarm_limits,
             commands::alarm_set_limits,
+            commands::session_login,
+            commands::session_logout,
+            commands::session_lock,
+            commands::session_unlock,
+            commands::session_touch,
+            commands::users_list,
+            commands::beds_assign,
             stream::live_stream
         ])
         .build(tauri::generate_context!())?;

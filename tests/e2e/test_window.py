@@ -72,7 +72,33 @@ def station_config(tmp_path):
         # Bed 2's patient desaturates: the alarm test acknowledges it in the window.
         '[sim]\nbeds = 4\nscenarios = ["bed 2 desaturates to 76 % at 2 s"]\n' + beds
     )
+    # Users as IT creates them, with the installed program's CLI (password, then PIN, on stdin).
+    for user, role, secrets in USERS:
+        subprocess.run(
+            [str(APP), "users", "add", "--config", str(cfg), "--username", user, "--role", role, "--pin"],
+            input=secrets,
+            text=True,
+            check=True,
+            env=dict(os.environ, WARDWATCH_FORBID_DEFAULT_DATA_DIR="1"),
+        )
     return cfg, data
+
+
+USERS = [
+    ("nurse.e2e", "nurse", "nurse-e2e-pass\n2580\n"),
+    ("charge.e2e", "charge_nurse", "charge-e2e-pass\n1357\n"),
+]
+
+
+def click(drv, testid):
+    drv.find_element(By.CSS_SELECTOR, f'[data-testid="{testid}"]').click()
+
+
+def sign_in(drv, user, password):
+    drv.find_element(By.CSS_SELECTOR, '[data-testid="signin-user"]').send_keys(user)
+    drv.find_element(By.CSS_SELECTOR, '[data-testid="signin-secret"]').send_keys(password)
+    click(drv, "signin-submit")
+    wait_until(f"{user} signed in", 10, lambda: "(" in (text_of(drv, "session-text") or "") and "Not signed" not in text_of(drv, "session-text"))
 
 
 @pytest.fixture
@@ -190,14 +216,41 @@ def test_alarm_shows_in_the_bar_and_is_acknowledged_in_the_window(driver, statio
     assert "flashing" in tile.get_attribute("class")
     assert "Desaturation" in text_of(driver, "alarm-text-bed-02")
 
-    # Without a name the window refuses: every action is logged with who took it.
-    assert driver.find_element(By.CSS_SELECTOR, '[data-testid="user"]').get_attribute("value") == ""
-    driver.find_element(By.CSS_SELECTOR, f'[data-testid="ack-{alarm_id}"]').click()
-    wait_until("the refusal notice", 10, lambda: "Enter your name" in (text_of(driver, "notice") or ""))
-    user = driver.find_element(By.CSS_SELECTOR, '[data-testid="user"]')
-    user.send_keys("nurse.e2e")
-    driver.execute_script("arguments[0].dispatchEvent(new Event('change'))", user)
-    driver.find_element(By.CSS_SELECTOR, f'[data-testid="ack-{alarm_id}"]').click()
+    # Not signed in: the ward and the alarm are on screen, but acting needs a person.
+    assert text_of(driver, "session-text") == "Not signed in (view only)"
+    click(driver, f"ack-{alarm_id}")
+    wait_until("the sign-in notice", 10, lambda: (text_of(driver, "notice") or "") == "Sign in to act on alarms.")
+
+    # A nurse without bed 2 is refused by the core, with the reason.
+    sign_in(driver, "nurse.e2e", "nurse-e2e-pass")
+    click(driver, f"ack-{alarm_id}")
+    wait_until(
+        "the not-assigned refusal",
+        10,
+        lambda: "bed bed-02 is not assigned to you" in (text_of(driver, "notice") or ""),
+    )
+    click(driver, "signout")
+
+    # The charge nurse assigns bed 2 to the nurse in the bed's panel.
+    sign_in(driver, "charge.e2e", "charge-e2e-pass")
+    assert text_of(driver, "session-text") == "charge.e2e (charge nurse)"
+    driver.find_element(By.CSS_SELECTOR, '[data-testid="tile-bed-02"] .tile-head').click()
+    wait_until("the assignment form", 10, lambda: driver.find_elements(By.CSS_SELECTOR, '[data-testid="assign-bed"]'))
+    click(driver, "assign-bed")
+    wait_until("the assignment notice", 10, lambda: (text_of(driver, "notice") or "") == "Bed 2 assigned to nurse.e2e")
+    click(driver, "panel-close")
+    click(driver, "signout")
+
+    # The nurse locks the station, then acknowledges after a quick PIN unlock.
+    sign_in(driver, "nurse.e2e", "nurse-e2e-pass")
+    click(driver, "lock")
+    wait_until("locked", 10, lambda: text_of(driver, "session-text") == "Locked: nurse.e2e (nurse)")
+    click(driver, f"ack-{alarm_id}")
+    wait_until("the locked notice", 10, lambda: "locked" in (text_of(driver, "notice") or ""))
+    driver.find_element(By.CSS_SELECTOR, '[data-testid="unlock-secret"]').send_keys("2580")
+    click(driver, "unlock-submit")
+    wait_until("unlocked", 10, lambda: text_of(driver, "session-text") == "nurse.e2e (nurse)")
+    click(driver, f"ack-{alarm_id}")
     wait_until(
         "the acknowledged state on screen",
         10,

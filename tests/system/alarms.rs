@@ -263,7 +263,16 @@ async fn acknowledgement_through_the_core_api_is_logged_with_the_user() {
     broker.insert("listen".into(), "127.0.0.1:0".into());
     over.insert("broker".into(), broker.into());
     let cfg = ward_core::Config::load(Some(&path), over).unwrap();
+    use ward_model::Role;
+    add_user(&cfg, "nurse.ana", Role::Nurse, None);
+    add_user(&cfg, "nurse.ben", Role::Nurse, None);
+    add_user(&cfg, "charge.cho", Role::ChargeNurse, None);
     let st = ward_core::Station::start(cfg.clone()).await.unwrap();
+    let ana = sign_in(&st, "nurse.ana");
+    let ben = sign_in(&st, "nurse.ben");
+    let cho = sign_in(&st, "charge.cho");
+    st.assign_beds(&cho, "nurse.ana", &["bed-03".into()])
+        .unwrap();
     let mut events = st.subscribe_alarms();
     let raised = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
@@ -287,12 +296,19 @@ async fn acknowledgement_through_the_core_api_is_logged_with_the_user() {
     });
 
     // Refusals name what was wrong, with a stable code for the window.
-    let e = st.acknowledge(id, "  ").unwrap_err();
-    assert_eq!(e.code(), "no_user", "{e}");
-    let e = st.acknowledge(999_999, "nurse.ana").unwrap_err();
+    use ward_core::AlarmAction::{Acknowledge, SetRules};
+    let e = st.act("", Acknowledge { id }).unwrap_err();
+    assert_eq!(e.code(), "not_signed_in", "{e}");
+    let e = st.act(&ben, Acknowledge { id }).unwrap_err();
+    assert_eq!(e.code(), "not_assigned", "{e}");
+    assert!(
+        e.to_string().contains("bed bed-03 is not assigned to you"),
+        "{e}"
+    );
+    let e = st.act(&ana, Acknowledge { id: 999_999 }).unwrap_err();
     assert_eq!(e.code(), "unknown_alarm", "{e}");
 
-    assert_eq!(st.acknowledge(id, "nurse.ana").unwrap(), 1);
+    assert_eq!(st.act(&ana, Acknowledge { id }).unwrap(), 1);
     let snap = st.alarm_snapshot();
     let a = snap
         .alarms
@@ -313,7 +329,7 @@ async fn acknowledgement_through_the_core_api_is_logged_with_the_user() {
             (a.playing == Some(Priority::Medium)).then_some(())
         },
     );
-    let e = st.acknowledge(id, "nurse.ben").unwrap_err();
+    let e = st.act(&cho, Acknowledge { id }).unwrap_err();
     assert_eq!(e.code(), "already_acknowledged");
     let logged = wait_for(
         "the acknowledgement in the log",
@@ -335,20 +351,35 @@ async fn acknowledgement_through_the_core_api_is_logged_with_the_user() {
         .find(|r| r.id == "hr_high")
         .unwrap()
         .threshold = 111.0;
-    st.alarm_command(ward_core::AlarmCommand::SetRules {
-        bed: "bed-02".into(),
-        rules: rules.clone(),
-        user: "charge.cho".into(),
-    })
+    // A nurse cannot change limits; the charge nurse can.
+    let e = st
+        .act(
+            &ana,
+            SetRules {
+                bed: "bed-03".into(),
+                rules: rules.clone(),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "not_permitted", "{e}");
+    st.act(
+        &cho,
+        SetRules {
+            bed: "bed-02".into(),
+            rules: rules.clone(),
+        },
+    )
     .unwrap();
     let mut bad = rules.clone();
     bad[0].threshold = f64::INFINITY;
     let e = st
-        .alarm_command(ward_core::AlarmCommand::SetRules {
-            bed: "bed-02".into(),
-            rules: bad,
-            user: "charge.cho".into(),
-        })
+        .act(
+            &cho,
+            SetRules {
+                bed: "bed-02".into(),
+                rules: bad,
+            },
+        )
         .unwrap_err();
     assert_eq!(e.code(), "invalid_rule", "{e}");
     // The desaturation took well over one self-check period (5 s) to develop.

@@ -15,15 +15,19 @@
 //!   with no upstream; acknowledgement and limits through the core API
 //! - `audit`: a station's hash-chained audit trail, verified and exported by the CLI; an edit
 //!   made with sqlite is found at its position
+//! - `access`: users and roles at the core API: permissions, denials audited, lock and PIN
+//! - `credentials`: the upstream password from a real keyring (Secret Service, keyutils)
 //! - `sync`: store-and-forward to Debian's Mosquitto through a 60 s outage
 
 mod support;
 
+mod access;
 mod alarms;
 mod audit;
 mod bad_input;
 mod broker;
 mod cli;
+mod credentials;
 mod docs_examples;
 mod ingest;
 mod simulated_ward;

@@ -201,6 +201,40 @@ pub fn config(dir: &Path, sim_beds: u64) -> ward_core::Config {
     ward_core::Config::load(Some(&path), toml::Table::new()).unwrap()
 }
 
+/// Creates a station user in `cfg`'s database the way IT does with `wardwatch users add`
+/// (the same core function), before or while the station runs.
+pub fn add_user(
+    cfg: &ward_core::Config,
+    username: &str,
+    role: ward_model::Role,
+    pin: Option<&str>,
+) {
+    std::fs::create_dir_all(&cfg.data_dir).unwrap();
+    ward_core::staff::change_user_offline(
+        &cfg.db_path(),
+        &cfg.station_id,
+        "console.test",
+        &ward_core::UserChange {
+            username: username.into(),
+            role: Some(role),
+            password: Some(password_of(username)),
+            pin: Some(pin.map(str::to_string)),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+}
+
+/// Test users' passwords: derived from the name, so a test can sign anyone in.
+pub fn password_of(username: &str) -> String {
+    format!("pw-{username}-2026")
+}
+
+/// Signs a user created by [`add_user`] in; returns the session token.
+pub fn sign_in(st: &ward_core::StationHandle, username: &str) -> String {
+    st.login(username, &password_of(username)).unwrap().0
+}
+
 /// A free loopback port, chosen by the OS. For servers that cannot be told "port 0" and must
 /// come back on the same port (the hospital core restarted in an outage drill).
 pub fn free_port() -> u16 {
@@ -218,6 +252,8 @@ pub struct Mosquitto {
     /// A second listener with TLS (and client certificates required), when started with
     /// [`Mosquitto::start_tls`].
     pub tls_port: Option<u16>,
+    /// Started with [`Mosquitto::start_auth`]: its password file only, no anonymous clients.
+    auth: bool,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -253,6 +289,33 @@ impl Mosquitto {
         let mut m = Self {
             port: free_port(),
             tls_port: None,
+            auth: false,
+            dir: dir.to_path_buf(),
+            child: None,
+        };
+        m.restart();
+        m
+    }
+
+    /// Only `user` with `password` may connect (Mosquitto's own password file, made with
+    /// Debian's mosquitto_passwd).
+    pub fn start_auth(dir: &Path, user: &str, password: &str) -> Self {
+        let file = dir.join("passwords");
+        let out = Command::new("mosquitto_passwd")
+            .args(["-c", "-b"])
+            .arg(&file)
+            .args([user, password])
+            .output()
+            .expect("mosquitto_passwd (Debian mosquitto) must be installed");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut m = Self {
+            port: free_port(),
+            tls_port: None,
+            auth: true,
             dir: dir.to_path_buf(),
             child: None,
         };
@@ -266,6 +329,7 @@ impl Mosquitto {
         let mut m = Self {
             port: free_port(),
             tls_port: Some(free_port()),
+            auth: false,
             dir: dir.to_path_buf(),
             child: None,
         };
@@ -283,8 +347,16 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\nuser {me}\npersistence true\npersistence_location {}/\nautosave_interval 1\nlog_dest stderr\n{}",
+                "listener {} 127.0.0.1\n{}\nuser {me}\npersistence true\npersistence_location {}/\nautosave_interval 1\nlog_dest stderr\n{}",
                 self.port,
+                if self.auth {
+                    format!(
+                        "allow_anonymous false\npassword_file {}",
+                        self.dir.join("passwords").display()
+                    )
+                } else {
+                    "allow_anonymous true".into()
+                },
                 self.dir.display(),
                 match self.tls_port {
                     Some(p) => format!(

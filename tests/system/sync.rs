@@ -61,7 +61,7 @@ fn assert_core_has_trail(
 fn station_config(dir: &std::path::Path, port: u16) -> ward_core::Config {
     let mut text = format!(
         "[station]\nid = \"st-sync\"\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\n\
-         [store]\nbatch_ms = 50\n[alarms]\nnotifications = false\n\
+         [store]\nbatch_ms = 50\n[alarms]\nnotifications = false\n[access]\nnurses_all_beds = true\n\
          [upstream]\nenabled = true\nhost = \"127.0.0.1\"\nport = {port}\n\
          [sim]\nbeds = 2\nscenarios = [\"bed 2 desaturates to 76 % at 8 s\"]\n",
         dir.join("data").display().to_string()
@@ -85,9 +85,10 @@ async fn outage_of_the_core_loses_nothing_and_duplicates_nothing() {
     let mut core = Mosquitto::start(work.path());
     let sub = Subscriber::start(core.port, "core-archive", "wardwatch/v1/station/+/events");
     sub.wait_ready(core.port, "wardwatch/v1/station/probe/events");
-    let st = ward_core::Station::start(station_config(work.path(), core.port))
-        .await
-        .unwrap();
+    let cfg = station_config(work.path(), core.port);
+    add_user(&cfg, "nurse.ana", ward_model::Role::Nurse, None);
+    let st = ward_core::Station::start(cfg).await.unwrap();
+    let nurse = sign_in(&st, "nurse.ana");
     // Connected and caught up (station.start, device.online, ...).
     wait_for(
         "the first events at the core",
@@ -118,8 +119,13 @@ async fn outage_of_the_core_loses_nothing_and_duplicates_nothing() {
         let a = st.alarm_snapshot().audio?;
         (a.playing == Some(Priority::High)).then_some(())
     });
-    st.acknowledge(raised.alarm_id.unwrap(), "nurse.ana")
-        .unwrap();
+    st.act(
+        &nurse,
+        ward_core::AlarmAction::Acknowledge {
+            id: raised.alarm_id.unwrap(),
+        },
+    )
+    .unwrap();
     let s = st.metrics().sync;
     assert!(!s.connected, "{s:?}");
     wait_for(
@@ -171,7 +177,7 @@ fn a_killed_station_drains_its_backlog_after_restart() {
     core.stop();
     let cfg = work.path().join("crash.toml");
     let mut text = format!(
-        "[station]\nid = \"st-crash\"\n[store]\nbatch_ms = 50\n[alarms]\nnotifications = false\n\
+        "[station]\nid = \"st-crash\"\n[store]\nbatch_ms = 50\n[alarms]\nnotifications = false\n[access]\nnurses_all_beds = true\n\
          [upstream]\nenabled = true\nhost = \"127.0.0.1\"\nport = {}\n[sim]\nbeds = 2\n",
         core.port
     );

@@ -27,6 +27,7 @@ import {
   type AlarmSnapshot,
   type LimitRule,
 } from "./alarms";
+import { refusal, roleName, sessionText, syncText, type Session, type SyncStatus, type UserView } from "./session";
 
 interface BedView {
   index: number;
@@ -49,7 +50,9 @@ interface WardSnapshot {
     broker: { connections_active: number; messages_in: number; messages_dropped: number; malformed_packets: number };
     ingest: Record<string, number>;
     store: { records_written: number; queue_full: number; write_errors: number };
+    sync: SyncStatus;
   };
+  session: Session | null;
 }
 
 const SWEEP_SECONDS = 4;
@@ -258,6 +261,15 @@ async function refresh(): Promise<void> {
     }
     lastAlarms = snap.alarms;
     renderAlarmBar(snap.alarms, snap.now_ms);
+    renderAccount(snap.session);
+    const sync = syncText(m.sync, snap.now_ms);
+    const syncEl = must<HTMLElement>("sync");
+    syncEl.hidden = sync === null;
+    if (sync !== null) {
+      setText(syncEl, sync.text);
+      syncEl.classList.toggle("warn", sync.warn);
+      syncEl.title = m.sync.last_error ?? "";
+    }
     showBanner(snap.alarms.driver_ok ? null : "ALARM SYSTEM NOT RUNNING: the station's alarm driver has stopped. Call IT.");
   } catch (e) {
     showBanner(`Station core not reachable: ${String(e)}`);
@@ -284,9 +296,9 @@ function startStream(): void {
 
 const labels = new Map<string, string>();
 let lastAlarms: AlarmSnapshot | null = null;
-// Not remembered across restarts: at a shared station the next nurse must not act under the
-// previous one's name. Log-in and roles replace this field with the users issue.
-const userInput = must<HTMLInputElement>("user");
+// Who acts: the core keeps the session (the page never holds a token) and decides every
+// permission; without signing in the window still shows every bed and alarm.
+let session: Session | null = null;
 
 interface IpcError {
   code: string;
@@ -302,23 +314,73 @@ function notice(text: string): void {
   noticeTimer = window.setTimeout(() => (n.hidden = true), 6000);
 }
 
-/** Runs an alarm command as the named user; refusals are shown with the core's reason. */
+function focusFor(where: "signin" | "unlock" | null): void {
+  if (where === "signin") must<HTMLInputElement>("signin-user").focus();
+  if (where === "unlock") must<HTMLInputElement>("unlock-secret").focus();
+}
+
+/** Runs an alarm command as whoever is signed in; refusals are shown with the core's reason. */
 async function act(cmd: string, args: Record<string, unknown>): Promise<boolean> {
-  const user = userInput.value.trim();
-  if (user === "") {
-    notice("Enter your name under User first: every alarm action is logged with who took it.");
-    userInput.focus();
-    return false;
-  }
   try {
-    await invoke(cmd, { ...args, user });
+    await invoke(cmd, args);
+    // A refusal shown a moment ago no longer applies.
+    must<HTMLElement>("notice").hidden = true;
     await refresh();
     return true;
   } catch (e) {
     const err = e as Partial<IpcError>;
-    notice(`Refused: ${err.message ?? String(e)}`);
+    const r = refusal(err.code ?? "", err.message ?? String(e));
+    notice(r.text);
+    focusFor(r.focus);
     return false;
   }
+}
+
+function renderAccount(s: Session | null): void {
+  session = s;
+  setText(must("session-text"), sessionText(s));
+  must<HTMLElement>("signin").hidden = s !== null;
+  must<HTMLElement>("unlock").hidden = s === null || !s.locked;
+  must<HTMLElement>("lock").hidden = s === null || s.locked;
+  must<HTMLElement>("signout").hidden = s === null;
+  document.body.classList.toggle("locked", s?.locked === true);
+}
+
+async function sessionCall(cmd: string, args: Record<string, unknown>, form: HTMLFormElement | null): Promise<void> {
+  try {
+    renderAccount((await invoke<Session | null>(cmd, args)) ?? null);
+    form?.reset();
+  } catch (e) {
+    const err = e as Partial<IpcError>;
+    notice(err.message ?? String(e));
+  }
+  await refresh();
+}
+
+must<HTMLFormElement>("signin").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const form = ev.currentTarget as HTMLFormElement;
+  const username = must<HTMLInputElement>("signin-user").value.trim();
+  const secret = must<HTMLInputElement>("signin-secret").value;
+  void sessionCall("session_login", { username, secret }, form);
+});
+must<HTMLFormElement>("unlock").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const form = ev.currentTarget as HTMLFormElement;
+  void sessionCall("session_unlock", { secret: must<HTMLInputElement>("unlock-secret").value }, form);
+});
+must("lock").addEventListener("click", () => void sessionCall("session_lock", {}, null));
+must("signout").addEventListener("click", () => void sessionCall("session_logout", {}, null));
+
+// Activity at the window postpones auto-lock; at most one call per 5 s.
+let lastTouch = 0;
+for (const type of ["keydown", "pointerdown"]) {
+  window.addEventListener(type, () => {
+    const now = Date.now();
+    if (session === null || session.locked || now - lastTouch < 5000) return;
+    lastTouch = now;
+    void invoke("session_touch").catch(() => undefined);
+  });
 }
 
 function place(bed: string | null): string {
@@ -427,6 +489,13 @@ async function openBed(bed: string | null, label: string): Promise<void> {
       actions.append(off);
     }
     parts.push(actions);
+    if (session?.role === "charge_nurse" && !session.locked) {
+      try {
+        parts.push(assignEditor(bed, await invoke<UserView[]>("users_list")));
+      } catch (e) {
+        parts.push(el("p", "muted", `Users unavailable: ${(e as Partial<IpcError>).message ?? String(e)}`));
+      }
+    }
     try {
       parts.push(limitsEditor(bed, await invoke<LimitRule[]>("alarm_limits", { bed })));
     } catch (e) {
@@ -467,6 +536,39 @@ function historyTable(rows: AlarmLogRow[]): HTMLElement {
   }
   if (rows.length === 0) table.append(el("tr", "", "No alarm events yet"));
   return table;
+}
+
+/** Charge nurses: which nurse has this bed. Assigning adds the bed to the nurse's beds. */
+function assignEditor(bed: string, users: UserView[]): HTMLElement {
+  const form = el("form", "assign");
+  const nurses = users.filter((u) => u.role === "nurse" && !u.disabled);
+  const holders = nurses.filter((u) => u.beds.includes(bed)).map((u) => u.display_name);
+  const select = document.createElement("select");
+  select.dataset["testid"] = "assign-nurse";
+  for (const u of nurses) {
+    const o = document.createElement("option");
+    o.value = u.username;
+    o.textContent = `${u.display_name} (${u.beds.length} beds)`;
+    select.append(o);
+  }
+  const btn = el("button", "", "Assign bed");
+  btn.dataset["testid"] = "assign-bed";
+  form.append(
+    el("h3", "", "Nurse"),
+    el("p", "muted", holders.length > 0 ? `Assigned to ${holders.join(", ")}` : `Not assigned to a ${roleName("nurse")}`),
+    select,
+    btn,
+  );
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const u = nurses.find((n) => n.username === select.value);
+    if (u === undefined) return;
+    const beds = [...new Set([...u.beds, bed])];
+    void act("beds_assign", { nurse: u.username, beds }).then((ok) => {
+      if (ok) notice(`${labels.get(bed) ?? bed} assigned to ${u.display_name}`);
+    });
+  });
+  return form;
 }
 
 function limitsEditor(bed: string, rules: LimitRule[]): HTMLElement {

@@ -7,6 +7,7 @@
 //! What it is not: no station logic lives here; every subcommand is a few lines over a core
 //! API.
 
+mod accounts;
 pub mod bench;
 
 use anyhow::Context;
@@ -50,6 +51,12 @@ enum Command {
     /// Benchmarks (`make bench` runs them in release builds).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Station users: add, change, list (works whether or not the station runs).
+    #[command(subcommand)]
+    Users(accounts::UsersCommand),
+    /// The hospital core's password in the OS credential store.
+    #[command(subcommand)]
+    Credentials(accounts::CredentialsCommand),
 }
 
 #[derive(Subcommand)]
@@ -107,6 +114,9 @@ pub struct RunArgs {
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
     #[arg(long)]
     duration: Option<u64>,
+    /// Create the documented demo accounts (sets access.demo_accounts; demos and tests).
+    #[arg(long)]
+    demo_accounts: bool,
 }
 
 #[derive(Args)]
@@ -233,6 +243,8 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Users(c) => accounts::users(c),
+        Command::Credentials(c) => accounts::credentials(c),
         Command::StoreStats { db } => {
             let s = ward_store::Store::open_read_only(&db)?;
             let c = s.counts()?;
@@ -283,6 +295,8 @@ pub fn is_cli_invocation(args: &[OsString]) -> bool {
                 | "store-stats"
                 | "bench"
                 | "audit"
+                | "users"
+                | "credentials"
                 | "help"
                 | "--help"
                 | "-h"
@@ -319,6 +333,9 @@ pub fn overrides(a: &RunArgs) -> toml::Table {
             "beds",
             toml::Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
         );
+    }
+    if a.demo_accounts {
+        section("access", "demo_accounts", toml::Value::Boolean(true));
     }
     if !a.scenarios.is_empty() {
         let v = a

@@ -82,6 +82,9 @@ pub(crate) enum Input {
     /// An audit event from elsewhere in the station (device status, start, stop): it takes
     /// the driver's never-drop path to the store.
     Audit(AuditEvent),
+    /// Records that go with an audit event in the same queue, in order (users, assignments):
+    /// the same never-drop path.
+    Records(Vec<Record>),
     Command(Command, Sender<Result<usize, AlarmError>>),
     Stop,
 }
@@ -276,6 +279,7 @@ impl Driver {
             } => e.handle_device_alarm(now, &bed, &id, &label, priority, active, value),
             Input::UiHeartbeat => e.handle_ui_heartbeat(now),
             Input::Audit(ev) => self.waiting.push_back(Record::Audit(ev)),
+            Input::Records(rs) => self.waiting.extend(rs),
             Input::Command(c, reply) => {
                 let r = match c {
                     Command::Acknowledge { id, user } => e.acknowledge(now, id, &user).map(|_| 1),

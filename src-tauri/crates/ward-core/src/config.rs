@@ -28,6 +28,7 @@ struct Raw {
     store: RawStore,
     liveness: RawLiveness,
     alarms: RawAlarms,
+    access: RawAccess,
     upstream: RawUpstream,
     sim: RawSim,
     beds: Vec<RawBed>,
@@ -43,10 +44,20 @@ struct RawUpstream {
     client_cert: String,
     client_key: String,
     username: String,
+    password_from: String,
+    keyring_store: String,
     topic_prefix: String,
 }
 
-/// Where the upstream password comes from (never the config file).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccess {
+    nurses_all_beds: bool,
+    auto_lock_s: u64,
+    demo_accounts: bool,
+}
+
+/// The upstream password with `password_from = "env"` (never the config file).
 pub const UPSTREAM_PASSWORD_ENV: &str = "WARDWATCH_UPSTREAM_PASSWORD";
 
 #[derive(Deserialize)]
@@ -143,6 +154,7 @@ pub struct Config {
     pub alarm_policy: Policy,
     pub notifications: bool,
     pub upstream: Option<crate::sync::UpstreamConfig>,
+    pub access: crate::access::AccessPolicy,
 }
 
 impl Config {
@@ -297,6 +309,15 @@ impl Config {
         };
         let notifications = a.notifications;
         let upstream = upstream(&raw.upstream, &station_id, &err)?;
+        let access = crate::access::AccessPolicy {
+            nurses_all_beds: raw.access.nurses_all_beds,
+            // 0 turns auto-lock off; otherwise 30 s .. 12 h (a shift).
+            auto_lock_ms: match raw.access.auto_lock_s {
+                0 => 0,
+                v => secs("access.auto_lock_s", v, 30, 12 * 3600)?,
+            },
+            demo_accounts: raw.access.demo_accounts,
+        };
 
         let mut scenarios = Vec::new();
         for (i, text) in raw.sim.scenarios.iter().enumerate() {
@@ -385,6 +406,7 @@ impl Config {
             alarm_policy,
             notifications,
             upstream,
+            access,
         })
     }
 }
@@ -425,11 +447,41 @@ fn upstream(
         ));
     }
     let username = (!u.username.is_empty()).then(|| u.username.clone());
-    let password = std::env::var(UPSTREAM_PASSWORD_ENV).ok();
-    if username.is_some() && password.is_none() {
+    use crate::secrets::PasswordSource;
+    let password = match u.password_from.as_str() {
+        "none" => PasswordSource::None,
+        "env" => PasswordSource::Env,
+        "keyring" => {
+            let store = match u.keyring_store.trim() {
+                "" => crate::secrets::default_store().to_string(),
+                s if crate::secrets::STORES.contains(&s) => s.to_string(),
+                s => {
+                    return Err(err(
+                        "upstream.keyring_store",
+                        format!("{s:?} is not one of {}", crate::secrets::STORES.join(", ")),
+                    ))
+                }
+            };
+            PasswordSource::Keyring {
+                store,
+                account: format!("{}@{}:{port}", u.username, u.host),
+            }
+        }
+        other => {
+            return Err(err(
+                "upstream.password_from",
+                format!("{other:?} is not one of keyring, env, none"),
+            ))
+        }
+    };
+    if username.is_some() == (password == PasswordSource::None) {
         return Err(err(
-            "upstream.username",
-            format!("is set but {UPSTREAM_PASSWORD_ENV} is not: the password never goes in the config file"),
+            "upstream.password_from",
+            if username.is_some() {
+                "is \"none\" but upstream.username is set".to_string()
+            } else {
+                "needs upstream.username (a password without a user name is not sent)".to_string()
+            },
         ));
     }
     if u.topic_prefix.is_empty() || u.topic_prefix.contains(['+', '#']) {

@@ -16,19 +16,24 @@
 //! `notify` (OS notifications), `summary` (headless text view), this file (start, handle,
 //! shutdown).
 
+pub mod access;
 pub mod alarms;
 pub mod audio;
 pub mod config;
 mod ingest;
 pub mod live;
 mod notify;
+pub mod secrets;
+pub mod staff;
 pub mod summary;
 pub mod sync;
 mod writer;
 
+pub use access::{Action, Denial, Session};
 pub use alarms::{AlarmSnapshot, Command as AlarmCommand};
 pub use config::Config;
 pub use live::{BedView, Connection, FrameCursor};
+pub use staff::{UserChange, UserView};
 pub use ward_alarm::{Alarm, AlarmError, LimitRule, LogEntry};
 pub use ward_store::AlarmLogRow;
 pub use writer::StoreMetrics;
@@ -66,6 +71,11 @@ pub enum CoreError {
     Alarm(#[from] AlarmError),
     #[error("the alarm system is not answering: {0}")]
     AlarmDriver(&'static str),
+    /// A user may not do this (or is not signed in, or the session is locked). Audited.
+    #[error("{reason}")]
+    Denied { code: &'static str, reason: String },
+    #[error(transparent)]
+    Secret(#[from] secrets::SecretError),
 }
 
 impl CoreError {
@@ -74,6 +84,8 @@ impl CoreError {
         match self {
             CoreError::Alarm(e) => e.code(),
             CoreError::AlarmDriver(_) => "alarm_driver",
+            CoreError::Denied { code, .. } => code,
+            CoreError::Secret(_) => "credential_store",
             CoreError::Config { .. } => "config",
             CoreError::Store(_) => "store",
             _ => "internal",
@@ -191,6 +203,17 @@ pub struct StationHandle {
     notify_counters: Arc<notify::NotifyCounters>,
     sync_status: sync::SharedStatus,
     sync: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    staff: staff::Staff,
+}
+
+/// An alarm action as a signed-in user asks for it; the core fills in who.
+#[derive(Debug, Clone)]
+pub enum AlarmAction {
+    Acknowledge { id: u64 },
+    AudioPause { bed: Option<String> },
+    AlarmPause { bed: String },
+    AudioOff { bed: Option<String> },
+    SetRules { bed: String, rules: Vec<LimitRule> },
 }
 
 /// Capacity of the in-process queue from broker to ingest. QoS 1/2 publishers wait when it
@@ -229,6 +252,12 @@ impl Station {
             "station.start",
             serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "config": cfg.source }),
         )));
+        let staff = staff::Staff::start(
+            cfg.access.clone(),
+            cfg.db_path(),
+            cfg.station_id.clone(),
+            alarm_tx.clone(),
+        )?;
         let alarm_thread = std::thread::Builder::new()
             .name("ward-alarms".into())
             .spawn(move || driver.run(alarm_rx))
@@ -255,6 +284,7 @@ impl Station {
             Some(up) => {
                 if let Ok(mut s) = sync_status.lock() {
                     s.enabled = true;
+                    s.upstream = up.name.clone();
                 }
                 let (stop, stop_rx) = watch::channel(false);
                 let worker = sync::Worker {
@@ -297,6 +327,7 @@ impl Station {
             notify_counters,
             sync_status,
             sync,
+            staff,
         };
         handle.write_runtime_file();
         tracing::info!(broker = %broker_addr, db = %handle.cfg.db_path().display(), "station started");
@@ -374,8 +405,9 @@ impl StationHandle {
     }
 
     /// Runs a command in the alarm driver and waits (briefly) for its answer. Returns how
-    /// many alarms it applied to.
-    pub fn alarm_command(&self, c: AlarmCommand) -> Result<usize, CoreError> {
+    /// many alarms it applied to. No permission check: callers are [`Self::act`] and the
+    /// station itself (acknowledgements from other stations).
+    pub(crate) fn alarm_command(&self, c: AlarmCommand) -> Result<usize, CoreError> {
         let (tx, rx) = std::sync::mpsc::channel();
         self.alarm_tx
             .send(alarms::Input::Command(c, tx))
@@ -385,11 +417,100 @@ impl StationHandle {
             .map_err(CoreError::Alarm)
     }
 
-    pub fn acknowledge(&self, alarm_id: u64, user: &str) -> Result<usize, CoreError> {
-        self.alarm_command(AlarmCommand::Acknowledge {
-            id: alarm_id,
-            user: user.to_string(),
+    /// An alarm action by the user signed in with `token`, if their role and beds allow it.
+    /// Denials are answered with a reason and audited. Returns how many alarms it applied to.
+    pub fn act(&self, token: &str, action: AlarmAction) -> Result<usize, CoreError> {
+        let bed_of = |id: u64| {
+            self.alarm_shared
+                .alarms
+                .lock()
+                .ok()
+                .and_then(|a| a.iter().find(|x| x.id == id).and_then(|x| x.bed.clone()))
+        };
+        let check = match &action {
+            AlarmAction::Acknowledge { id } => Action::Acknowledge { bed: bed_of(*id) },
+            AlarmAction::AudioPause { bed } => Action::AudioPause { bed: bed.clone() },
+            AlarmAction::AlarmPause { bed } => Action::AlarmPause { bed: bed.clone() },
+            AlarmAction::AudioOff { bed } => Action::AudioOff { bed: bed.clone() },
+            AlarmAction::SetRules { bed, .. } => Action::ChangeLimits { bed: bed.clone() },
+        };
+        let user = self.staff.authorize(token, &check, now_ms())?.username;
+        self.alarm_command(match action {
+            AlarmAction::Acknowledge { id } => AlarmCommand::Acknowledge { id, user },
+            AlarmAction::AudioPause { bed } => AlarmCommand::AudioPause { bed, user },
+            AlarmAction::AlarmPause { bed } => AlarmCommand::AlarmPause { bed, user },
+            AlarmAction::AudioOff { bed } => AlarmCommand::AudioOff { bed, user },
+            AlarmAction::SetRules { bed, rules } => AlarmCommand::SetRules { bed, rules, user },
         })
+    }
+
+    /// Signs a user in at a window. The token stays with the caller (the shell keeps it on
+    /// the Rust side). Every failure is audited and answered with the same message.
+    pub fn login(&self, username: &str, secret: &str) -> Result<(String, Session), CoreError> {
+        self.staff.login(username, secret, now_ms())
+    }
+
+    /// Unlocks a locked session with the user's PIN or password.
+    pub fn unlock(&self, token: &str, secret: &str) -> Result<Session, CoreError> {
+        self.staff.unlock(token, secret, now_ms())
+    }
+
+    pub fn lock_session(&self, token: &str) {
+        self.staff.lock(token)
+    }
+
+    pub fn logout(&self, token: &str) {
+        self.staff.logout(token)
+    }
+
+    /// Activity at the window: postpones auto-lock.
+    pub fn touch(&self, token: &str) {
+        self.staff.touch(token, now_ms())
+    }
+
+    pub fn session(&self, token: &str) -> Option<Session> {
+        self.staff.session(token, now_ms())
+    }
+
+    pub fn users(&self) -> Vec<UserView> {
+        self.staff.users()
+    }
+
+    /// Creates or changes a user (IT administrators).
+    pub fn change_user(&self, token: &str, change: &UserChange) -> Result<UserView, CoreError> {
+        self.staff.change_user(token, change, now_ms())
+    }
+
+    /// Gives a nurse their beds for the shift (charge nurses).
+    pub fn assign_beds(&self, token: &str, nurse: &str, beds: &[String]) -> Result<(), CoreError> {
+        let known = self.cfg.beds.iter().map(|b| b.id.to_string()).collect();
+        self.staff.assign(token, nurse, beds, &known, now_ms())
+    }
+
+    /// Stores the hospital core's password in the OS credential store (IT administrators).
+    /// The sync worker reads it at its next connection attempt.
+    pub fn set_upstream_password(&self, token: &str, password: &str) -> Result<(), CoreError> {
+        let who = self
+            .staff
+            .authorize(token, &Action::ConfigureUpstream, now_ms())?
+            .username;
+        let up = self
+            .cfg
+            .upstream
+            .as_ref()
+            .ok_or_else(|| CoreError::Config {
+                file: self.cfg.source.clone(),
+                key: "upstream.enabled".into(),
+                reason: "is false: there is no hospital core to set a password for".into(),
+            })?;
+        secrets::store(&up.password, password)?;
+        self.staff.audit_action(
+            &who,
+            "upstream.credential_set",
+            None,
+            serde_json::json!({"upstream": up.name}),
+        );
+        Ok(())
     }
 
     /// The window's heartbeat; once one has arrived, its absence is a technical alarm.

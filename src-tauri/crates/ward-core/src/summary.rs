@@ -130,6 +130,28 @@ pub fn render(s: &WardSnapshot) -> String {
         );
     }
     let m = &s.metrics;
+    let y = &m.sync;
+    if y.enabled {
+        let _ = writeln!(
+            out,
+            "hospital core {}: {} | backlog {} event(s){}{}",
+            y.upstream,
+            if y.connected {
+                "connected"
+            } else {
+                "NOT CONNECTED"
+            },
+            y.backlog,
+            y.oldest_unsynced_ms
+                .map(|t| format!(", oldest {}", ago(s.now_ms, Some(t))))
+                .unwrap_or_default(),
+            y.last_error
+                .as_deref()
+                .filter(|_| !y.connected)
+                .map(|e| format!(" | {e}"))
+                .unwrap_or_default(),
+        );
+    }
     let refused: Vec<String> = m
         .ingest
         .iter()

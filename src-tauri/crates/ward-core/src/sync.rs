@@ -43,8 +43,8 @@ pub struct UpstreamConfig {
     /// PEM client certificate and key, for mutual TLS.
     pub client_cert: Option<(PathBuf, PathBuf)>,
     pub username: Option<String>,
-    /// From the OS keyring or the environment, never from the config file.
-    pub password: Option<String>,
+    /// The OS keyring or the environment, never the config file; read at each connection.
+    pub password: crate::secrets::PasswordSource,
     pub topic_prefix: String,
     pub client_id: String,
 }
@@ -52,6 +52,8 @@ pub struct UpstreamConfig {
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct SyncStatus {
     pub enabled: bool,
+    /// `host:port` of the hospital core.
+    pub upstream: String,
     pub connected: bool,
     pub acked_seq: i64,
     pub last_seq: i64,
@@ -99,7 +101,8 @@ pub(crate) fn options(cfg: &UpstreamConfig) -> Result<MqttOptions, CoreError> {
     o.set_keep_alive(Duration::from_secs(15));
     o.set_clean_start(true);
     if let Some(user) = &cfg.username {
-        o.set_credentials(user, cfg.password.clone().unwrap_or_default());
+        let pw = crate::secrets::resolve(&cfg.password, crate::config::UPSTREAM_PASSWORD_ENV)?;
+        o.set_credentials(user, pw.unwrap_or_default());
     }
     if let Some(t) = tls(cfg)? {
         o.set_transport(rumqttc::Transport::Tls(t));
@@ -122,20 +125,49 @@ impl Worker {
         }
     }
 
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let opts = match options(&self.cfg) {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!(error = %e, "upstream sync not started");
-                self.set(|s| s.last_error = Some(e.to_string()));
-                return;
-            }
+    /// Backlog and the oldest unconfirmed event, for metrics and the window.
+    fn refresh_backlog(&self, store: &Store, acked: i64) {
+        let last = store.audit_last_seq().unwrap_or(acked);
+        let oldest = if last > acked {
+            store
+                .audit_after(acked, 1)
+                .ok()
+                .and_then(|v| v.first().map(|r| r.t_ms))
+        } else {
+            None
         };
+        self.set(|s| {
+            s.acked_seq = acked;
+            s.last_seq = last;
+            s.backlog = (last - acked).max(0);
+            s.oldest_unsynced_ms = oldest;
+        });
+    }
+
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let store = match Store::open_read_only(&self.db) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "upstream sync cannot read the store");
                 return;
+            }
+        };
+        // Options include the password, read from its store: until that works (IT has not
+        // set it yet, the desktop keyring is still locked) the station runs and alarms as
+        // always, the backlog grows, and the reason shows in metrics. Asked again every 10 s.
+        let opts = loop {
+            match options(&self.cfg) {
+                Ok(o) => break o,
+                Err(e) => {
+                    tracing::error!(error = %e, "upstream sync waiting for its configuration");
+                    self.set(|s| s.last_error = Some(e.to_string()));
+                    let acked = store.sync_acked(&self.cfg.name).unwrap_or(0);
+                    self.refresh_backlog(&store, acked);
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                    }
+                }
             }
         };
         let topic = format!(
@@ -228,18 +260,7 @@ impl Worker {
                             }
                         }
                     }
-                    let last = store.audit_last_seq().unwrap_or(acked);
-                    let oldest = if last > acked {
-                        store.audit_after(acked, 1).ok().and_then(|v| v.first().map(|r| r.t_ms))
-                    } else {
-                        None
-                    };
-                    self.set(|s| {
-                        s.acked_seq = acked;
-                        s.last_seq = last;
-                        s.backlog = (last - acked).max(0);
-                        s.oldest_unsynced_ms = oldest;
-                    });
+                    self.refresh_backlog(&store, acked);
                 }
             }
         }

@@ -72,6 +72,11 @@ id_type!(
     /// A bed of the unit. The station keeps which device is at which bed.
     BedId
 );
+id_type!(
+    /// A station user's login name. Same character rules as the other ids: it goes into the
+    /// audit trail, log lines and the hospital core's topics unquoted.
+    Username
+);
 
 #[cfg(test)]
 mod tests {

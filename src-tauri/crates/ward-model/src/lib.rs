@@ -7,19 +7,21 @@
 //! the tests share one definition of the wire contract (docs/topics.md).
 //!
 //! Layout: `ids` (newtypes), `codes` (11073 numbers), `topic` (topic grammar), `vitals`,
-//! `wave` (binary waveform packet), `device` (status, heartbeat, device alarm).
+//! `wave` (binary waveform packet), `device` (status, heartbeat, device alarm), `users` (roles).
 #![forbid(unsafe_code)]
 
 pub mod codes;
 pub mod device;
 pub mod ids;
 pub mod topic;
+pub mod users;
 pub mod vitals;
 pub mod wave;
 
 pub use device::{DeviceAlarm, DeviceAlarmState, DeviceState, Heartbeat, Priority, Status};
-pub use ids::{BedId, DeviceId};
+pub use ids::{BedId, DeviceId, Username};
 pub use topic::{DeviceTopic, TopicKind};
+pub use users::Role;
 pub use vitals::{Observation, VitalsMessage};
 pub use wave::WavePacket;
 
@@ -37,6 +39,8 @@ pub enum ModelError {
     Observation { index: usize, reason: String },
     #[error("waveform packet: {0}")]
     Wave(String),
+    #[error("{0:?} is not a role (viewer, nurse, charge_nurse, it_admin)")]
+    Role(String),
 }
 
 impl ModelError {
@@ -48,6 +52,7 @@ impl ModelError {
             ModelError::Json { .. } => "bad_json",
             ModelError::Observation { .. } => "bad_observation",
             ModelError::Wave(_) => "bad_wave",
+            ModelError::Role(_) => "bad_role",
         }
     }
 }

@@ -6,7 +6,8 @@
 //! each, from a single writer (ward-core's store thread); readers open their own connection.
 //!
 //! The alarm log lives here too (`alarm_log`, written by the same writer, never pruned by
-//! retention).
+//! retention), as do the audit chain (`audit`), the sync watermark, edited limits, station
+//! users (`users`, argon2 hashes only) and nurses' bed assignments.
 //!
 //! What it is not: no threads or channels of its own, no knowledge of MQTT or of the alarm
 //! engine's types (the log arrives as plain rows). The audit chain, outbox, rollups and the
@@ -95,6 +96,15 @@ pub enum Record {
         seq: i64,
         t_ms: i64,
     },
+    /// A station user, inserted or replacing the row with the same username.
+    User(UserRow),
+    /// The beds a nurse is assigned to, replacing their previous set.
+    Assignment {
+        username: String,
+        beds: Vec<String>,
+        t_ms: i64,
+        by: String,
+    },
     /// A bed's limit rules as JSON, replacing what was stored for the bed.
     BedRules {
         bed: String,
@@ -102,6 +112,20 @@ pub enum Record {
         t_ms: i64,
         user: String,
     },
+}
+
+/// A station user as stored. The hashes are argon2id PHC strings; the secrets themselves are
+/// never stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRow {
+    pub username: String,
+    pub display_name: String,
+    pub role: String,
+    pub secret_hash: String,
+    pub pin_hash: Option<String>,
+    pub disabled: bool,
+    pub t_ms: i64,
+    pub changed_by: String,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -175,7 +199,12 @@ impl Store {
 
     /// Writes a batch in one transaction: all of it or none of it.
     pub fn write_batch(&mut self, batch: &[Record]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: the write lock is taken up front, so a second writer (the CLI managing
+        // users while the station runs) waits on the busy timeout instead of failing this
+        // transaction half-way when it upgrades from read (the audit chain's last hash) to write.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut vital = tx.prepare_cached(
                 "INSERT INTO vitals (ts_ms, device, bed, code, unit, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -198,8 +227,40 @@ impl Store {
                 "INSERT INTO sync_state (upstream, acked_seq, t_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (upstream) DO UPDATE SET acked_seq = MAX(acked_seq, excluded.acked_seq), t_ms = excluded.t_ms",
             )?;
+            let mut user = tx.prepare_cached(
+                "INSERT OR REPLACE INTO users (username, display_name, role, secret_hash, pin_hash, disabled, t_ms, changed_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            let mut unassign =
+                tx.prepare_cached("DELETE FROM bed_assignments WHERE username = ?1")?;
+            let mut assign = tx.prepare_cached(
+                "INSERT OR REPLACE INTO bed_assignments (username, bed, t_ms, assigned_by) VALUES (?1, ?2, ?3, ?4)",
+            )?;
             for r in batch {
                 match r {
+                    Record::User(u) => {
+                        user.execute(params![
+                            u.username,
+                            u.display_name,
+                            u.role,
+                            u.secret_hash,
+                            u.pin_hash,
+                            u.disabled,
+                            u.t_ms,
+                            u.changed_by
+                        ])?;
+                    }
+                    Record::Assignment {
+                        username,
+                        beds,
+                        t_ms,
+                        by,
+                    } => {
+                        unassign.execute(params![username])?;
+                        for bed in beds {
+                            assign.execute(params![username, bed, t_ms, by])?;
+                        }
+                    }
                     Record::Audit(e) => audit::append(&tx, &[e])?,
                     Record::SyncAck {
                         upstream,
@@ -422,6 +483,40 @@ impl Store {
     }
 
     /// Stored limit rules per bed: (bed, rules as JSON).
+    /// Every station user, by username.
+    pub fn users(&self) -> Result<Vec<UserRow>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT username, display_name, role, secret_hash, pin_hash, disabled, t_ms, changed_by
+             FROM users ORDER BY username",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(UserRow {
+                username: r.get(0)?,
+                display_name: r.get(1)?,
+                role: r.get(2)?,
+                secret_hash: r.get(3)?,
+                pin_hash: r.get(4)?,
+                disabled: r.get(5)?,
+                t_ms: r.get(6)?,
+                changed_by: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn user(&self, username: &str) -> Result<Option<UserRow>, StoreError> {
+        Ok(self.users()?.into_iter().find(|u| u.username == username))
+    }
+
+    /// (username, bed) pairs: which nurse has which bed.
+    pub fn assignments(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT username, bed FROM bed_assignments ORDER BY username, bed")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn bed_rules(&self) -> Result<Vec<(String, String)>, StoreError> {
         let mut st = self
             .conn
@@ -602,5 +697,37 @@ mod tests {
         assert_eq!(s.counts().unwrap().vitals, 1);
         let ro = Store::open_read_only(&p).unwrap();
         assert_eq!(ro.counts().unwrap().vitals, 1);
+    }
+
+    #[test]
+    fn users_replace_in_place_and_assignments_replace_per_nurse() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("w.sqlite")).unwrap();
+        let user = |role: &str, disabled: bool, t_ms: i64| UserRow {
+            username: "nurse.ana".into(),
+            display_name: "Ana".into(),
+            role: role.into(),
+            secret_hash: "$argon2id$x".into(),
+            pin_hash: None,
+            disabled,
+            t_ms,
+            changed_by: "it.bo".into(),
+        };
+        let assign = |beds: &[&str]| Record::Assignment {
+            username: "nurse.ana".into(),
+            beds: beds.iter().map(|b| b.to_string()).collect(),
+            t_ms: 3,
+            by: "charge.cy".into(),
+        };
+        s.write_batch(&[Record::User(user("nurse", false, 1)), assign(&["1", "2"])])
+            .unwrap();
+        s.write_batch(&[Record::User(user("charge_nurse", true, 2)), assign(&["3"])])
+            .unwrap();
+        assert_eq!(s.users().unwrap(), vec![user("charge_nurse", true, 2)]);
+        assert_eq!(s.user("nobody").unwrap(), None);
+        assert_eq!(
+            s.assignments().unwrap(),
+            vec![("nurse.ana".to_string(), "3".to_string())]
+        );
     }
 }

@@ -87,6 +87,25 @@ const MIGRATIONS: &[&str] = &[
         acked_seq INTEGER NOT NULL,
         t_ms      INTEGER NOT NULL
      );",
+    // 4: station users (argon2id PHC strings, never secrets) and which beds each nurse has.
+    // Rows change in place (password reset, disable); the history is in the audit trail.
+    "CREATE TABLE users (
+        username     TEXT    PRIMARY KEY,
+        display_name TEXT    NOT NULL,
+        role         TEXT    NOT NULL,
+        secret_hash  TEXT    NOT NULL,
+        pin_hash     TEXT,
+        disabled     INTEGER NOT NULL DEFAULT 0,
+        t_ms         INTEGER NOT NULL,
+        changed_by   TEXT    NOT NULL
+     );
+     CREATE TABLE bed_assignments (
+        username    TEXT    NOT NULL,
+        bed         TEXT    NOT NULL,
+        t_ms        INTEGER NOT NULL,
+        assigned_by TEXT    NOT NULL,
+        PRIMARY KEY (username, bed)
+     );",
 ];
 
 pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
