@@ -59,10 +59,21 @@ fn assert_core_has_trail(
 }
 
 fn station_config(dir: &std::path::Path, port: u16) -> ward_core::Config {
+    station_config_as(dir, port, "st-sync", &[])
+}
+
+/// Station `id` with its data under `dir`, sending to the core on `port`, with `peers`.
+fn station_config_as(
+    dir: &std::path::Path,
+    port: u16,
+    id: &str,
+    peers: &[&str],
+) -> ward_core::Config {
+    std::fs::create_dir_all(dir).unwrap();
     let mut text = format!(
-        "[station]\nid = \"st-sync\"\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\n\
+        "[station]\nid = \"{id}\"\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\n\
          [store]\nbatch_ms = 50\n[alarms]\nnotifications = false\n[access]\nnurses_all_beds = true\n\
-         [upstream]\nenabled = true\nhost = \"127.0.0.1\"\nport = {port}\n\
+         [upstream]\nenabled = true\nhost = \"127.0.0.1\"\nport = {port}\npeer_stations = {peers:?}\n\
          [sim]\nbeds = 2\nscenarios = [\"bed 2 desaturates to 76 % at 8 s\"]\n",
         dir.join("data").display().to_string()
     );
@@ -164,6 +175,83 @@ async fn outage_of_the_core_loses_nothing_and_duplicates_nothing() {
         backlog >= 3,
         "the outage should have queued the alarm and its acknowledgement: {backlog}"
     );
+}
+
+/// Two stations of one unit watch the same patients (each its own simulated bed 2, which
+/// desaturates). A nurse acknowledges at station A; through the real core, station B's alarm
+/// of the same bed and condition is acknowledged "by nurse.ana at station st-a" and stops
+/// sounding there. B's relay of it does not bounce back to A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_at_another_station_applies_here() {
+    assert!(
+        std::env::var_os("ALSA_CONFIG_PATH").is_some(),
+        "run under `make test`"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let core = Mosquitto::start(work.path());
+    let cfg_a = station_config_as(&work.path().join("a"), core.port, "st-a", &["st-b"]);
+    let cfg_b = station_config_as(&work.path().join("b"), core.port, "st-b", &["st-a"]);
+    add_user(&cfg_a, "nurse.ana", ward_model::Role::Nurse, None);
+    let a = ward_core::Station::start(cfg_a.clone()).await.unwrap();
+    let b = ward_core::Station::start(cfg_b.clone()).await.unwrap();
+    let desat = |st: &ward_core::StationHandle| {
+        st.alarm_snapshot()
+            .alarms
+            .into_iter()
+            .find(|x| x.key == "limit:spo2_desat" && x.bed.as_deref() == Some("bed-02"))
+    };
+    let on_a = wait_for("the desaturation at A", Duration::from_secs(60), || {
+        desat(&a)
+    });
+    wait_for("the desaturation at B", Duration::from_secs(60), || {
+        desat(&b)
+    });
+    wait_for("both connected", Duration::from_secs(30), || {
+        (a.metrics().sync.connected && b.metrics().sync.connected).then_some(())
+    });
+    let nurse = sign_in(&a, "nurse.ana");
+    a.act(&nurse, ward_core::AlarmAction::Acknowledge { id: on_a.id })
+        .unwrap();
+    let at_b = wait_for(
+        "the acknowledgement applied at B",
+        Duration::from_secs(30),
+        || {
+            desat(&b).filter(|x| {
+                matches!(&x.inactivation, ward_alarm::Inactivation::Acknowledged { by, .. } if by == "nurse.ana at station st-a")
+            })
+        },
+    );
+    assert!(!at_b.audible());
+    assert!(b.metrics().sync.remote_acks >= 1);
+    let logged = wait_for("B's alarm log", Duration::from_secs(10), || {
+        b.alarm_history(Some("bed-02"), 50)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.kind == "acknowledged")
+    });
+    assert_eq!(logged.user.as_deref(), Some("nurse.ana at station st-a"));
+    assert_eq!(logged.condition, "limit:spo2_desat");
+    // B's relay reached the core and A, which neither applied nor counted it as refused.
+    wait_for(
+        "B's relay confirmed by the core",
+        Duration::from_secs(30),
+        || {
+            let s = b.metrics().sync;
+            (s.backlog == 0 && s.acked_seq > 0).then_some(())
+        },
+    );
+    let (ma, mb) = (a.metrics().sync, b.metrics().sync);
+    assert_eq!((ma.remote_refused, mb.remote_refused), (0, 0));
+    let acks_at_a = a
+        .alarm_history(Some("bed-02"), 50)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == "acknowledged")
+        .map(|r| r.user)
+        .collect::<Vec<_>>();
+    assert_eq!(acks_at_a, vec![Some("nurse.ana".to_string())]);
+    a.shutdown().await;
+    b.shutdown().await;
 }
 
 /// `kill -9` of a station process holding a backlog for a core that is down; after both are

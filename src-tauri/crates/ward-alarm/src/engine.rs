@@ -532,6 +532,37 @@ impl Engine {
         Ok(())
     }
 
+    /// An acknowledgement made at another station of the unit (it arrived through the
+    /// hospital core). It applies to this station's alarm of the same bed and condition if
+    /// that alarm began no later than `acked_at_ms` plus `skew_ms` (stations' clocks differ a
+    /// little); an episode that began after it is a new alarm and keeps sounding. Returns the
+    /// alarm acknowledged, if any; one already acknowledged here is left as it is.
+    pub fn acknowledge_remote(
+        &mut self,
+        now: Ms,
+        bed: &str,
+        key: &str,
+        acked_at_ms: Ms,
+        skew_ms: Ms,
+        user: &str,
+    ) -> Result<Option<u64>, AlarmError> {
+        Self::check_user(user)?;
+        let id = self
+            .alarms
+            .values()
+            .find(|a| {
+                a.bed.as_deref() == Some(bed)
+                    && a.key == key
+                    && a.onset_ms <= acked_at_ms.saturating_add(skew_ms)
+                    && !matches!(a.inactivation, Inactivation::Acknowledged { .. })
+            })
+            .map(|a| a.id);
+        match id {
+            Some(id) => self.acknowledge(now, id, user).map(|_| Some(id)),
+            None => Ok(None),
+        }
+    }
+
     /// AUDIO PAUSED for the policy's time, for the alarms in scope that exist now.
     pub fn audio_pause(&mut self, now: Ms, scope: &Scope, user: &str) -> Result<usize, AlarmError> {
         Self::check_user(user)?;

@@ -189,6 +189,63 @@ fn latched_high_clears_only_when_acknowledged() {
 }
 
 #[test]
+fn acknowledgement_from_another_station_applies_to_the_same_episode_only() {
+    let mut t = Timeline::new(Policy::default());
+    t.series(
+        MDC_ECG_HEART_RATE,
+        0,
+        12,
+        |s| if s >= 2 { 130.0 } else { 80.0 },
+    );
+    let user = "nurse.ana at station st-b";
+    // Another bed's or another condition's acknowledgement changes nothing here.
+    assert_eq!(
+        t.e.acknowledge_remote(t.t, "bed-09", "limit:hr_high", t.t, 5_000, user)
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        t.e.acknowledge_remote(t.t, BED, "limit:hr_low", t.t, 5_000, user)
+            .unwrap(),
+        None
+    );
+    // Acknowledged at the other station at 10 s: applies to this HR high (since 7 s).
+    let id =
+        t.e.acknowledge_remote(t.t, BED, "limit:hr_high", 10_000, 5_000, user)
+            .unwrap();
+    assert_eq!(id, Some(t.e.alarms()[0].id));
+    t.flush();
+    // The same acknowledgement again (the core delivers at least once): nothing new.
+    assert_eq!(
+        t.e.acknowledge_remote(t.t, BED, "limit:hr_high", 10_000, 5_000, user)
+            .unwrap(),
+        None
+    );
+    // The episode ends and a new one starts at 25 s: an old acknowledgement does not silence it.
+    t.series(MDC_ECG_HEART_RATE, 12, 30, |s| {
+        if (15..20).contains(&s) {
+            80.0
+        } else {
+            130.0
+        }
+    });
+    assert_eq!(
+        t.e.acknowledge_remote(t.t, BED, "limit:hr_high", 10_000, 5_000, user)
+            .unwrap(),
+        None
+    );
+    t.check(expect![[r#"
+        0007.0s bed-03  Raised          medium   HR high value=130 limit=120
+        0007.0s sound: medium
+        0011.0s bed-03  Acknowledged    medium   HR high value=130 limit=120 by=nurse.ana at station st-b
+        0011.0s sound: silent
+        0015.0s bed-03  Ended           medium   HR high value=80 limit=120
+        0025.0s bed-03  Raised          medium   HR high value=130 limit=120
+        0025.0s sound: medium
+    "#]]);
+}
+
+#[test]
 fn acknowledged_alarm_stays_quiet_but_a_new_condition_sounds() {
     let mut t = Timeline::new(Policy::default());
     t.series(

@@ -59,6 +59,10 @@ pub enum Command {
     },
 }
 
+/// How far another station's clock may be ahead of ours when its acknowledgement is matched
+/// to an alarm here (stations of a unit share NTP; seconds of difference are normal).
+const REMOTE_ACK_SKEW_MS: i64 = 5_000;
+
 pub(crate) enum Input {
     Vitals {
         bed: String,
@@ -85,6 +89,13 @@ pub(crate) enum Input {
     /// Records that go with an audit event in the same queue, in order (users, assignments):
     /// the same never-drop path.
     Records(Vec<Record>),
+    /// An acknowledgement made at another station of the unit, from the hospital core.
+    RemoteAck {
+        bed: String,
+        key: String,
+        acked_at_ms: i64,
+        user: String,
+    },
     Command(Command, Sender<Result<usize, AlarmError>>),
     Stop,
 }
@@ -280,6 +291,23 @@ impl Driver {
             Input::UiHeartbeat => e.handle_ui_heartbeat(now),
             Input::Audit(ev) => self.waiting.push_back(Record::Audit(ev)),
             Input::Records(rs) => self.waiting.extend(rs),
+            Input::RemoteAck {
+                bed,
+                key,
+                acked_at_ms,
+                user,
+            } => {
+                match e.acknowledge_remote(now, &bed, &key, acked_at_ms, REMOTE_ACK_SKEW_MS, &user)
+                {
+                    Ok(Some(id)) => {
+                        tracing::info!(id, %bed, %key, %user, "acknowledged at another station")
+                    }
+                    Ok(None) => {
+                        tracing::debug!(%bed, %key, "remote acknowledgement matches no alarm here")
+                    }
+                    Err(err) => tracing::warn!(error = %err, "remote acknowledgement refused"),
+                }
+            }
             Input::Command(c, reply) => {
                 let r = match c {
                     Command::Acknowledge { id, user } => e.acknowledge(now, id, &user).map(|_| 1),

@@ -47,6 +47,7 @@ struct RawUpstream {
     password_from: String,
     keyring_store: String,
     topic_prefix: String,
+    peer_stations: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -490,6 +491,15 @@ fn upstream(
             "must be a non-empty topic without wildcards".into(),
         ));
     }
+    let mut peers = Vec::new();
+    for (i, p) in u.peer_stations.iter().enumerate() {
+        let key = format!("upstream.peer_stations[{i}]");
+        let id = DeviceId::new(p.clone()).map_err(|e| err(&key, e.to_string()))?;
+        if id.as_str() == station_id {
+            return Err(err(&key, "is this station's own id".into()));
+        }
+        peers.push(id.to_string());
+    }
     Ok(Some(crate::sync::UpstreamConfig {
         name: format!("{}:{port}", u.host),
         host: u.host.clone(),
@@ -500,6 +510,7 @@ fn upstream(
         password,
         topic_prefix: u.topic_prefix.clone(),
         client_id: format!("wardwatch-{station_id}"),
+        peers,
     }))
 }
 

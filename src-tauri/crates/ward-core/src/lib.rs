@@ -293,6 +293,7 @@ impl Station {
                     db: cfg.db_path(),
                     writer: writer.clone(),
                     status: sync_status.clone(),
+                    alarms: alarm_tx.clone(),
                 };
                 tracing::info!(upstream = %up.name, tls = up.ca_file.is_some(), "store-and-forward to the hospital core");
                 Some((stop, tokio::spawn(worker.run(stop_rx))))

@@ -47,6 +47,9 @@ pub struct UpstreamConfig {
     pub password: crate::secrets::PasswordSource,
     pub topic_prefix: String,
     pub client_id: String,
+    /// Other stations of the same unit: their acknowledgements, received through the core,
+    /// apply here.
+    pub peers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -63,6 +66,11 @@ pub struct SyncStatus {
     pub oldest_unsynced_ms: Option<i64>,
     pub published: u64,
     pub connects: u64,
+    /// Acknowledgements from peer stations received (each applies to a matching alarm here,
+    /// if there is one).
+    pub remote_acks: u64,
+    /// Messages from the core that could not be read (counted, logged, ignored).
+    pub remote_refused: u64,
     pub last_error: Option<String>,
 }
 
@@ -116,6 +124,58 @@ pub(crate) struct Worker {
     pub db: PathBuf,
     pub writer: Arc<Writer>,
     pub status: SharedStatus,
+    pub alarms: std::sync::mpsc::Sender<crate::alarms::Input>,
+}
+
+fn events_topic(prefix: &str, station: &str) -> String {
+    format!("{}/station/{station}/events", prefix.trim_end_matches('/'))
+}
+
+/// A peer station's acknowledgement, from one event the core delivered. `None` for every
+/// other event; an error names what was unreadable.
+pub(crate) fn remote_ack(
+    peers: &[String],
+    topic: &str,
+    payload: &[u8],
+) -> Result<Option<crate::alarms::Input>, String> {
+    #[derive(serde::Deserialize)]
+    struct Event {
+        origin: String,
+        kind: String,
+        actor: String,
+        detail: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Row {
+        t_ms: i64,
+        bed: Option<String>,
+        condition: String,
+    }
+    let ev: Event =
+        serde_json::from_slice(payload).map_err(|e| format!("event on {topic}: {e}"))?;
+    if !peers.contains(&ev.origin) || !topic.ends_with(&format!("/station/{}/events", ev.origin)) {
+        return Err(format!(
+            "event from {:?} on {topic}: not a peer's topic",
+            ev.origin
+        ));
+    }
+    // Only acknowledgements made by a person there: one relayed from a third station (its
+    // user reads "... at station ...") is applied from that station's own event, if at all.
+    if ev.kind != "alarm.acknowledged" || ev.actor.contains(" at station ") {
+        return Ok(None);
+    }
+    let row: Row = serde_json::from_str(&ev.detail)
+        .map_err(|e| format!("acknowledgement from {}: detail: {e}", ev.origin))?;
+    let Some(bed) = row.bed else {
+        // Station-level technical alarms belong to that station alone.
+        return Ok(None);
+    };
+    Ok(Some(crate::alarms::Input::RemoteAck {
+        bed,
+        key: row.condition,
+        acked_at_ms: row.t_ms,
+        user: format!("{} at station {}", ev.actor, ev.origin),
+    }))
 }
 
 impl Worker {
@@ -170,11 +230,7 @@ impl Worker {
                 }
             }
         };
-        let topic = format!(
-            "{}/station/{}/events",
-            self.cfg.topic_prefix.trim_end_matches('/'),
-            self.origin
-        );
+        let topic = events_topic(&self.cfg.topic_prefix, &self.origin);
         let (client, mut eventloop) = AsyncClient::new(opts, WINDOW * 2);
         let mut acked = store.sync_acked(&self.cfg.name).unwrap_or(0);
         let mut connected = false;
@@ -200,6 +256,26 @@ impl Worker {
                         done.clear();
                         tracing::info!(upstream = %self.cfg.name, from = next, "connected to the hospital core");
                         self.set(|s| { s.connected = true; s.connects += 1; s.last_error = None; });
+                        for peer in &self.cfg.peers {
+                            let t = events_topic(&self.cfg.topic_prefix, peer);
+                            if let Err(e) = client.try_subscribe(t, QoS::AtLeastOnce) {
+                                tracing::error!(error = %e, %peer, "cannot subscribe to a peer station");
+                            }
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let topic = String::from_utf8_lossy(&p.topic).to_string();
+                        match remote_ack(&self.cfg.peers, &topic, &p.payload) {
+                            Ok(Some(input)) => {
+                                self.set(|s| s.remote_acks += 1);
+                                let _ = self.alarms.send(input);
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "unreadable message from the hospital core");
+                                self.set(|s| s.remote_refused += 1);
+                            }
+                        }
                     }
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                         if let Some(seq) = sent.pop_front() {
@@ -274,4 +350,92 @@ struct Upstream<'a> {
     origin: &'a str,
     #[serde(flatten)]
     event: &'a ward_store::AuditRow,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alarms::Input;
+
+    fn event(origin: &str, kind: &str, actor: &str, detail: &str) -> Vec<u8> {
+        serde_json::json!({
+            "origin": origin, "seq": 7, "event_id": format!("{origin}:7"), "t_ms": 1,
+            "actor": actor, "kind": kind, "bed": "bed-02", "detail": detail,
+            "prev_hash": "", "hash": ""
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    const ROW: &str = r#"{"t_ms":1000,"kind":"acknowledged","alarm_id":4,"bed":"bed-02","condition":"limit:spo2_desat","label":"Desaturation","priority":"high","value":76.0,"limit":80.0,"user":"nurse.ana","detail":null}"#;
+    const TOPIC: &str = "wardwatch/v1/station/st-b/events";
+
+    #[test]
+    fn a_peers_acknowledgement_becomes_a_remote_ack() {
+        let peers = vec!["st-b".to_string()];
+        let got = remote_ack(
+            &peers,
+            TOPIC,
+            &event("st-b", "alarm.acknowledged", "nurse.ana", ROW),
+        );
+        match got {
+            Ok(Some(Input::RemoteAck {
+                bed,
+                key,
+                acked_at_ms,
+                user,
+            })) => {
+                assert_eq!(
+                    (bed.as_str(), key.as_str(), acked_at_ms, user.as_str()),
+                    (
+                        "bed-02",
+                        "limit:spo2_desat",
+                        1000,
+                        "nurse.ana at station st-b"
+                    )
+                );
+            }
+            _ => panic!("not a remote ack"),
+        }
+    }
+
+    #[test]
+    fn other_events_relays_and_strangers_are_not_applied() {
+        let peers = vec!["st-b".to_string()];
+        let none = |p: Vec<u8>| matches!(remote_ack(&peers, TOPIC, &p), Ok(None));
+        assert!(none(event("st-b", "alarm.raised", "system", ROW)));
+        assert!(none(event(
+            "st-b",
+            "alarm.acknowledged",
+            "nurse.ana at station st-c",
+            ROW
+        )));
+        // Not a peer, or a peer's event on another station's topic: refused, with the reason.
+        let err = |r: Result<Option<Input>, String>| match r {
+            Err(e) => e,
+            Ok(_) => panic!("accepted"),
+        };
+        let e = err(remote_ack(
+            &peers,
+            TOPIC,
+            &event("st-x", "alarm.acknowledged", "x", ROW),
+        ));
+        assert!(e.contains("not a peer's topic"), "{e}");
+        let e = err(remote_ack(
+            &peers,
+            "wardwatch/v1/station/st-c/events",
+            &event("st-b", "alarm.acknowledged", "x", ROW),
+        ));
+        assert!(e.contains("not a peer's topic"), "{e}");
+        // Garbage of every kind is an error naming what was wrong, never a panic.
+        for bad in [&b"\xff\xfe"[..], b"{}", b"[1,2]", b"null"] {
+            assert!(remote_ack(&peers, TOPIC, bad).is_err());
+        }
+        let e = err(remote_ack(
+            &peers,
+            TOPIC,
+            &event("st-b", "alarm.acknowledged", "n", "{oops"),
+        ));
+        assert!(e.contains("detail"), "{e}");
+    }
 }
