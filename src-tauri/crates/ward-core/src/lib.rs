@@ -9,12 +9,17 @@
 //! The alarm system runs here too: the driver thread around the pure `ward_alarm` engine, the
 //! annunciator that plays its tones, and OS notifications, none of them depending on a window.
 //!
-//! What it is not: no UI, no Tauri. Upstream sync and export grow here in later issues, each
-//! in its own module.
+//! Users, sessions and permissions are decided here too (`access`, `staff`): every action
+//! arrives with a session token and is checked before it reaches the alarm driver. Upstream
+//! sync (`sync`) sends the audit trail to the hospital core and applies peer stations'
+//! acknowledgements; its password comes from the OS credential store (`secrets`).
+//!
+//! What it is not: no UI, no Tauri. Export grows here in a later issue, in its own module.
 //!
 //! Layout: `config`, `ingest`, `live`, `writer`, `alarms` (driver), `audio` (annunciator),
-//! `notify` (OS notifications), `summary` (headless text view), this file (start, handle,
-//! shutdown).
+//! `notify` (OS notifications), `summary` (headless text view), `access` (permission table,
+//! sessions; pure), `staff` (users and sessions at run time), `secrets`, `sync`, this file
+//! (start, handle, shutdown).
 
 pub mod access;
 pub mod alarms;
