@@ -211,3 +211,21 @@ pub fn beds_assign(
     let t = token(&state);
     with(&state, |s| Ok(s.assign_beds(&t, &nurse, &beds)?))
 }
+
+/// Admits a device to an empty bed (charge nurses; the core decides).
+#[tauri::command]
+pub fn bed_admit(
+    state: tauri::State<'_, AppState>,
+    bed: String,
+    device: String,
+) -> Result<(), IpcError> {
+    let t = token(&state);
+    with(&state, |s| Ok(s.admit(&t, &bed, &device)?))
+}
+
+/// Discharges the bed's device: its alarms end, logged with the user.
+#[tauri::command]
+pub fn bed_discharge(state: tauri::State<'_, AppState>, bed: String) -> Result<(), IpcError> {
+    let t = token(&state);
+    with(&state, |s| Ok(s.discharge(&t, &bed)?))
+}

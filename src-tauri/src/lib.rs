@@ -49,6 +49,8 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
             commands::session_touch,
             commands::users_list,
             commands::beds_assign,
+            commands::bed_admit,
+            commands::bed_discharge,
             stream::live_stream
         ])
         .build(tauri::generate_context!())?;

@@ -239,6 +239,19 @@ def test_alarm_shows_in_the_bar_and_is_acknowledged_in_the_window(driver, statio
     click(driver, "assign-bed")
     wait_until("the assignment notice", 10, lambda: (text_of(driver, "notice") or "") == "Bed 2 assigned to nurse.e2e")
     click(driver, "panel-close")
+    # Bed 5's monitor never came ("No data"): the charge nurse discharges it, which ends the
+    # bed's alarm.
+    wait_until("No data at bed 5", 30, lambda: any(
+        e.get_attribute("data-bed") == "bed-05" for e in driver.find_elements(By.CSS_SELECTOR, "#alarm-bar .alarm-item")
+    ))
+    driver.find_element(By.CSS_SELECTOR, '[data-testid="tile-bed-05"] .tile-head').click()
+    wait_until("the discharge button", 10, lambda: driver.find_elements(By.CSS_SELECTOR, '[data-testid="discharge-bed"]'))
+    click(driver, "discharge-bed")
+    wait_until("the discharge notice", 10, lambda: (text_of(driver, "notice") or "") == "mon-e2e discharged from Bed 5")
+    wait_until("bed 5's alarm gone", 10, lambda: not any(
+        e.get_attribute("data-bed") == "bed-05" for e in driver.find_elements(By.CSS_SELECTOR, "#alarm-bar .alarm-item")
+    ))
+    click(driver, "panel-close")
     click(driver, "signout")
 
     # The nurse locks the station, then acknowledges after a quick PIN unlock.

@@ -309,3 +309,84 @@ async fn permissions_are_decided_in_the_core_and_every_denial_is_audited() {
         ]
     );
 }
+
+/// Charge nurses admit and discharge devices to beds at run time: the bed's alarms end with a
+/// discharge, the device's data follows it to its new bed, and the map survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charge_nurses_admit_and_discharge_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two simulated monitors (sim-01, sim-02) stream; the config puts sim-03..16 at beds
+    // 3..16, where no monitor speaks: those beds raise "No data".
+    let cfg = config(dir.path(), 2);
+    add_user(&cfg, "nurse.ana", Role::Nurse, None);
+    add_user(&cfg, "charge.cho", Role::ChargeNurse, None);
+    let st = ward_core::Station::start(cfg.clone()).await.unwrap();
+    let ana = sign_in(&st, "nurse.ana");
+    let cho = sign_in(&st, "charge.cho");
+    let no_data = |st: &ward_core::StationHandle, bed: &str| {
+        st.alarm_snapshot()
+            .alarms
+            .into_iter()
+            .find(|a| a.bed.as_deref() == Some(bed) && a.label == "No data from monitor")
+    };
+    wait_for("No data at bed 3", Duration::from_secs(30), || {
+        no_data(&st, "bed-03")
+    });
+
+    assert_eq!(code(st.discharge(&ana, "bed-03")), "not_permitted");
+    assert_eq!(code(st.admit(&cho, "bed-01", "mon-x")), "bad_admission");
+    assert_eq!(code(st.admit(&cho, "bed-99", "mon-x")), "bad_admission");
+    assert_eq!(code(st.admit(&cho, "bed-03", "bad/id")), "bad_device");
+    // Bed 3's monitor is gone for good: discharging it ends its alarm.
+    st.discharge(&cho, "bed-03").unwrap();
+    assert!(no_data(&st, "bed-03").is_none());
+    assert_eq!(code(st.discharge(&cho, "bed-03")), "bad_admission");
+    // sim-02 moves from bed 2 to bed 3 with its patient.
+    assert_eq!(code(st.admit(&cho, "bed-03", "sim-02")), "bad_admission");
+    st.discharge(&cho, "bed-02").unwrap();
+    st.admit(&cho, "bed-03", "sim-02").unwrap();
+    let view = |st: &ward_core::StationHandle, bed: &str| {
+        st.snapshot()
+            .beds
+            .into_iter()
+            .find(|b| b.id == bed)
+            .unwrap()
+    };
+    assert_eq!(view(&st, "bed-03").device.as_deref(), Some("sim-02"));
+    assert_eq!(view(&st, "bed-02").device, None);
+    wait_for(
+        "sim-02's vitals stored for bed 3",
+        Duration::from_secs(20),
+        || {
+            let s = ward_store::Store::open_read_only(&cfg.db_path()).ok()?;
+            s.vitals("sim-02", ward_model::codes::MDC_ECG_HEART_RATE)
+                .ok()?
+                .into_iter()
+                .find(|v| v.bed.as_deref() == Some("bed-03"))
+        },
+    );
+    let history = st.alarm_history(Some("bed-03"), 50).unwrap();
+    let kinds: Vec<(String, Option<String>, Option<String>)> = history
+        .iter()
+        .filter(|r| r.kind == "admitted" || r.kind == "discharged")
+        .map(|r| (r.kind.clone(), r.user.clone(), r.detail.clone()))
+        .collect();
+    let who = Some("charge.cho".to_string());
+    assert_eq!(
+        kinds,
+        vec![
+            ("admitted".into(), who.clone(), Some("sim-02".into())),
+            ("discharged".into(), who.clone(), Some("sim-03".into())),
+        ]
+    );
+    assert!(history
+        .iter()
+        .any(|r| r.kind == "ended" && r.label == "No data from monitor" && r.user == who));
+    st.shutdown().await;
+
+    // The station's decisions outlive a restart, over the config's map.
+    let st = ward_core::Station::start(cfg).await.unwrap();
+    assert_eq!(view(&st, "bed-03").device.as_deref(), Some("sim-02"));
+    assert_eq!(view(&st, "bed-02").device, None);
+    st.shutdown().await;
+}

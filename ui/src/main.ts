@@ -260,6 +260,7 @@ async function refresh(): Promise<void> {
       }
     }
     lastAlarms = snap.alarms;
+    lastSnapshot = snap;
     renderAlarmBar(snap.alarms, snap.now_ms);
     renderAccount(snap.session);
     const sync = syncText(m.sync, snap.now_ms);
@@ -299,6 +300,7 @@ let lastAlarms: AlarmSnapshot | null = null;
 // Who acts: the core keeps the session (the page never holds a token) and decides every
 // permission; without signing in the window still shows every bed and alarm.
 let session: Session | null = null;
+let lastSnapshot: WardSnapshot | null = null;
 
 interface IpcError {
   code: string;
@@ -490,6 +492,7 @@ async function openBed(bed: string | null, label: string): Promise<void> {
     }
     parts.push(actions);
     if (session?.role === "charge_nurse" && !session.locked) {
+      parts.push(deviceEditor(bed));
       try {
         parts.push(assignEditor(bed, await invoke<UserView[]>("users_list")));
       } catch (e) {
@@ -536,6 +539,48 @@ function historyTable(rows: AlarmLogRow[]): HTMLElement {
   }
   if (rows.length === 0) table.append(el("tr", "", "No alarm events yet"));
   return table;
+}
+
+/** Charge nurses: the bed's monitor. Discharge ends the bed's alarms (the core logs who);
+ *  admit takes a device id, offering the devices that publish without a bed. */
+function deviceEditor(bed: string): HTMLElement {
+  const form = el("form", "device");
+  const current = lastSnapshot?.beds.find((b) => b.id === bed)?.device ?? null;
+  form.append(el("h3", "", "Monitor"));
+  if (current !== null) {
+    const btn = el("button", "", `Discharge ${current}`);
+    btn.dataset["testid"] = "discharge-bed";
+    form.append(btn);
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      void act("bed_discharge", { bed }).then((ok) => {
+        if (ok) notice(`${current} discharged from ${labels.get(bed) ?? bed}`);
+      });
+    });
+    return form;
+  }
+  const input = document.createElement("input");
+  input.dataset["testid"] = "admit-device";
+  input.placeholder = "device id";
+  input.setAttribute("list", "free-devices");
+  const list = document.createElement("datalist");
+  list.id = "free-devices";
+  for (const d of lastSnapshot?.unassigned ?? []) {
+    const o = document.createElement("option");
+    o.value = d.device;
+    list.append(o);
+  }
+  const btn = el("button", "", "Admit");
+  btn.dataset["testid"] = "admit-bed";
+  form.append(input, list, btn);
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const device = input.value.trim();
+    void act("bed_admit", { bed, device }).then((ok) => {
+      if (ok) notice(`${device} admitted to ${labels.get(bed) ?? bed}`);
+    });
+  });
+  return form;
 }
 
 /** Charge nurses: which nurse has this bed. Assigning adds the bed to the nurse's beds. */

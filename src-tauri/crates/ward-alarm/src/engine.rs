@@ -155,6 +155,10 @@ pub enum LogKind {
     AudioOff,
     Reminder,
     LimitsChanged,
+    /// A device was admitted to the bed: its liveness budget starts.
+    Admitted,
+    /// The bed's device was discharged: the bed's alarms end with it.
+    Discharged,
 }
 
 /// One line of the alarm log (IEC 60601-1-8 6.12): every state change with time, bed,
@@ -561,6 +565,48 @@ impl Engine {
             Some(id) => self.acknowledge(now, id, user).map(|_| Some(id)),
             None => Ok(None),
         }
+    }
+
+    /// A device admitted to the bed (`monitored`), or the bed's device discharged. Discharge
+    /// ends every alarm of the bed, logged with the user (the patient and their conditions
+    /// have left; a latched alarm too) and forgets conditions waiting out their delay;
+    /// admission starts the liveness budget at `now`. `detail` names the device for the log.
+    /// Returns how many alarms ended.
+    pub fn set_monitored(
+        &mut self,
+        now: Ms,
+        bed: &str,
+        monitored: bool,
+        user: &str,
+        detail: Option<String>,
+    ) -> Result<usize, AlarmError> {
+        Self::check_user(user)?;
+        let b = self.bed_mut(bed)?;
+        b.monitored = monitored;
+        b.last_seen = now;
+        b.pending.clear();
+        b.no_value_since.clear();
+        let mut ended = 0;
+        if !monitored {
+            let ids: Vec<u64> = self
+                .alarms
+                .values()
+                .filter(|a| a.bed.as_deref() == Some(bed))
+                .map(|a| a.id)
+                .collect();
+            for id in ids {
+                self.remove(now, id, LogKind::Ended, Some(user));
+                ended += 1;
+            }
+        }
+        let (kind, label) = if monitored {
+            (LogKind::Admitted, "Device admitted")
+        } else {
+            (LogKind::Discharged, "Device discharged")
+        };
+        self.log
+            .push(bed_entry(now, kind, bed, label, Some(user), detail));
+        Ok(ended)
     }
 
     /// AUDIO PAUSED for the policy's time, for the alarms in scope that exist now.

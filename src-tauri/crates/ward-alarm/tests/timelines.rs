@@ -246,6 +246,46 @@ fn acknowledgement_from_another_station_applies_to_the_same_episode_only() {
 }
 
 #[test]
+fn discharge_ends_the_beds_alarms_and_admission_restarts_its_liveness() {
+    let mut t = Timeline::new(Policy::default());
+    t.series(
+        MDC_ECG_HEART_RATE,
+        0,
+        12,
+        |s| if s >= 2 { 35.0 } else { 80.0 },
+    );
+    t.alive = false;
+    let ended =
+        t.e.set_monitored(t.t, BED, false, "charge.cho", Some("mon-03".into()))
+            .unwrap();
+    assert_eq!(ended, 2);
+    // Discharged: no "No data" for the empty bed, however long it stays empty.
+    t.at(60_000);
+    t.e.set_monitored(t.t, BED, true, "charge.cho", Some("mon-07".into()))
+        .unwrap();
+    // Admitted, and the new monitor never speaks: "No data" after its 5 s budget.
+    t.at(66_000);
+    assert_eq!(
+        t.e.set_monitored(t.t, "bed-99", false, "charge.cho", None)
+            .unwrap_err()
+            .code(),
+        "unknown_bed"
+    );
+    t.check(expect![[r#"
+        0007.0s bed-03  Raised          medium   HR low value=35 limit=50
+        0007.0s bed-03  Raised          high     Extreme bradycardia value=35 limit=40
+        0007.0s sound: high
+        0011.0s bed-03  Ended           medium   HR low value=35 limit=50 by=charge.cho
+        0011.0s bed-03  Ended           high     Extreme bradycardia value=35 limit=40 by=charge.cho
+        0011.0s bed-03  Discharged      -        Device discharged by=charge.cho (mon-03)
+        0011.1s sound: silent
+        0060.0s bed-03  Admitted        -        Device admitted by=charge.cho (mon-07)
+        0065.0s bed-03  Raised          medium   No data from monitor
+        0065.0s sound: medium
+    "#]]);
+}
+
+#[test]
 fn acknowledged_alarm_stays_quiet_but_a_new_condition_sounds() {
     let mut t = Timeline::new(Policy::default());
     t.series(

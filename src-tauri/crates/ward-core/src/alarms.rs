@@ -57,6 +57,13 @@ pub enum Command {
         rules: Vec<LimitRule>,
         user: String,
     },
+    /// A device admitted to the bed (`monitored`), or discharged; `device` names it in the log.
+    Monitor {
+        bed: String,
+        monitored: bool,
+        device: Option<String>,
+        user: String,
+    },
 }
 
 /// How far another station's clock may be ahead of ours when its acknowledgement is matched
@@ -314,6 +321,12 @@ impl Driver {
                     Command::AudioPause { bed, user } => e.audio_pause(now, &scope(bed), &user),
                     Command::AlarmPause { bed, user } => e.alarm_pause(now, &bed, &user).map(|_| 1),
                     Command::AudioOff { bed, user } => e.audio_off(now, &scope(bed), &user),
+                    Command::Monitor {
+                        bed,
+                        monitored,
+                        device,
+                        user,
+                    } => e.set_monitored(now, &bed, monitored, &user, device),
                     Command::SetRules { bed, rules, user } => {
                         let json = serde_json::to_string(&rules).unwrap_or_default();
                         let r = e.set_rules(now, &bed, rules.clone(), &user).map(|_| 1);

@@ -185,6 +185,31 @@ fn bed_setups(cfg: &Config) -> Result<Vec<alarms::BedSetup>, CoreError> {
         .collect())
 }
 
+/// The config's device-to-bed map with the admissions and discharges made at the station
+/// laid over it (the station's decisions are newer than the file). A device admitted to a
+/// bed leaves the bed the file had it at.
+fn with_admitted_devices(mut cfg: Config) -> Result<Config, CoreError> {
+    let stored = ward_store::Store::open_read_only(&cfg.db_path())?.bed_devices()?;
+    for (bed, device) in stored {
+        let device = match device.map(ward_model::DeviceId::new).transpose() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(%bed, error = %e, "stored admission unreadable; keeping the config's");
+                continue;
+            }
+        };
+        if let Some(d) = &device {
+            for b in cfg.beds.iter_mut().filter(|b| b.device.as_ref() == Some(d)) {
+                b.device = None;
+            }
+        }
+        if let Some(b) = cfg.beds.iter_mut().find(|b| b.id.as_str() == bed) {
+            b.device = device;
+        }
+    }
+    Ok(cfg)
+}
+
 /// The simulated ward started with the station: its stop signal and its task.
 type SimRun = (
     watch::Sender<bool>,
@@ -237,6 +262,7 @@ impl Station {
             cfg.prune_every,
             cfg.retention,
         )?);
+        let cfg = with_admitted_devices(cfg)?;
         // The alarm system starts before the broker accepts anyone, so the first value a
         // monitor sends is already judged.
         let (alarm_tx, alarm_rx) = std::sync::mpsc::channel();
@@ -491,6 +517,65 @@ impl StationHandle {
     pub fn assign_beds(&self, token: &str, nurse: &str, beds: &[String]) -> Result<(), CoreError> {
         let known = self.cfg.beds.iter().map(|b| b.id.to_string()).collect();
         self.staff.assign(token, nurse, beds, &known, now_ms())
+    }
+
+    /// Admits `device` to an empty bed (charge nurses). Its liveness budget starts now: a
+    /// monitor that does not speak within it raises "No data".
+    pub fn admit(&self, token: &str, bed: &str, device: &str) -> Result<(), CoreError> {
+        let d = ward_model::DeviceId::new(device).map_err(|e| CoreError::Denied {
+            code: "bad_device",
+            reason: e.to_string(),
+        })?;
+        self.set_bed_device(token, bed, Some(d))
+    }
+
+    /// Discharges the bed's device (charge nurses): the bed's alarms end, logged with the
+    /// user, and the device's data is kept without a bed.
+    pub fn discharge(&self, token: &str, bed: &str) -> Result<(), CoreError> {
+        self.set_bed_device(token, bed, None)
+    }
+
+    fn set_bed_device(
+        &self,
+        token: &str,
+        bed: &str,
+        device: Option<ward_model::DeviceId>,
+    ) -> Result<(), CoreError> {
+        let user = self
+            .staff
+            .authorize(token, &Action::AdmitDischarge, now_ms())?
+            .username;
+        let bad = |reason: String| CoreError::Denied {
+            code: "bad_admission",
+            reason,
+        };
+        let left = {
+            let mut live = self
+                .live
+                .lock()
+                .map_err(|_| CoreError::Start("the live view lock is poisoned".into()))?;
+            live.set_device(bed, device.clone()).map_err(bad)?
+        };
+        if device.is_none() && left.is_none() {
+            return Err(bad(format!("{bed} has no device to discharge")));
+        }
+        let named = device.as_ref().or(left.as_ref()).map(|d| d.to_string());
+        let _ = self.alarm_tx.send(alarms::Input::Records(vec![
+            ward_store::Record::BedDevice {
+                bed: bed.to_string(),
+                device: device.as_ref().map(|d| d.to_string()),
+                t_ms: now_ms(),
+                user: user.clone(),
+            },
+        ]));
+        // The alarm log entry (admitted / discharged, with the device) is also the audit event.
+        self.alarm_command(AlarmCommand::Monitor {
+            bed: bed.to_string(),
+            monitored: device.is_some(),
+            device: named,
+            user,
+        })?;
+        Ok(())
     }
 
     /// Stores the hospital core's password in the OS credential store (IT administrators).

@@ -155,6 +155,40 @@ impl LiveState {
         }
     }
 
+    /// Admits `device` to `bed` (`Some`) or discharges the bed's device (`None`). The bed must
+    /// be empty to admit, and the device at no other bed. Returns the device that left.
+    pub fn set_device(
+        &mut self,
+        bed: &str,
+        device: Option<ward_model::DeviceId>,
+    ) -> Result<Option<ward_model::DeviceId>, String> {
+        let i = self
+            .beds
+            .iter()
+            .position(|b| b.id.as_str() == bed)
+            .ok_or_else(|| format!("there is no bed {bed:?} in this unit"))?;
+        if let Some(d) = &device {
+            if let Some(current) = &self.beds[i].device {
+                return Err(format!(
+                    "{} has device {current}; discharge it first",
+                    self.beds[i].label
+                ));
+            }
+            if let Some(other) = self.bed_of(d.as_str()) {
+                return Err(format!(
+                    "device {d} is at {}; discharge it there first",
+                    other.label
+                ));
+            }
+            self.bed_of_device.insert(d.to_string(), i);
+        }
+        let old = std::mem::replace(&mut self.beds[i].device, device);
+        if let Some(o) = &old {
+            self.bed_of_device.remove(o.as_str());
+        }
+        Ok(old)
+    }
+
     /// The bed a device is assigned to, by id.
     pub fn bed_of(&self, device: &str) -> Option<&BedConfig> {
         self.bed_of_device.get(device).map(|i| &self.beds[*i])

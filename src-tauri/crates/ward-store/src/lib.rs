@@ -105,6 +105,13 @@ pub enum Record {
         t_ms: i64,
         by: String,
     },
+    /// The device now at a bed (`None`: discharged), replacing the config's mapping.
+    BedDevice {
+        bed: String,
+        device: Option<String>,
+        t_ms: i64,
+        user: String,
+    },
     /// A bed's limit rules as JSON, replacing what was stored for the bed.
     BedRules {
         bed: String,
@@ -236,8 +243,19 @@ impl Store {
             let mut assign = tx.prepare_cached(
                 "INSERT OR REPLACE INTO bed_assignments (username, bed, t_ms, assigned_by) VALUES (?1, ?2, ?3, ?4)",
             )?;
+            let mut bed_device = tx.prepare_cached(
+                "INSERT OR REPLACE INTO bed_devices (bed, device, t_ms, user) VALUES (?1, ?2, ?3, ?4)",
+            )?;
             for r in batch {
                 match r {
+                    Record::BedDevice {
+                        bed,
+                        device,
+                        t_ms,
+                        user,
+                    } => {
+                        bed_device.execute(params![bed, device, t_ms, user])?;
+                    }
                     Record::User(u) => {
                         user.execute(params![
                             u.username,
@@ -508,6 +526,15 @@ impl Store {
         Ok(self.users()?.into_iter().find(|u| u.username == username))
     }
 
+    /// Beds whose device was admitted or discharged at the station: (bed, device or None).
+    pub fn bed_devices(&self) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT bed, device FROM bed_devices ORDER BY bed")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// (username, bed) pairs: which nurse has which bed.
     pub fn assignments(&self) -> Result<Vec<(String, String)>, StoreError> {
         let mut st = self
@@ -725,6 +752,14 @@ mod tests {
             .unwrap();
         assert_eq!(s.users().unwrap(), vec![user("charge_nurse", true, 2)]);
         assert_eq!(s.user("nobody").unwrap(), None);
+        let bd = |device: Option<&str>| Record::BedDevice {
+            bed: "bed-02".into(),
+            device: device.map(str::to_string),
+            t_ms: 4,
+            user: "charge.cy".into(),
+        };
+        s.write_batch(&[bd(Some("mon-9")), bd(None)]).unwrap();
+        assert_eq!(s.bed_devices().unwrap(), vec![("bed-02".to_string(), None)]);
         assert_eq!(
             s.assignments().unwrap(),
             vec![("nurse.ana".to_string(), "3".to_string())]

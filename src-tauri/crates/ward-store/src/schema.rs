@@ -106,6 +106,13 @@ const MIGRATIONS: &[&str] = &[
         assigned_by TEXT    NOT NULL,
         PRIMARY KEY (username, bed)
      );",
+    // 5: devices admitted to or discharged from beds at the station; over the config's map.
+    "CREATE TABLE bed_devices (
+        bed    TEXT    PRIMARY KEY,
+        device TEXT,
+        t_ms   INTEGER NOT NULL,
+        user   TEXT    NOT NULL
+     );",
 ];
 
 pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
