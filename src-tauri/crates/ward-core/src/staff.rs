@@ -447,10 +447,10 @@ impl Staff {
             });
         }
         st.failed_unlocks.remove(token);
-        let s = st
-            .sessions
-            .unlock(token, now_ms)
-            .ok_or(CoreError::AlarmDriver("session vanished"))?;
+        let s = st.sessions.unlock(token, now_ms).ok_or(CoreError::Denied {
+            code: "not_signed_in",
+            reason: "no one is signed in at this window".into(),
+        })?;
         self.emit(
             vec![],
             &s.username,
