@@ -73,3 +73,139 @@ fn the_simulator_runs_on_its_own_against_a_station() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected \"desaturates to"));
 }
+
+/// `wardwatch users`: IT at the console, secrets on standard input (never as arguments),
+/// each change in the audit trail under the console's name, no secret printed or stored.
+#[test]
+fn users_are_managed_at_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("station.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[station]\nid = \"st-cli\"\ndata_dir = {:?}\n",
+            dir.path().join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    let users = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = Command::new(workspace_bin("wardwatch"))
+            .arg("users")
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .env("USER", "ops")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = users(&["list"], "");
+    assert!(!ok && text.contains("no station database"), "{text}");
+    let (ok, text) = users(
+        &[
+            "add",
+            "--username",
+            "nurse.ana",
+            "--role",
+            "nurse",
+            "--name",
+            "Ana Silva",
+            "--pin",
+        ],
+        "ana-password-1\n4711\n",
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("user nurse.ana (Ana Silva, nurse), PIN set"),
+        "{text}"
+    );
+    // Refusals name what was wrong.
+    for (args, stdin, expected) in [
+        (
+            &["add", "--username", "nurse.ana", "--role", "nurse"][..],
+            "pw-123456\n",
+            "exists",
+        ),
+        (
+            &["add", "--username", "nurse.bo", "--role", "boss"][..],
+            "pw-123456\n",
+            "\"boss\" is not a role",
+        ),
+        (
+            &["add", "--username", "nurse.bo", "--role", "nurse"][..],
+            "short\n",
+            "at least 8 characters",
+        ),
+        (
+            &["add", "--username", "nurse/bo", "--role", "nurse"][..],
+            "pw-123456\n",
+            "invalid id",
+        ),
+        (
+            &["add", "--username", "nurse.bo", "--role", "nurse", "--pin"][..],
+            "pw-123456\n12\n",
+            "4 to 8 digits",
+        ),
+        (
+            &["add", "--username", "nurse.bo", "--role", "nurse"][..],
+            "",
+            "standard input ended",
+        ),
+        (
+            &["set", "--username", "nobody", "--disable"][..],
+            "",
+            "there is no user",
+        ),
+    ] {
+        let (ok, text) = users(args, stdin);
+        assert!(!ok && text.contains(expected), "{args:?}: {text}");
+    }
+    let (ok, text) = users(
+        &["set", "--username", "nurse.ana", "--disable", "--no-pin"],
+        "",
+    );
+    assert!(
+        ok && text.contains("DISABLED") && !text.contains("PIN set"),
+        "{text}"
+    );
+    let (ok, text) = users(&["list"], "");
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("nurse.ana") && text.contains("disabled") && text.contains("pin:no"),
+        "{text}"
+    );
+
+    let db = dir.path().join("data").join("wardwatch.sqlite");
+    let s = ward_store::Store::open_read_only(&db).unwrap();
+    let trail = s.audit_all().unwrap();
+    let kinds: Vec<(&str, &str)> = trail
+        .iter()
+        .map(|r| (r.actor.as_str(), r.kind.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("console.ops", "user.created"),
+            ("console.ops", "user.changed")
+        ]
+    );
+    let all = serde_json::to_string(&trail).unwrap() + &format!("{:?}", s.users().unwrap());
+    assert!(!all.contains("ana-password-1") && !all.contains("\"4711\""));
+    assert!(s.verify_audit().unwrap().ok());
+}

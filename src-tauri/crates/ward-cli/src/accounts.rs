@@ -231,7 +231,13 @@ pub fn users(cmd: UsersCommand) -> anyhow::Result<()> {
         }
         UsersCommand::List { config } => {
             let cfg = load(&config)?;
-            let store = ward_store::Store::open_read_only(&cfg.db_path())?;
+            anyhow::ensure!(
+                cfg.db_path().exists(),
+                "no station database at {} yet: add a user first",
+                cfg.db_path().display()
+            );
+            // Opened for writing so an older database is brought up to date first.
+            let store = ward_store::Store::open(&cfg.db_path())?;
             let mut beds: std::collections::BTreeMap<String, Vec<String>> = Default::default();
             for (u, b) in store.assignments()? {
                 beds.entry(u).or_default().push(b);
