@@ -188,7 +188,7 @@ async fn an_acknowledgement_at_another_station_applies_here() {
         "run under `make test`"
     );
     let work = tempfile::tempdir().unwrap();
-    let core = Mosquitto::start(work.path());
+    let mut core = Mosquitto::start(work.path());
     let cfg_a = station_config_as(&work.path().join("a"), core.port, "st-a", &["st-b"]);
     let cfg_b = station_config_as(&work.path().join("b"), core.port, "st-b", &["st-a"]);
     add_user(&cfg_a, "nurse.ana", ward_model::Role::Nurse, None);
@@ -250,6 +250,31 @@ async fn an_acknowledgement_at_another_station_applies_here() {
         .map(|r| r.user)
         .collect::<Vec<_>>();
     assert_eq!(acks_at_a, vec![Some("nurse.ana".to_string())]);
+
+    // The core goes down; A's nurse acknowledges the SpO2-low alarm meanwhile. When the core
+    // is back, B gets it even if A's outbox is sent before B is back: the core kept B's peer
+    // session (and its own state across the restart) and queued the event for it.
+    let spo2_low = |st: &ward_core::StationHandle| {
+        st.alarm_snapshot()
+            .alarms
+            .into_iter()
+            .find(|x| x.key == "limit:spo2_low" && x.bed.as_deref() == Some("bed-02"))
+    };
+    let low_a = wait_for("SpO2 low at A", Duration::from_secs(30), || spo2_low(&a));
+    wait_for("SpO2 low at B", Duration::from_secs(30), || spo2_low(&b));
+    core.stop();
+    a.act(&nurse, ward_core::AlarmAction::Acknowledge { id: low_a.id })
+        .unwrap();
+    core.restart();
+    wait_for(
+        "the acknowledgement made during the outage applied at B",
+        Duration::from_secs(60),
+        || {
+            spo2_low(&b).filter(|x| {
+                matches!(&x.inactivation, ward_alarm::Inactivation::Acknowledged { by, .. } if by == "nurse.ana at station st-a")
+            })
+        },
+    );
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -324,10 +324,21 @@ impl Station {
                     db: cfg.db_path(),
                     writer: writer.clone(),
                     status: sync_status.clone(),
+                };
+                let peers = sync::PeerListener {
+                    cfg: up.clone(),
+                    status: sync_status.clone(),
                     alarms: alarm_tx.clone(),
                 };
                 tracing::info!(upstream = %up.name, tls = up.ca_file.is_some(), "store-and-forward to the hospital core");
-                Some((stop, tokio::spawn(worker.run(stop_rx))))
+                let outbox = worker.run(stop_rx.clone());
+                let peers = peers.run(stop_rx);
+                Some((
+                    stop,
+                    tokio::spawn(async move {
+                        tokio::join!(outbox, peers);
+                    }),
+                ))
             }
             None => None,
         };

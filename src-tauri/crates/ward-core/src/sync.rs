@@ -124,7 +124,91 @@ pub(crate) struct Worker {
     pub db: PathBuf,
     pub writer: Arc<Writer>,
     pub status: SharedStatus,
+}
+
+/// Peer stations' events, on a client of its own with a persistent session (clean start off,
+/// kept by the core for a day): while this station is cut off, the core queues its peers'
+/// acknowledgements and delivers them when it is back. The outbox client cannot do this: it
+/// starts clean so that it alone decides the order of what it sends.
+pub(crate) struct PeerListener {
+    pub cfg: UpstreamConfig,
+    pub status: SharedStatus,
     pub alarms: std::sync::mpsc::Sender<crate::alarms::Input>,
+}
+
+/// How long the core keeps the peer session of a station that is away.
+const PEER_SESSION_EXPIRY_S: u32 = 24 * 3600;
+
+impl PeerListener {
+    fn set(&self, f: impl FnOnce(&mut SyncStatus)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        if self.cfg.peers.is_empty() {
+            return;
+        }
+        let cfg = UpstreamConfig {
+            client_id: format!("{}-peers", self.cfg.client_id),
+            ..self.cfg.clone()
+        };
+        let mut opts = loop {
+            match options(&cfg) {
+                Ok(o) => break o,
+                // The outbox worker shows the reason; ask again as it does.
+                Err(_) => tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                },
+            }
+        };
+        opts.set_clean_start(false);
+        opts.set_session_expiry_interval(Some(PEER_SESSION_EXPIRY_S));
+        let (client, mut eventloop) = AsyncClient::new(opts, 64);
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                ev = eventloop.poll() => match ev {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        backoff = Duration::from_millis(500);
+                        // Subscribing again is harmless and covers a session the core lost.
+                        for peer in &cfg.peers {
+                            let t = events_topic(&cfg.topic_prefix, peer);
+                            if let Err(e) = client.try_subscribe(t, QoS::AtLeastOnce) {
+                                tracing::error!(error = %e, %peer, "cannot subscribe to a peer station");
+                            }
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let topic = String::from_utf8_lossy(&p.topic).to_string();
+                        match remote_ack(&cfg.peers, &topic, &p.payload) {
+                            Ok(Some(input)) => {
+                                self.set(|s| s.remote_acks += 1);
+                                let _ = self.alarms.send(input);
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "unreadable message from the hospital core");
+                                self.set(|s| s.remote_refused += 1);
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        tokio::select! {
+                            _ = stop.changed() => break,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                },
+            }
+        }
+        let _ = client.disconnect().await;
+    }
 }
 
 fn events_topic(prefix: &str, station: &str) -> String {
@@ -256,26 +340,6 @@ impl Worker {
                         done.clear();
                         tracing::info!(upstream = %self.cfg.name, from = next, "connected to the hospital core");
                         self.set(|s| { s.connected = true; s.connects += 1; s.last_error = None; });
-                        for peer in &self.cfg.peers {
-                            let t = events_topic(&self.cfg.topic_prefix, peer);
-                            if let Err(e) = client.try_subscribe(t, QoS::AtLeastOnce) {
-                                tracing::error!(error = %e, %peer, "cannot subscribe to a peer station");
-                            }
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let topic = String::from_utf8_lossy(&p.topic).to_string();
-                        match remote_ack(&self.cfg.peers, &topic, &p.payload) {
-                            Ok(Some(input)) => {
-                                self.set(|s| s.remote_acks += 1);
-                                let _ = self.alarms.send(input);
-                            }
-                            Ok(None) => {}
-                            Err(e) => {
-                                tracing::warn!(error = %e, "unreadable message from the hospital core");
-                                self.set(|s| s.remote_refused += 1);
-                            }
-                        }
                     }
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                         if let Some(seq) = sent.pop_front() {
