@@ -156,6 +156,22 @@ pub struct Counts {
     pub events: u64,
 }
 
+const USER_SELECT: &str = "SELECT username, display_name, role, secret_hash, pin_hash, disabled, t_ms, changed_by FROM users";
+
+/// Maps [`USER_SELECT`] to a row.
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        username: r.get(0)?,
+        display_name: r.get(1)?,
+        role: r.get(2)?,
+        secret_hash: r.get(3)?,
+        pin_hash: r.get(4)?,
+        disabled: r.get(5)?,
+        t_ms: r.get(6)?,
+        changed_by: r.get(7)?,
+    })
+}
+
 /// Maps `SELECT ts_ms, device, bed, code, unit, value` to a row.
 fn vital_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VitalRow> {
     Ok(VitalRow {
@@ -503,27 +519,19 @@ impl Store {
     /// Stored limit rules per bed: (bed, rules as JSON).
     /// Every station user, by username.
     pub fn users(&self) -> Result<Vec<UserRow>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT username, display_name, role, secret_hash, pin_hash, disabled, t_ms, changed_by
-             FROM users ORDER BY username",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok(UserRow {
-                username: r.get(0)?,
-                display_name: r.get(1)?,
-                role: r.get(2)?,
-                secret_hash: r.get(3)?,
-                pin_hash: r.get(4)?,
-                disabled: r.get(5)?,
-                t_ms: r.get(6)?,
-                changed_by: r.get(7)?,
-            })
-        })?;
+        let mut st = self
+            .conn
+            .prepare_cached(&format!("{USER_SELECT} ORDER BY username"))?;
+        let rows = st.query_map([], user_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// One user (each sign-in reads its user this way).
     pub fn user(&self, username: &str) -> Result<Option<UserRow>, StoreError> {
-        Ok(self.users()?.into_iter().find(|u| u.username == username))
+        let mut st = self
+            .conn
+            .prepare_cached(&format!("{USER_SELECT} WHERE username = ?1"))?;
+        Ok(st.query_row(params![username], user_row).optional()?)
     }
 
     /// Beds whose device was admitted or discharged at the station: (bed, device or None).
