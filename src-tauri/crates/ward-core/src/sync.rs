@@ -118,6 +118,28 @@ pub(crate) fn options(cfg: &UpstreamConfig) -> Result<MqttOptions, CoreError> {
     Ok(o)
 }
 
+/// Client options, once they can be made: the password may not be readable yet (IT has not
+/// set it, the desktop keyring is still locked). Until then the station runs and alarms as
+/// always; `waiting` is told each failure and it asks again every 10 s. `None` when stopped.
+async fn options_when_ready(
+    cfg: &UpstreamConfig,
+    stop: &mut watch::Receiver<bool>,
+    mut waiting: impl FnMut(&CoreError),
+) -> Option<MqttOptions> {
+    loop {
+        match options(cfg) {
+            Ok(o) => return Some(o),
+            Err(e) => {
+                waiting(&e);
+                tokio::select! {
+                    _ = stop.changed() => return None,
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                }
+            }
+        }
+    }
+}
+
 pub(crate) struct Worker {
     pub cfg: UpstreamConfig,
     pub origin: String,
@@ -154,15 +176,9 @@ impl PeerListener {
             client_id: format!("{}-peers", self.cfg.client_id),
             ..self.cfg.clone()
         };
-        let mut opts = loop {
-            match options(&cfg) {
-                Ok(o) => break o,
-                // The outbox worker shows the reason; ask again as it does.
-                Err(_) => tokio::select! {
-                    _ = stop.changed() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
-                },
-            }
+        // The outbox worker shows why options cannot be made yet; this one only waits.
+        let Some(mut opts) = options_when_ready(&cfg, &mut stop, |_| {}).await else {
+            return;
         };
         opts.set_clean_start(false);
         opts.set_session_expiry_interval(Some(PEER_SESSION_EXPIRY_S));
@@ -296,24 +312,19 @@ impl Worker {
                 return;
             }
         };
-        // Options include the password, read from its store: until that works (IT has not
-        // set it yet, the desktop keyring is still locked) the station runs and alarms as
-        // always, the backlog grows, and the reason shows in metrics. Asked again every 10 s.
-        let opts = loop {
-            match options(&self.cfg) {
-                Ok(o) => break o,
-                Err(e) => {
-                    tracing::error!(error = %e, "upstream sync waiting for its configuration");
-                    self.set(|s| s.last_error = Some(e.to_string()));
-                    let acked = store.sync_acked(&self.cfg.name).unwrap_or(0);
-                    self.refresh_backlog(&store, acked);
-                    tokio::select! {
-                        _ = stop.changed() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(10)) => {}
-                    }
-                }
+        // While waiting, the backlog keeps growing and the reason shows in metrics.
+        let opts = options_when_ready(&self.cfg, &mut stop, |e| {
+            tracing::error!(error = %e, "upstream sync waiting for its configuration");
+            self.set(|s| s.last_error = Some(e.to_string()));
+            // A connection of its own each time (every 10 s): the worker's is not shared
+            // across the wait.
+            if let Ok(store) = Store::open_read_only(&self.db) {
+                let acked = store.sync_acked(&self.cfg.name).unwrap_or(0);
+                self.refresh_backlog(&store, acked);
             }
-        };
+        })
+        .await;
+        let Some(opts) = opts else { return };
         let topic = events_topic(&self.cfg.topic_prefix, &self.origin);
         let (client, mut eventloop) = AsyncClient::new(opts, WINDOW * 2);
         let mut acked = store.sync_acked(&self.cfg.name).unwrap_or(0);
