@@ -49,7 +49,6 @@ pub enum Action {
     AssignBeds,
     AdmitDischarge,
     ManageUsers,
-    ConfigureUpstream,
 }
 
 impl Action {
@@ -64,7 +63,6 @@ impl Action {
             Action::AssignBeds => "assign_beds",
             Action::AdmitDischarge => "admit_discharge",
             Action::ManageUsers => "manage_users",
-            Action::ConfigureUpstream => "configure_upstream",
         }
     }
 
@@ -138,7 +136,7 @@ pub fn authorize(
             Action::AudioOff { .. } => not_role("charge nurses"),
             Action::ChangeLimits { .. } => not_role("charge nurses"),
             Action::AssignBeds | Action::AdmitDischarge => not_role("charge nurses"),
-            Action::ManageUsers | Action::ConfigureUpstream => not_role("IT administrators"),
+            Action::ManageUsers => not_role("IT administrators"),
             // A station-level technical alarm (audio, storage) concerns everyone on shift.
             Action::Acknowledge { bed: None } => Ok(()),
             _ if policy.nurses_all_beds => Ok(()),
@@ -168,27 +166,22 @@ pub fn authorize(
     }
 }
 
+/// The action as the start of a sentence: "Changing alarm limits at bed 9".
 fn describe(action: &Action) -> String {
     let what = match action {
-        Action::Acknowledge { .. } => "acknowledging alarms",
-        Action::AudioPause { .. } => "pausing alarm audio",
-        Action::AlarmPause { .. } => "pausing alarms",
-        Action::AudioOff { .. } => "turning alarm audio off",
-        Action::ChangeLimits { .. } => "changing alarm limits",
-        Action::AssignBeds => "assigning nurses to beds",
-        Action::AdmitDischarge => "admitting and discharging devices",
-        Action::ManageUsers => "managing users",
-        Action::ConfigureUpstream => "configuring the hospital core connection",
+        Action::Acknowledge { .. } => "Acknowledging alarms",
+        Action::AudioPause { .. } => "Pausing alarm audio",
+        Action::AlarmPause { .. } => "Pausing alarms",
+        Action::AudioOff { .. } => "Turning alarm audio off",
+        Action::ChangeLimits { .. } => "Changing alarm limits",
+        Action::AssignBeds => "Assigning nurses to beds",
+        Action::AdmitDischarge => "Admitting and discharging devices",
+        Action::ManageUsers => "Managing users",
     };
-    let mut s = what.to_string();
-    if let Some(b) = action.bed() {
-        s.push_str(&format!(" at bed {b}"));
+    match action.bed() {
+        Some(b) => format!("{what} at bed {b}"),
+        None => what.to_string(),
     }
-    // Sentence case for the start of the message.
-    if let Some(first) = s.get(0..1) {
-        s.replace_range(0..1, &first.to_uppercase());
-    }
-    s
 }
 
 fn role_name(role: Role) -> &'static str {
@@ -372,7 +365,6 @@ mod tests {
             Action::AssignBeds,
             Action::AdmitDischarge,
             Action::ManageUsers,
-            Action::ConfigureUpstream,
         ]
     }
 
@@ -423,7 +415,6 @@ mod tests {
             "nurse assign_beds - not_permitted",
             "nurse admit_discharge - not_permitted",
             "nurse manage_users - not_permitted",
-            "nurse configure_upstream - not_permitted",
         ] {
             assert!(nurse.contains(&expected.to_string()), "{expected}\n{t}");
         }
@@ -434,12 +425,11 @@ mod tests {
         let charge = lines("charge_nurse");
         assert!(charge
             .iter()
-            .filter(|l| !l.contains("manage_users") && !l.contains("configure_upstream"))
+            .filter(|l| !l.contains("manage_users"))
             .all(|l| l.ends_with("allowed")));
         assert!(charge.contains(&"charge_nurse manage_users - not_permitted".to_string()));
         let it = lines("it_admin");
         assert!(it.contains(&"it_admin manage_users - allowed".to_string()));
-        assert!(it.contains(&"it_admin configure_upstream - allowed".to_string()));
         assert!(it.contains(&"it_admin acknowledge 3 not_permitted".to_string()));
         assert!(it.contains(&"it_admin change_limits 3 not_permitted".to_string()));
     }

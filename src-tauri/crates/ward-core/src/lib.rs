@@ -589,32 +589,6 @@ impl StationHandle {
         Ok(())
     }
 
-    /// Stores the hospital core's password in the OS credential store (IT administrators).
-    /// The sync worker reads it at its next connection attempt.
-    pub fn set_upstream_password(&self, token: &str, password: &str) -> Result<(), CoreError> {
-        let who = self
-            .staff
-            .authorize(token, &Action::ConfigureUpstream, now_ms())?
-            .username;
-        let up = self
-            .cfg
-            .upstream
-            .as_ref()
-            .ok_or_else(|| CoreError::Config {
-                file: self.cfg.source.clone(),
-                key: "upstream.enabled".into(),
-                reason: "is false: there is no hospital core to set a password for".into(),
-            })?;
-        secrets::store(&up.password, password)?;
-        self.staff.audit_action(
-            &who,
-            "upstream.credential_set",
-            None,
-            serde_json::json!({"upstream": up.name}),
-        );
-        Ok(())
-    }
-
     /// The window's heartbeat; once one has arrived, its absence is a technical alarm.
     pub fn ui_heartbeat(&self) {
         let _ = self.alarm_tx.send(alarms::Input::UiHeartbeat);

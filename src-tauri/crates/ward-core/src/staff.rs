@@ -606,17 +606,6 @@ impl Staff {
             .map(|u| view(u, st.beds.get(&u.username).unwrap_or(&empty)))
             .collect()
     }
-
-    /// An audit event for an action the caller has authorized and carried out.
-    pub fn audit_action(
-        &self,
-        actor: &str,
-        kind: &str,
-        bed: Option<&str>,
-        detail: serde_json::Value,
-    ) {
-        self.emit(vec![], actor, kind, bed, detail);
-    }
 }
 
 impl From<Denial> for CoreError {

@@ -15,7 +15,7 @@ pub enum Role {
     Nurse,
     /// Runs the unit: any alarm, limits, assignments, admitting devices to beds.
     ChargeNurse,
-    /// Hospital IT: users, upstream credentials. No clinical actions.
+    /// Hospital IT: users (and, at the console, the upstream password). No clinical actions.
     ItAdmin,
 }
 
