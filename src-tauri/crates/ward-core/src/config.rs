@@ -100,6 +100,7 @@ struct RawBroker {
 struct RawStore {
     waveform_hours: u64,
     vitals_days: u64,
+    max_db_mb: u64,
     prune_every_s: u64,
     batch_ms: u64,
 }
@@ -246,6 +247,12 @@ impl Config {
         let waveform_hours =
             in_range("store.waveform_hours", raw.store.waveform_hours, 1, 24 * 30)?;
         let vitals_days = in_range("store.vitals_days", raw.store.vitals_days, 1, 3650)?;
+        // 0 turns the cap off; below 16 MB the cap would be spent on the never-evicted alarm
+        // log and audit trail alone.
+        let max_db_mb = match raw.store.max_db_mb {
+            0 => 0,
+            mb => in_range("store.max_db_mb", mb, 16, 16 * 1024 * 1024)?,
+        };
         let prune_every_s = in_range("store.prune_every_s", raw.store.prune_every_s, 1, 3600)?;
         let batch_ms = in_range("store.batch_ms", raw.store.batch_ms, 10, 5000)?;
         let device_silent_s = in_range(
@@ -396,7 +403,8 @@ impl Config {
             },
             retention: ward_store::Retention {
                 waveforms: Duration::from_secs(waveform_hours * 3600),
-                vitals: Duration::from_secs(vitals_days * 86_400),
+                trends: Duration::from_secs(vitals_days * 86_400),
+                max_bytes: (max_db_mb > 0).then_some(max_db_mb * 1024 * 1024),
             },
             prune_every: Duration::from_secs(prune_every_s),
             batch_interval: Duration::from_millis(batch_ms),
@@ -566,7 +574,7 @@ mod tests {
     fn user_file_overrides_only_what_it_names() {
         let c = load_text(&with_data_dir("[store]\nwaveform_hours = 6\n")).unwrap();
         assert_eq!(c.retention.waveforms, Duration::from_secs(6 * 3600));
-        assert_eq!(c.retention.vitals, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.retention.trends, Duration::from_secs(30 * 86_400));
     }
 
     #[test]

@@ -25,9 +25,11 @@ pub mod access;
 pub mod alarms;
 pub mod audio;
 pub mod config;
+pub mod export;
 mod ingest;
 pub mod live;
 mod notify;
+pub mod review;
 pub mod secrets;
 pub mod staff;
 pub mod summary;
@@ -81,6 +83,12 @@ pub enum CoreError {
     Denied { code: &'static str, reason: String },
     #[error(transparent)]
     Secret(#[from] secrets::SecretError),
+    /// A review or export request that cannot be answered as asked (bad window, unknown bed).
+    #[error("{0}")]
+    Review(String),
+    /// Rendering or writing an exported strip or report failed.
+    #[error("export: {0}")]
+    Export(String),
 }
 
 impl CoreError {
@@ -91,6 +99,8 @@ impl CoreError {
             CoreError::AlarmDriver(_) => "alarm_driver",
             CoreError::Denied { code, .. } => code,
             CoreError::Secret(_) => "credential_store",
+            CoreError::Review(_) => "review",
+            CoreError::Export(_) => "export",
             CoreError::Config { .. } => "config",
             CoreError::Store(_) => "store",
             _ => "internal",

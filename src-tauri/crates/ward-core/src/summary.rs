@@ -27,6 +27,18 @@ fn ago(now_ms: i64, t: Option<i64>) -> String {
     }
 }
 
+/// A long span for people: "52 s ago", "12.5 min ago", "71.9 h ago".
+fn span_ago(ms: i64) -> String {
+    let s = ms.max(0) as f64 / 1000.0;
+    if s < 120.0 {
+        format!("{s:.0} s ago")
+    } else if s < 7200.0 {
+        format!("{:.1} min ago", s / 60.0)
+    } else {
+        format!("{:.1} h ago", s / 3600.0)
+    }
+}
+
 pub fn render(s: &WardSnapshot) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -171,6 +183,31 @@ pub fn render(s: &WardSnapshot) -> String {
         m.store.records_written,
         m.store.queue_full,
         m.store.write_errors,
+    );
+    let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let _ = writeln!(
+        out,
+        "database {:.1} MiB ({:.1} MiB in use){}{} | waveforms since {}{}",
+        mb(m.store.db_file_bytes),
+        mb(m.store.db_used_bytes),
+        m.store
+            .cap_bytes
+            .map(|c| format!(" of {:.0} MiB cap", mb(c)))
+            .unwrap_or_default(),
+        if m.store.evicted_for_size > 0 {
+            format!(", {} rows evicted for size", m.store.evicted_for_size)
+        } else {
+            String::new()
+        },
+        m.store
+            .oldest_wave_ms
+            .map(|t| span_ago(s.now_ms - t))
+            .unwrap_or_else(|| "(none yet)".into()),
+        if m.store.cap_unreachable {
+            " | CAP REACHED BY ALARM LOG AND AUDIT ALONE: raise store.max_db_mb"
+        } else {
+            ""
+        },
     );
     out
 }

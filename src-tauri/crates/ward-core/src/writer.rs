@@ -14,7 +14,7 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryS
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use ward_store::{Record, Retention, Store};
+use ward_store::{PruneStats, Record, Retention, Store};
 
 pub const QUEUE_CAPACITY: usize = 200_000;
 pub const MAX_PENDING: usize = 1_000_000;
@@ -31,7 +31,23 @@ pub(crate) struct WriterCounters {
     pub pruned_rows: AtomicU64,
     pub last_commit_us: AtomicU64,
     pub max_commit_us: AtomicU64,
+    /// Over the last [`COMMIT_WINDOW`] commits.
+    pub commit_p50_us: AtomicU64,
+    pub commit_p99_us: AtomicU64,
+    pub evicted_for_size: AtomicU64,
+    /// 1 while the rows that are never evicted alone fill the size cap.
+    pub cap_unreachable: AtomicU64,
+    pub db_file_bytes: AtomicU64,
+    pub db_used_bytes: AtomicU64,
+    /// The oldest waveform still held (ms since the epoch; 0: none).
+    pub oldest_wave_ms: AtomicU64,
+    /// store.max_db_mb in bytes (0: no cap).
+    pub cap_bytes: AtomicU64,
 }
+
+/// Commits over which the commit-time percentiles are taken (about three minutes at the
+/// default 200 ms batch interval).
+const COMMIT_WINDOW: usize = 1000;
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct StoreMetrics {
@@ -43,6 +59,14 @@ pub struct StoreMetrics {
     pub pruned_rows: u64,
     pub last_commit_us: u64,
     pub max_commit_us: u64,
+    pub commit_p50_us: u64,
+    pub commit_p99_us: u64,
+    pub evicted_for_size: u64,
+    pub cap_unreachable: bool,
+    pub db_file_bytes: u64,
+    pub db_used_bytes: u64,
+    pub oldest_wave_ms: Option<i64>,
+    pub cap_bytes: Option<u64>,
 }
 
 impl WriterCounters {
@@ -57,6 +81,17 @@ impl WriterCounters {
             pruned_rows: g(&self.pruned_rows),
             last_commit_us: g(&self.last_commit_us),
             max_commit_us: g(&self.max_commit_us),
+            commit_p50_us: g(&self.commit_p50_us),
+            commit_p99_us: g(&self.commit_p99_us),
+            evicted_for_size: g(&self.evicted_for_size),
+            cap_unreachable: g(&self.cap_unreachable) == 1,
+            db_file_bytes: g(&self.db_file_bytes),
+            db_used_bytes: g(&self.db_used_bytes),
+            oldest_wave_ms: match g(&self.oldest_wave_ms) {
+                0 => None,
+                ms => Some(ms as i64),
+            },
+            cap_bytes: Some(g(&self.cap_bytes)).filter(|&b| b > 0),
         }
     }
 }
@@ -147,6 +182,12 @@ fn run(
     retention: Retention,
 ) {
     let mut pending: Vec<Record> = Vec::new();
+    let mut commits: std::collections::VecDeque<u64> = std::collections::VecDeque::new();
+    // Size and coverage are read once at start so the metrics are right before the first
+    // prune.
+    report_size(&store, &c);
+    c.cap_bytes
+        .store(retention.max_bytes.unwrap_or(0), Ordering::Relaxed);
     let mut last_prune = Instant::now();
     let mut open = true;
     while open || !pending.is_empty() {
@@ -182,6 +223,26 @@ fn run(
                     c.last_commit_us.store(us, Ordering::Relaxed);
                     c.max_commit_us.fetch_max(us, Ordering::Relaxed);
                     pending.clear();
+                    commits.push_back(us);
+                    if commits.len() > COMMIT_WINDOW {
+                        commits.pop_front();
+                    }
+                    if c.batches.load(Ordering::Relaxed).is_multiple_of(20) {
+                        let mut sorted: Vec<u64> = commits.iter().copied().collect();
+                        sorted.sort_unstable();
+                        c.commit_p50_us
+                            .store(percentile(&sorted, 0.50), Ordering::Relaxed);
+                        c.commit_p99_us
+                            .store(percentile(&sorted, 0.99), Ordering::Relaxed);
+                    }
+                    // The cap is checked after every batch (three header reads), so the
+                    // file never outgrows it by more than a batch, whatever prune_every is.
+                    if let Some(max) = retention.max_bytes {
+                        match store.enforce_cap(max) {
+                            Ok(s) => count_eviction(&c, &s),
+                            Err(e) => tracing::error!(error = %e, "size cap eviction failed"),
+                        }
+                    }
                 }
                 Err(e) => {
                     c.write_errors.fetch_add(1, Ordering::Relaxed);
@@ -219,17 +280,56 @@ fn run(
         if last_prune.elapsed() >= prune_every {
             last_prune = Instant::now();
             match store.prune(now_ms(), retention) {
-                Ok(s) => {
-                    let n = (s.wave_chunks + s.vitals + s.events) as u64;
-                    c.pruned_rows.fetch_add(n, Ordering::Relaxed);
-                    if n > 0 {
-                        tracing::debug!(?s, "retention pruned rows");
-                    }
-                }
+                Ok(s) => count_eviction(&c, &s),
                 Err(e) => tracing::error!(error = %e, "retention prune failed"),
             }
+            report_size(&store, &c);
         }
     }
+}
+
+fn count_eviction(c: &WriterCounters, s: &PruneStats) {
+    let n = s.total() as u64;
+    c.pruned_rows.fetch_add(n, Ordering::Relaxed);
+    c.evicted_for_size
+        .fetch_add(s.evicted_for_size as u64, Ordering::Relaxed);
+    if n > 0 {
+        tracing::debug!(?s, "retention pruned rows");
+    }
+    if s.evicted_for_size > 0 || s.cap_unreachable {
+        let was = c
+            .cap_unreachable
+            .swap(u64::from(s.cap_unreachable), Ordering::Relaxed);
+        if s.cap_unreachable && was == 0 {
+            tracing::error!(
+                "store.max_db_mb is reached by the alarm log, audit trail and settings alone; \
+                 raise it: nothing more can be evicted"
+            );
+        }
+    }
+}
+
+fn report_size(store: &Store, c: &WriterCounters) {
+    match store.size() {
+        Ok(r) => {
+            c.db_file_bytes.store(r.file_bytes, Ordering::Relaxed);
+            c.db_used_bytes.store(r.used_bytes, Ordering::Relaxed);
+            c.oldest_wave_ms.store(
+                r.oldest_wave_ms.unwrap_or(0).max(0) as u64,
+                Ordering::Relaxed,
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the database size"),
+    }
+}
+
+/// The `p` quantile of sorted values (nearest rank).
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
 }
 
 #[cfg(test)]
@@ -259,7 +359,8 @@ mod tests {
             Duration::from_millis(50),
             Retention {
                 waveforms: hour,
-                vitals: hour,
+                trends: hour,
+                max_bytes: None,
             },
         )
         .unwrap();

@@ -19,10 +19,14 @@
 
 pub mod audit;
 pub mod chunker;
+mod retention;
+mod review;
 mod schema;
 
 pub use audit::{AuditEvent, AuditRow, Verification};
 pub use chunker::{Chunker, WaveChunk};
+pub use retention::{PruneStats, Retention, SizeReport};
+pub use review::{TrendPoint, TrendResolution};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -135,19 +139,6 @@ pub struct UserRow {
     pub changed_by: String,
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct Retention {
-    pub waveforms: Duration,
-    pub vitals: Duration,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PruneStats {
-    pub wave_chunks: usize,
-    pub vitals: usize,
-    pub events: usize,
-}
-
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub vitals: u64,
@@ -184,6 +175,44 @@ fn vital_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VitalRow> {
     })
 }
 
+/// Maps `SELECT device, bed, channel, t0_us, rate_mhz, scale, offset, unit, samples` to a
+/// chunk. Samples are stored as little-endian i16.
+fn wave_chunk(r: &rusqlite::Row<'_>) -> rusqlite::Result<WaveChunk> {
+    let blob: Vec<u8> = r.get(8)?;
+    Ok(WaveChunk {
+        device: r.get(0)?,
+        bed: r.get(1)?,
+        channel: r.get(2)?,
+        t0_us: r.get(3)?,
+        rate_mhz: r.get(4)?,
+        scale: r.get::<_, f64>(5)? as f32,
+        offset: r.get::<_, f64>(6)? as f32,
+        unit: r.get(7)?,
+        samples: blob
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]))
+            .collect(),
+    })
+}
+
+/// Maps `SELECT t_ms, kind, alarm_id, bed, condition, label, priority, value, limit_value,
+/// user, detail` to a row.
+fn alarm_log_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmLogRow> {
+    Ok(AlarmLogRow {
+        t_ms: r.get(0)?,
+        kind: r.get(1)?,
+        alarm_id: r.get::<_, Option<i64>>(2)?.map(|i| i as u64),
+        bed: r.get(3)?,
+        condition: r.get(4)?,
+        label: r.get(5)?,
+        priority: r.get(6)?,
+        value: r.get(7)?,
+        limit: r.get(8)?,
+        user: r.get(9)?,
+        detail: r.get(10)?,
+    })
+}
+
 pub struct Store {
     conn: Connection,
 }
@@ -200,6 +229,9 @@ impl Store {
         // durable QoS path (issue 3) adds its own fsync policy.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // The WAL file is reused after each checkpoint but never shrinks by itself; without a
+        // limit one burst (a week's prune after a long shutdown) would leave it large for good.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(Duration::from_secs(5))?;
         schema::migrate(&conn, path)?;
@@ -231,6 +263,15 @@ impl Store {
         {
             let mut vital = tx.prepare_cached(
                 "INSERT INTO vitals (ts_ms, device, bed, code, unit, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            // The 1-minute rollup is kept current as values arrive, so a 7-day trend reads
+            // 10,080 rows instead of 600,000 and nothing has to aggregate at prune time.
+            let mut rollup = tx.prepare_cached(
+                "INSERT INTO vitals_1m (bed, code, minute, unit, n, v_sum, v_min, v_max)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5, ?5)
+                 ON CONFLICT (bed, code, minute) DO UPDATE SET
+                    n = n + 1, v_sum = v_sum + excluded.v_sum, unit = excluded.unit,
+                    v_min = MIN(v_min, excluded.v_min), v_max = MAX(v_max, excluded.v_max)",
             )?;
             let mut wave = tx.prepare_cached(
                 "INSERT INTO wave_chunks (device, bed, channel, t0_us, rate_mhz, scale, offset, unit, n, samples)
@@ -329,6 +370,15 @@ impl Store {
                     Record::Vital(v) => {
                         vital
                             .execute(params![v.ts_ms, v.device, v.bed, v.code, v.unit, v.value])?;
+                        if let (Some(bed), Some(value)) = (&v.bed, v.value) {
+                            rollup.execute(params![
+                                bed,
+                                v.code,
+                                v.ts_ms.div_euclid(60_000),
+                                v.unit,
+                                value
+                            ])?;
+                        }
                     }
                     Record::Wave(c) => {
                         let blob: Vec<u8> =
@@ -354,44 +404,6 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
-    }
-
-    /// Deletes what is older than the retention windows. Deletes in slices so a large backlog
-    /// (a station that was off for a week) never holds the write lock for long.
-    pub fn prune(&mut self, now_ms: i64, keep: Retention) -> Result<PruneStats, StoreError> {
-        let wave_cut_us = now_ms
-            .saturating_sub(keep.waveforms.as_millis() as i64)
-            .saturating_mul(1000);
-        let vitals_cut_ms = now_ms.saturating_sub(keep.vitals.as_millis() as i64);
-        let wave_chunks = self.delete_in_slices(
-            "DELETE FROM wave_chunks WHERE id IN (SELECT id FROM wave_chunks WHERE t0_us < ?1 LIMIT 5000)",
-            wave_cut_us,
-        )?;
-        let vitals = self.delete_in_slices(
-            "DELETE FROM vitals WHERE id IN (SELECT id FROM vitals WHERE ts_ms < ?1 LIMIT 5000)",
-            vitals_cut_ms,
-        )?;
-        let events = self.delete_in_slices(
-            "DELETE FROM device_events WHERE id IN (SELECT id FROM device_events WHERE ts_ms < ?1 LIMIT 5000)",
-            vitals_cut_ms,
-        )?;
-        let stats = PruneStats {
-            wave_chunks,
-            vitals,
-            events,
-        };
-        Ok(stats)
-    }
-
-    fn delete_in_slices(&mut self, sql: &str, cut: i64) -> Result<usize, StoreError> {
-        let mut total = 0;
-        loop {
-            let n = self.conn.execute(sql, params![cut])?;
-            total += n;
-            if n == 0 {
-                return Ok(total);
-            }
-        }
     }
 
     pub fn counts(&self) -> Result<Counts, StoreError> {
@@ -435,23 +447,7 @@ impl Store {
             "SELECT device, bed, channel, t0_us, rate_mhz, scale, offset, unit, samples FROM wave_chunks
              WHERE device = ?1 AND channel = ?2 ORDER BY t0_us",
         )?;
-        let rows = st.query_map(params![device, channel], |r| {
-            let blob: Vec<u8> = r.get(8)?;
-            Ok(WaveChunk {
-                device: r.get(0)?,
-                bed: r.get(1)?,
-                channel: r.get(2)?,
-                t0_us: r.get(3)?,
-                rate_mhz: r.get(4)?,
-                scale: r.get::<_, f64>(5)? as f32,
-                offset: r.get::<_, f64>(6)? as f32,
-                unit: r.get(7)?,
-                samples: blob
-                    .chunks_exact(2)
-                    .map(|c| i16::from_le_bytes([c[0], c[1]]))
-                    .collect(),
-            })
-        })?;
+        let rows = st.query_map(params![device, channel], wave_chunk)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -475,21 +471,7 @@ impl Store {
             "SELECT t_ms, kind, alarm_id, bed, condition, label, priority, value, limit_value, user, detail
              FROM alarm_log WHERE (?1 IS NULL OR bed = ?1) ORDER BY id DESC LIMIT ?2",
         )?;
-        let rows = st.query_map(params![bed, limit as i64], |r| {
-            Ok(AlarmLogRow {
-                t_ms: r.get(0)?,
-                kind: r.get(1)?,
-                alarm_id: r.get::<_, Option<i64>>(2)?.map(|i| i as u64),
-                bed: r.get(3)?,
-                condition: r.get(4)?,
-                label: r.get(5)?,
-                priority: r.get(6)?,
-                value: r.get(7)?,
-                limit: r.get(8)?,
-                user: r.get(9)?,
-                detail: r.get(10)?,
-            })
-        })?;
+        let rows = st.query_map(params![bed, limit as i64], alarm_log_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -652,7 +634,8 @@ mod tests {
         // Retention with zero windows removes vitals and waves, never the alarm log.
         let keep = Retention {
             waveforms: Duration::ZERO,
-            vitals: Duration::ZERO,
+            trends: Duration::ZERO,
+            max_bytes: None,
         };
         s.prune(10_000_000_000_000, keep).unwrap();
         assert_eq!(s.alarm_log(None, 10).unwrap().len(), 3);
@@ -711,11 +694,13 @@ mod tests {
                 now,
                 Retention {
                     waveforms: Duration::from_secs(3600),
-                    vitals: Duration::from_secs(2 * 24 * 3600),
+                    trends: Duration::from_secs(2 * 24 * 3600),
+                    max_bytes: None,
                 },
             )
             .unwrap();
-        assert_eq!((stats.wave_chunks, stats.vitals), (1, 1));
+        // Raw vitals follow the waveform window; their rollup minute the trend window.
+        assert_eq!((stats.wave_chunks, stats.vitals, stats.rollups), (1, 1, 1));
         assert_eq!(s.wave_chunks("mon-1", 131_330).unwrap().len(), 1);
         assert_eq!(s.vitals("mon-1", 147_842).unwrap()[0].value, Some(71.0));
     }

@@ -113,6 +113,32 @@ const MIGRATIONS: &[&str] = &[
         t_ms   INTEGER NOT NULL,
         user   TEXT    NOT NULL
      );",
+    // 6: review by bed (full disclosure and trends follow the bed, not the device, so a
+    // monitor moved between beds never mixes patients), and 1-minute rollups for long trends.
+    // Rollups are kept per bed; a vital from a device at no bed has no trend row.
+    // The by-device indexes go: nothing at run time reads by device, and at 64 beds the
+    // vitals one alone would take 2 GB of a 72 h window (by-device reads in tests and
+    // diagnostics scan instead).
+    "DROP INDEX vitals_device_code_ts;
+     DROP INDEX wave_device_channel_t0;
+     CREATE INDEX wave_bed_channel_t0 ON wave_chunks (bed, channel, t0_us);
+     CREATE INDEX vitals_bed_code_ts ON vitals (bed, code, ts_ms);
+     CREATE TABLE vitals_1m (
+        bed    TEXT    NOT NULL,
+        code   INTEGER NOT NULL,
+        minute INTEGER NOT NULL,
+        unit   INTEGER NOT NULL,
+        n      INTEGER NOT NULL,
+        v_sum  REAL    NOT NULL,
+        v_min  REAL    NOT NULL,
+        v_max  REAL    NOT NULL,
+        PRIMARY KEY (bed, code, minute)
+     ) WITHOUT ROWID;
+     CREATE INDEX vitals_1m_minute ON vitals_1m (minute);
+     INSERT INTO vitals_1m (bed, code, minute, unit, n, v_sum, v_min, v_max)
+        SELECT bed, code, ts_ms / 60000, MAX(unit), COUNT(*), SUM(value), MIN(value), MAX(value)
+        FROM vitals WHERE bed IS NOT NULL AND value IS NOT NULL
+        GROUP BY bed, code, ts_ms / 60000;",
 ];
 
 pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
