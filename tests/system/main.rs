@@ -17,6 +17,8 @@
 //!   made with sqlite is found at its position
 //! - `access`: users and roles at the core API: permissions, denials audited, lock and PIN
 //! - `credentials`: the upstream password from a real keyring (Secret Service, keyutils)
+//! - `review`: full disclosure and trends equal what the simulator sent; strips and reports
+//!   exported from the core API and the CLI, audited
 //! - `sync`: store-and-forward to Debian's Mosquitto through a 60 s outage
 
 mod support;
@@ -30,5 +32,6 @@ mod cli;
 mod credentials;
 mod docs_examples;
 mod ingest;
+mod review;
 mod simulated_ward;
 mod sync;

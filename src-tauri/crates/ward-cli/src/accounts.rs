@@ -110,7 +110,7 @@ impl Secrets {
 }
 
 /// Who the audit trail names for console changes: the operating-system user.
-fn console_actor() -> String {
+pub(crate) fn console_actor() -> String {
     let os = std::env::var("USER")
         .or_else(|_| std::env::var("USERNAME"))
         .unwrap_or_default();

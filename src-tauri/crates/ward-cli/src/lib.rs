@@ -9,6 +9,7 @@
 
 mod accounts;
 pub mod bench;
+mod exports;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -57,6 +58,9 @@ enum Command {
     /// The hospital core's password in the OS credential store.
     #[command(subcommand)]
     Credentials(accounts::CredentialsCommand),
+    /// Printable ECG strips and trend reports (PNG or SVG) from the station's database.
+    #[command(subcommand)]
+    Export(exports::ExportCommand),
 }
 
 #[derive(Subcommand)]
@@ -245,6 +249,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
         }
         Command::Users(c) => accounts::users(c),
         Command::Credentials(c) => accounts::credentials(c),
+        Command::Export(c) => exports::export(c),
         Command::StoreStats { db } => {
             let s = ward_store::Store::open_read_only(&db)?;
             let c = s.counts()?;

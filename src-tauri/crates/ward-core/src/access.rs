@@ -41,14 +41,29 @@ impl Default for AccessPolicy {
 /// the whole unit for pauses, a station-level technical alarm for acknowledgements).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Acknowledge { bed: Option<String> },
-    AudioPause { bed: Option<String> },
-    AlarmPause { bed: String },
-    AudioOff { bed: Option<String> },
-    ChangeLimits { bed: String },
+    Acknowledge {
+        bed: Option<String>,
+    },
+    AudioPause {
+        bed: Option<String>,
+    },
+    AlarmPause {
+        bed: String,
+    },
+    AudioOff {
+        bed: Option<String>,
+    },
+    ChangeLimits {
+        bed: String,
+    },
     AssignBeds,
     AdmitDischarge,
     ManageUsers,
+    /// Writing a bed's strip or trend report to a file: patient data leaving the screen, so
+    /// clinical staff only, and audited.
+    Export {
+        bed: String,
+    },
 }
 
 impl Action {
@@ -63,6 +78,7 @@ impl Action {
             Action::AssignBeds => "assign_beds",
             Action::AdmitDischarge => "admit_discharge",
             Action::ManageUsers => "manage_users",
+            Action::Export { .. } => "export",
         }
     }
 
@@ -71,7 +87,9 @@ impl Action {
             Action::Acknowledge { bed } | Action::AudioPause { bed } | Action::AudioOff { bed } => {
                 bed.as_deref()
             }
-            Action::AlarmPause { bed } | Action::ChangeLimits { bed } => Some(bed),
+            Action::AlarmPause { bed } | Action::ChangeLimits { bed } | Action::Export { bed } => {
+                Some(bed)
+            }
             _ => None,
         }
     }
@@ -110,6 +128,7 @@ pub fn authorize(
             | Action::ChangeLimits { .. }
             | Action::AssignBeds
             | Action::AdmitDischarge
+            | Action::Export { .. }
     );
     let not_role = |who: &str| {
         Err(Denial::new(
@@ -137,6 +156,8 @@ pub fn authorize(
             Action::ChangeLimits { .. } => not_role("charge nurses"),
             Action::AssignBeds | Action::AdmitDischarge => not_role("charge nurses"),
             Action::ManageUsers => not_role("IT administrators"),
+            // Every bed is on her screen; printing what she sees needs no assignment.
+            Action::Export { .. } => Ok(()),
             // A station-level technical alarm (audio, storage) concerns everyone on shift.
             Action::Acknowledge { bed: None } => Ok(()),
             _ if policy.nurses_all_beds => Ok(()),
@@ -177,6 +198,7 @@ fn describe(action: &Action) -> String {
         Action::AssignBeds => "Assigning nurses to beds",
         Action::AdmitDischarge => "Admitting and discharging devices",
         Action::ManageUsers => "Managing users",
+        Action::Export { .. } => "Exporting strips and reports",
     };
     match action.bed() {
         Some(b) => format!("{what} at bed {b}"),
@@ -365,6 +387,9 @@ mod tests {
             Action::AssignBeds,
             Action::AdmitDischarge,
             Action::ManageUsers,
+            Action::Export {
+                bed: bed.to_string(),
+            },
         ]
     }
 
@@ -415,6 +440,8 @@ mod tests {
             "nurse assign_beds - not_permitted",
             "nurse admit_discharge - not_permitted",
             "nurse manage_users - not_permitted",
+            "nurse export 3 allowed",
+            "nurse export 9 allowed",
         ] {
             assert!(nurse.contains(&expected.to_string()), "{expected}\n{t}");
         }
@@ -432,6 +459,7 @@ mod tests {
         assert!(it.contains(&"it_admin manage_users - allowed".to_string()));
         assert!(it.contains(&"it_admin acknowledge 3 not_permitted".to_string()));
         assert!(it.contains(&"it_admin change_limits 3 not_permitted".to_string()));
+        assert!(it.contains(&"it_admin export 9 not_permitted".to_string()));
     }
 
     #[test]

@@ -43,7 +43,8 @@ pub const MAJOR_GRID: RGBColor = RGBColor(220, 90, 90);
 pub const TRACE: RGBColor = RGBColor(0, 0, 0);
 const TEXT: RGBColor = RGBColor(20, 20, 20);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Format {
     Png,
     Svg,
@@ -336,6 +337,116 @@ fn draw_strip<DB: DrawingBackend>(
         }
     }
     Ok(())
+}
+
+/// What to export, as the window, the CLI and the audit trail name it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Request {
+    /// ECG strip of `seconds` (10-30) from `from_ms`.
+    Strip {
+        bed: String,
+        from_ms: i64,
+        seconds: u32,
+        format: Format,
+    },
+    /// Trend report over `[from_ms, to_ms)`.
+    Trend {
+        bed: String,
+        from_ms: i64,
+        to_ms: i64,
+        format: Format,
+    },
+}
+
+impl Request {
+    pub fn bed(&self) -> &str {
+        match self {
+            Request::Strip { bed, .. } | Request::Trend { bed, .. } => bed,
+        }
+    }
+    pub fn from_ms(&self) -> i64 {
+        match self {
+            Request::Strip { from_ms, .. } | Request::Trend { from_ms, .. } => *from_ms,
+        }
+    }
+    pub fn to_ms(&self) -> i64 {
+        match self {
+            Request::Strip {
+                from_ms, seconds, ..
+            } => from_ms + *seconds as i64 * 1000,
+            Request::Trend { to_ms, .. } => *to_ms,
+        }
+    }
+    pub fn audit_kind(&self) -> &'static str {
+        match self {
+            Request::Strip { .. } => "export.strip",
+            Request::Trend { .. } => "export.trend",
+        }
+    }
+    /// `ecg-bed-03-20261121-104205.png`: bed and local start time, so a folder of exports
+    /// sorts by bed and time.
+    pub fn file_name(&self) -> String {
+        let (kind, format) = match self {
+            Request::Strip { format, .. } => ("ecg", format),
+            Request::Trend { format, .. } => ("trend", format),
+        };
+        let ext = match format {
+            Format::Png => "png",
+            Format::Svg => "svg",
+        };
+        format!(
+            "{kind}-{}-{}.{ext}",
+            self.bed(),
+            local(self.from_ms(), "%Y%m%d-%H%M%S")
+        )
+    }
+
+    pub fn render(
+        &self,
+        store: &Store,
+        station: &str,
+        bed_label: &str,
+    ) -> Result<Rendered, CoreError> {
+        match self {
+            Request::Strip {
+                bed,
+                from_ms,
+                seconds,
+                format,
+            } => {
+                StripData::load(store, station, bed, bed_label, *from_ms, *seconds)?.render(*format)
+            }
+            Request::Trend {
+                bed,
+                from_ms,
+                to_ms,
+                format,
+            } => TrendData::load(store, station, bed, bed_label, *from_ms, *to_ms)?.render(*format),
+        }
+    }
+}
+
+/// A time as people type it: RFC 3339 (`2026-11-21T10:42:05+01:00`), local
+/// `2026-11-21 10:42[:05]`, or milliseconds since the epoch.
+pub fn parse_time(s: &str) -> Result<i64, CoreError> {
+    let s = s.trim();
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(naive) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
+            if let Some(t) = chrono::Local.from_local_datetime(&naive).earliest() {
+                return Ok(t.timestamp_millis());
+            }
+        }
+    }
+    Err(CoreError::Review(format!(
+        "{s:?} is not a time: use 2026-11-21 10:42:05 (station time), RFC 3339 or milliseconds since 1970"
+    )))
 }
 
 /// A trend report: one panel per vital over the window, alarm onsets marked.
@@ -721,6 +832,43 @@ pub(crate) mod tests {
         assert!(svg.contains("HR (bpm)") && svg.contains("NIBP-S / NIBP-D / NIBP-M (mmHg)"));
         keep_artifact("trend-report.png", &png.bytes);
         keep_artifact("trend-report.svg", svg.as_bytes());
+    }
+
+    #[test]
+    fn times_are_read_in_the_forms_people_type() {
+        assert_eq!(parse_time("1800000000000").unwrap(), 1_800_000_000_000);
+        assert_eq!(
+            parse_time("2027-01-15T08:00:00Z").unwrap(),
+            1_800_000_000_000
+        );
+        assert_eq!(
+            parse_time("2027-01-15T09:00:00+01:00").unwrap(),
+            parse_time("2027-01-15T08:00:00Z").unwrap()
+        );
+        // Station-local forms agree with each other.
+        assert_eq!(
+            parse_time("2027-01-15 08:00").unwrap(),
+            parse_time("2027-01-15 08:00:00").unwrap()
+        );
+        let e = parse_time("yesterday").unwrap_err().to_string();
+        assert!(e.contains("\"yesterday\" is not a time"), "{e}");
+    }
+
+    #[test]
+    fn export_file_names_sort_by_kind_bed_and_time() {
+        let r = Request::Strip {
+            bed: "bed-03".into(),
+            from_ms: 0,
+            seconds: 10,
+            format: Format::Svg,
+        };
+        let name = r.file_name();
+        assert!(
+            name.starts_with("ecg-bed-03-19") && name.ends_with(".svg"),
+            "{name}"
+        );
+        assert_eq!(r.to_ms(), 10_000);
+        assert_eq!(r.audit_kind(), "export.strip");
     }
 
     /// Keeps a sample export under target/test-artifacts (or $WARDWATCH_ARTIFACTS) for people

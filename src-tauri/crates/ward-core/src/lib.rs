@@ -613,6 +613,81 @@ impl StationHandle {
             .and_then(|r| r.get(bed).cloned())
     }
 
+    fn bed_label(&self, bed: &str) -> Result<String, CoreError> {
+        self.cfg
+            .beds
+            .iter()
+            .find(|b| b.id.as_str() == bed)
+            .map(|b| b.label.clone())
+            .ok_or_else(|| CoreError::Review(format!("there is no bed {bed:?} in this unit")))
+    }
+
+    /// Stored waveform of a bed for review (full disclosure). Viewing needs no sign-in, as
+    /// the live screen does not.
+    pub fn review_wave(
+        &self,
+        bed: &str,
+        channel: u32,
+        from_ms: i64,
+        to_ms: i64,
+        max_points: usize,
+    ) -> Result<review::ReviewWave, CoreError> {
+        self.bed_label(bed)?;
+        let store = ward_store::Store::open_read_only(&self.cfg.db_path())?;
+        review::wave(&store, bed, channel, from_ms, to_ms, max_points)
+    }
+
+    /// A bed's trends with its alarm log rows in the window.
+    pub fn review_trend(
+        &self,
+        bed: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<review::ReviewTrend, CoreError> {
+        self.bed_label(bed)?;
+        let store = ward_store::Store::open_read_only(&self.cfg.db_path())?;
+        review::trend(&store, bed, from_ms, to_ms)
+    }
+
+    /// Writes an ECG strip or trend report into `{data_dir}/exports` and returns its path.
+    /// Clinical staff only; audited as `export.strip` / `export.trend` with the file name.
+    pub fn export(
+        &self,
+        token: &str,
+        req: &export::Request,
+    ) -> Result<std::path::PathBuf, CoreError> {
+        let bed = req.bed();
+        let label = self.bed_label(bed)?;
+        let user = self
+            .staff
+            .authorize(
+                token,
+                &access::Action::Export {
+                    bed: bed.to_string(),
+                },
+                now_ms(),
+            )?
+            .username;
+        let store = ward_store::Store::open_read_only(&self.cfg.db_path())?;
+        let rendered = req.render(&store, &self.cfg.station_name, &label)?;
+        let dir = self.cfg.data_dir.join("exports");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| CoreError::Export(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join(req.file_name());
+        rendered.write(&path)?;
+        self.staff.audit(
+            &user,
+            req.audit_kind(),
+            Some(bed),
+            serde_json::json!({
+                "file": req.file_name(),
+                "from_ms": req.from_ms(),
+                "to_ms": req.to_ms(),
+            }),
+        );
+        Ok(path)
+    }
+
     /// The alarm log from the database, newest first (one bed, or the unit).
     pub fn alarm_history(
         &self,

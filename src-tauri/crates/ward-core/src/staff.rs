@@ -299,6 +299,11 @@ impl Staff {
         }
     }
 
+    /// Appends one audit event for something a user did elsewhere in the core (an export).
+    pub fn audit(&self, actor: &str, kind: &str, bed: Option<&str>, detail: serde_json::Value) {
+        self.emit(vec![], actor, kind, bed, detail)
+    }
+
     /// Audits the sessions auto-lock has just locked.
     fn poll(&self, st: &mut State, now_ms: i64) {
         for user in st.sessions.poll(now_ms) {

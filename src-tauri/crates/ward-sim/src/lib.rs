@@ -47,6 +47,9 @@ pub struct SimConfig {
     pub device_prefix: String,
     pub seed: u64,
     pub scenarios: Vec<Scenario>,
+    /// Keep a copy of every waveform packet and vitals message sent (tests compare review
+    /// queries with it). Off by default: a full ward sends 2 MB a minute.
+    pub record: bool,
 }
 
 impl SimConfig {
@@ -57,6 +60,7 @@ impl SimConfig {
             device_prefix: "sim".into(),
             seed: 7,
             scenarios: Vec::new(),
+            record: false,
         }
     }
 }
@@ -71,6 +75,10 @@ pub struct SimStats {
     /// (device, channel code) -> samples handed to the MQTT client.
     pub samples: BTreeMap<(String, u32), u64>,
     pub vitals_messages: BTreeMap<String, u64>,
+    /// With [`SimConfig::record`]: every waveform packet handed to the client, per device.
+    pub sent_waves: BTreeMap<String, Vec<ward_model::WavePacket>>,
+    /// With [`SimConfig::record`]: every vitals message handed to the client, per device.
+    pub sent_vitals: BTreeMap<String, Vec<VitalsMessage>>,
 }
 
 fn now_us() -> i64 {
@@ -116,6 +124,7 @@ pub async fn run_ward(cfg: SimConfig, stop: watch::Receiver<bool>) -> Result<Sim
             ),
             stats: stats.clone(),
             started_us,
+            record: cfg.record,
         };
         tasks.push(tokio::spawn(monitor.run(stop.clone())));
     }
@@ -134,6 +143,7 @@ struct Monitor {
     gen: Generator,
     stats: Arc<Mutex<SimStats>>,
     started_us: i64,
+    record: bool,
 }
 
 const TICK: Duration = Duration::from_millis(40);
@@ -237,6 +247,9 @@ impl Monitor {
                     {
                         if let Ok(mut s) = self.stats.lock() {
                             *s.samples.entry((self.id.clone(), p.channel)).or_default() += n;
+                            if self.record {
+                                s.sent_waves.entry(self.id.clone()).or_default().push(p);
+                            }
                         }
                     }
                 }
@@ -255,6 +268,9 @@ impl Monitor {
                 {
                     if let Ok(mut s) = self.stats.lock() {
                         *s.vitals_messages.entry(self.id.clone()).or_default() += 1;
+                        if self.record {
+                            s.sent_vitals.entry(self.id.clone()).or_default().push(msg);
+                        }
                     }
                 }
                 if second % 2 == 0 {

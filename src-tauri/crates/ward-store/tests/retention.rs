@@ -14,9 +14,8 @@ use ward_store::{
 const BEDS: usize = 16;
 const ECG: u32 = 131_330;
 const HR: u32 = 147_842;
-/// Simulated time starts here (ms since the epoch, a round minute).
-#[allow(clippy::identity_op)]
-const T0_MS: i64 = 1_800_000_000_000 - 1_800_000_000_000 % 60_000; // 2027-01-15 08:00 UTC
+/// Simulated time starts here: 2027-01-15 08:00 UTC, a round minute (ms since the epoch).
+const T0_MS: i64 = 1_800_000_000_000;
 
 fn bed(b: usize) -> String {
     format!("bed-{b:02}")
