@@ -229,3 +229,42 @@ pub fn bed_discharge(state: tauri::State<'_, AppState>, bed: String) -> Result<(
     let t = token(&state);
     with(&state, |s| Ok(s.discharge(&t, &bed)?))
 }
+
+/// Stored waveform of a bed (full disclosure), reduced to about `max_points` values.
+#[tauri::command]
+pub fn review_wave(
+    state: tauri::State<'_, AppState>,
+    bed: String,
+    channel: u32,
+    from_ms: i64,
+    to_ms: i64,
+    max_points: usize,
+) -> Result<ward_core::review::ReviewWave, IpcError> {
+    with(&state, |s| {
+        Ok(s.review_wave(&bed, channel, from_ms, to_ms, max_points)?)
+    })
+}
+
+/// A bed's trends (HR, SpO2, RR, NIBP, Temp) and its alarm log rows in the window.
+#[tauri::command]
+pub fn review_trend(
+    state: tauri::State<'_, AppState>,
+    bed: String,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<ward_core::review::ReviewTrend, IpcError> {
+    with(&state, |s| Ok(s.review_trend(&bed, from_ms, to_ms)?))
+}
+
+/// Writes an ECG strip or trend report into the station's exports folder (clinical staff;
+/// audited) and returns the file's path for the window to show.
+#[tauri::command]
+pub fn review_export(
+    state: tauri::State<'_, AppState>,
+    request: ward_core::export::Request,
+) -> Result<String, IpcError> {
+    let t = token(&state);
+    with(&state, |s| {
+        Ok(s.export(&t, &request)?.display().to_string())
+    })
+}

@@ -51,6 +51,9 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
             commands::beds_assign,
             commands::bed_admit,
             commands::bed_discharge,
+            commands::review_wave,
+            commands::review_trend,
+            commands::review_export,
             stream::live_stream
         ])
         .build(tauri::generate_context!())?;

@@ -290,3 +290,37 @@ def test_alarm_shows_in_the_bar_and_is_acknowledged_in_the_window(driver, statio
     assert wait_until("the acknowledgement in the history panel", 10, history_ack)
     ARTIFACTS.mkdir(exist_ok=True)
     assert driver.save_screenshot(str(ARTIFACTS / "e2e-alarm.png")), "screenshot failed"
+
+    # From the alarm in the history to full disclosure: the review opens on the 30 s around
+    # the alarm's onset, with the stored ECG drawn.
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+        (onset,) = c.execute(
+            "SELECT t_ms FROM alarm_log WHERE alarm_id = ? AND kind = 'raised'", (int(alarm_id),)
+        ).fetchone()
+    raised = [
+        r
+        for r in driver.find_elements(By.CSS_SELECTOR, '[data-testid="history-row"][data-kind="raised"]')
+        if r.get_attribute("data-t") == str(onset)
+    ]
+    assert raised, "the onset row in the history"
+    raised[0].find_element(By.CSS_SELECTOR, '[data-testid="review-at"]').click()
+    review = driver.find_element(By.CSS_SELECTOR, '[data-testid="review"]')
+    wait_until("the review view", 10, lambda: review.is_displayed())
+    wait_until("the stored ECG around the alarm", 30, lambda: int(review.get_attribute("data-samples") or "0") > 0)
+    assert int(review.get_attribute("data-from")) == onset - 15_000
+    assert int(review.get_attribute("data-to")) == onset + 15_000
+    assert review.get_attribute("data-bed") == "bed-02"
+    # The alarm bar stays in sight above the review.
+    assert driver.find_element(By.CSS_SELECTOR, '[data-testid="alarm-bar"]').is_displayed()
+    # Trends: the SpO2 fall is in the points, and the table view lists rows.
+    wait_until("trend points", 10, lambda: int(review.get_attribute("data-trend-points") or "0") > 0)
+    click(driver, "trend-table-toggle")
+    wait_until("the trend table", 10, lambda: driver.find_elements(By.CSS_SELECTOR, '[data-testid="trend-row"]'))
+    # The signed-in nurse exports the strip; the file is a PNG in the station's exports.
+    click(driver, "export-strip-png")
+    exported = wait_until("the exported strip", 20, lambda: review.get_attribute("data-exported"))
+    assert Path(exported).parent == data / "exports", exported
+    assert Path(exported).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert driver.save_screenshot(str(ARTIFACTS / "e2e-review.png")), "screenshot failed"
+    click(driver, "review-close")
+    wait_until("back to live", 10, lambda: not review.is_displayed())
