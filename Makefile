@@ -114,9 +114,14 @@ test: deps lint check-core test-ui test-rust test-e2e
 	@echo "make test: all suites passed"
 
 # Benchmarks, in release builds; results (with ratios) are written into docs/BENCHMARKS.md.
-bench: deps-apt
+# The ward run takes 10 minutes and the 72 h database about 20 GB of temporary disk; the frame
+# times use the debug window build (the page is the same code) under Xvfb.
+bench: deps-apt deps-py deps-tools build
 	cargo build --release -p ward-cli
 	RUST_LOG=warn ALSA_CONFIG_PATH=$(TEST_ALSA) target/release/wardwatch bench alarm-latency --out docs/BENCHMARKS.md
+	RUST_LOG=warn ALSA_CONFIG_PATH=$(TEST_ALSA) target/release/wardwatch bench ward --out docs/BENCHMARKS.md
+	RUST_LOG=warn target/release/wardwatch bench queries --out docs/BENCHMARKS.md
+	ALSA_CONFIG_PATH=$(TEST_ALSA) $(PY) tests/e2e/bench_frames.py --out docs/BENCHMARKS.md
 
 package: deps-apt ui
 	cd src-tauri && ../ui/node_modules/.bin/tauri build --bundles deb

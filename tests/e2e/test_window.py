@@ -4,58 +4,26 @@ mosquitto_pub. Run by `make test` (make test-e2e)."""
 
 import json
 import os
-import shutil
-import socket
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.options import ArgOptions
-from selenium.webdriver.support.ui import WebDriverWait
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import ROOT, station_window, virtual_display, wait_until  # noqa: E402
+
 APP = ROOT / "target" / "debug" / "wardwatch-station"
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def free_port() -> int:
-    # The OS picks; WebDriver servers take a port number, not a listening socket.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(what, timeout, probe):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def xvfb():
-    # -displayfd: Xvfb chooses a free display and tells us which; no stale display is reused.
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-        pass_fds=(write_fd,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    with os.fdopen(read_fd) as f:
-        display = ":" + f.readline().strip()
-    assert proc.poll() is None, "Xvfb exited"
-    yield display
-    proc.terminate()
-    proc.wait(timeout=10)
+    with virtual_display() as display:
+        yield display
 
 
 @pytest.fixture
@@ -103,67 +71,9 @@ def sign_in(drv, user, password):
 
 @pytest.fixture
 def driver(xvfb, station_config):
-    assert APP.exists(), f"{APP} missing: make test builds it"
-    tauri_driver = shutil.which("tauri-driver") or str(Path.home() / ".cargo/bin/tauri-driver")
-    port, native_port = free_port(), free_port()
     cfg, _ = station_config
-    home = cfg.parent / "home"
-    # The webview keeps its own storage under the XDG directories: point them into the test's
-    # temp dir so no run sees another's state, and no test writes into a real user's home.
-    env = dict(
-        os.environ,
-        DISPLAY=xvfb,
-        WARDWATCH_CONFIG=str(cfg),
-        WARDWATCH_FORBID_DEFAULT_DATA_DIR="1",
-        XDG_DATA_HOME=str(home / "data"),
-        XDG_CACHE_HOME=str(home / "cache"),
-        XDG_CONFIG_HOME=str(home / "config"),
-    )
-    log = open(tmp_path_log(station_config), "wb")
-    td = subprocess.Popen(
-        [tauri_driver, "--port", str(port), "--native-port", str(native_port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-    def listening(p):
-        assert td.poll() is None, "tauri-driver exited: " + driver_log(station_config)
-        try:
-            with socket.create_connection(("127.0.0.1", p), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
-    # tauri-driver proxies to WebKitWebDriver on the native port; a session request made
-    # before both listen is dropped without a response.
-    wait_until("tauri-driver", 30, lambda: listening(port))
-    wait_until("WebKitWebDriver", 30, lambda: listening(native_port))
-    opts = ArgOptions()
-    opts.set_capability("browserName", "wry")
-    opts.set_capability("tauri:options", {"application": str(APP)})
-    try:
-        drv = webdriver.Remote(command_executor=f"http://127.0.0.1:{port}", options=opts)
-    except Exception:
-        td.terminate()
-        print(driver_log(station_config))
-        raise
-    yield drv
-    drv.quit()
-    td.terminate()
-    td.wait(timeout=10)
-    log.close()
-
-
-def tmp_path_log(station_config):
-    return station_config[0].parent / "tauri-driver.log"
-
-
-def driver_log(station_config):
-    try:
-        return tmp_path_log(station_config).read_text(errors="replace")
-    except OSError:
-        return "(no tauri-driver log)"
+    with station_window(APP, xvfb, cfg, cfg.parent / "tauri-driver.log") as drv:
+        yield drv
 
 
 def text_of(drv, testid):

@@ -10,6 +10,7 @@
 mod accounts;
 pub mod bench;
 mod exports;
+pub mod ward_bench;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -93,6 +94,30 @@ enum BenchCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// A simulated ward against a headless station process: samples lost, CPU, RSS, commits.
+    Ward {
+        #[arg(long, default_value_t = 64)]
+        beds: usize,
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// Markdown file to update between `<!-- bench:ward -->` markers.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Review query times on a generated database of `hours` for `beds`.
+    Queries {
+        #[arg(long, default_value_t = 64)]
+        beds: usize,
+        #[arg(long, default_value_t = 72)]
+        hours: u32,
+        /// Where to generate the database (default: a temporary directory). Needs about
+        /// 0.4 GB per bed-day.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Markdown file to update between `<!-- bench:queries -->` markers.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -121,6 +146,10 @@ pub struct RunArgs {
     /// Create the documented demo accounts (sets access.demo_accounts; demos and tests).
     #[arg(long)]
     demo_accounts: bool,
+    /// Also write the station's metrics as JSON to this file at each summary (replaced
+    /// atomically): for monitoring scripts and `wardwatch bench ward`.
+    #[arg(long)]
+    metrics_out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -195,6 +224,33 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             println!("data dir: {}", c.data_dir.display());
             println!("broker listens on {}", c.broker.listen);
             println!("beds: {}", c.beds.len());
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Ward { beds, minutes, out }) => {
+            let r = ward_bench::ward(beds, minutes).await?;
+            let text = ward_bench::ward_report(&r);
+            println!("{text}");
+            if let Some(out) = out {
+                bench::write_section(&out, "ward", &text)?;
+                println!("written to {}", out.display());
+            }
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Queries {
+            beds,
+            hours,
+            db,
+            out,
+        }) => {
+            let r = tokio::task::spawn_blocking(move || ward_bench::queries(beds, hours, db))
+                .await
+                .context("query bench task")??;
+            let text = ward_bench::queries_report(&r);
+            println!("{text}");
+            if let Some(out) = out {
+                bench::write_section(&out, "queries", &text)?;
+                println!("written to {}", out.display());
+            }
             Ok(())
         }
         Command::Bench(BenchCommand::AlarmLatency {
@@ -394,6 +450,9 @@ async fn run_headless(a: RunArgs) -> anyhow::Result<()> {
             _ = &mut stop => break,
             _ = tick.tick(), if a.summary_every > 0 => {
                 println!("{}", ward_core::summary::render(&station.snapshot()));
+                if let Some(p) = &a.metrics_out {
+                    write_metrics(p, &station.metrics());
+                }
             }
         }
     }
@@ -402,6 +461,19 @@ async fn run_headless(a: RunArgs) -> anyhow::Result<()> {
     station.shutdown().await;
     println!("{}", ward_core::summary::render(&final_snapshot));
     Ok(())
+}
+
+/// Writes metrics next to `p` and renames over it, so a reader never sees half a file. A
+/// failure is logged, never fatal: the station runs on without its metrics file.
+fn write_metrics(p: &std::path::Path, m: &ward_core::StationMetrics) {
+    let tmp = p.with_extension("tmp");
+    let r = serde_json::to_vec(m)
+        .map_err(std::io::Error::other)
+        .and_then(|b| std::fs::write(&tmp, b))
+        .and_then(|()| std::fs::rename(&tmp, p));
+    if let Err(e) = r {
+        tracing::warn!(path = %p.display(), error = %e, "cannot write the metrics file");
+    }
 }
 
 async fn run_sim(a: SimArgs) -> anyhow::Result<()> {

@@ -187,7 +187,7 @@ pub fn render(s: &WardSnapshot) -> String {
     let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
     let _ = writeln!(
         out,
-        "database {:.1} MiB ({:.1} MiB in use){}{} | waveforms since {}{}",
+        "database {:.1} MiB ({:.1} MiB in use){}{} | waveforms since {} | commit p99 {:.1} ms{}",
         mb(m.store.db_file_bytes),
         mb(m.store.db_used_bytes),
         m.store
@@ -203,6 +203,7 @@ pub fn render(s: &WardSnapshot) -> String {
             .oldest_wave_ms
             .map(|t| span_ago(s.now_ms - t))
             .unwrap_or_else(|| "(none yet)".into()),
+        m.store.commit_p99_us as f64 / 1000.0,
         if m.store.cap_unreachable {
             " | CAP REACHED BY ALARM LOG AND AUDIT ALONE: raise store.max_db_mb"
         } else {
