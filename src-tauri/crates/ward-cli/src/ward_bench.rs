@@ -305,8 +305,13 @@ fn bed_second(bed: usize, t_ms: i64, ecg: &[i16], pleth: &[i16], resp: &[i16]) -
 
 pub fn queries(beds: usize, hours: u32, db: Option<PathBuf>) -> anyhow::Result<QueryResult> {
     let tmp = tempfile::tempdir()?;
-    let db = db.unwrap_or_else(|| tmp.path().join("ring72.sqlite"));
-    let _ = std::fs::remove_file(&db);
+    let db = db.unwrap_or_else(|| tmp.path().join("ring.sqlite"));
+    // Never over an existing file: --db could name a station's real database.
+    anyhow::ensure!(
+        !db.exists(),
+        "{} exists; the query bench generates a new database",
+        db.display()
+    );
     let mut store = Store::open(&db)?;
     // Plausible samples (a sawtooth-ish pattern per channel); what matters for the queries is
     // the number and size of rows, not the shape.

@@ -871,13 +871,13 @@ pub(crate) mod tests {
         assert_eq!(r.audit_kind(), "export.strip");
     }
 
-    /// Keeps a sample export under target/test-artifacts (or $WARDWATCH_ARTIFACTS) for people
-    /// to look at; CI keeps the folder.
+    /// Keeps a sample export in the workspace's test-artifacts/ (beside the window test's
+    /// screenshots), or in $WARDWATCH_ARTIFACTS, for people to look at.
     fn keep_artifact(name: &str, bytes: &[u8]) {
         let dir = std::env::var_os("WARDWATCH_ARTIFACTS")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../target/test-artifacts")
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../test-artifacts")
             });
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(name), bytes).unwrap();

@@ -211,18 +211,22 @@ mod tests {
         (dir, s)
     }
 
-    #[test]
-    fn contiguous_chunks_join_and_a_gap_starts_a_new_segment() {
-        let (_d, s) = store_with_gap();
-        let w = wave(
-            &s,
+    fn ecg_100_to_104(s: &Store, max_points: usize) -> ReviewWave {
+        wave(
+            s,
             "bed-01",
             codes::MDC_ECG_ELEC_POTL_II,
             100_000,
             104_000,
-            0,
+            max_points,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn contiguous_chunks_join_and_a_gap_starts_a_new_segment() {
+        let (_d, s) = store_with_gap();
+        let w = ecg_100_to_104(&s, 0);
         assert_eq!(w.samples, 750);
         assert_eq!(w.segments.len(), 2);
         assert_eq!(w.segments[0].values.len(), 500);
@@ -233,15 +237,7 @@ mod tests {
     #[test]
     fn a_reduced_window_keeps_every_peak() {
         let (_d, s) = store_with_gap();
-        let w = wave(
-            &s,
-            "bed-01",
-            codes::MDC_ECG_ELEC_POTL_II,
-            100_000,
-            104_000,
-            60,
-        )
-        .unwrap();
+        let w = ecg_100_to_104(&s, 60);
         assert!(w.reduced);
         let n: usize = w.segments.iter().map(|s| s.values.len()).sum();
         assert!(n <= 64, "{n}");

@@ -312,6 +312,18 @@ fn trends_return_exactly_what_was_stored_and_minutes_aggregate_it() {
     assert_eq!(later.len(), 2);
 }
 
+/// (time in µs, raw value) of every sample of 250 Hz chunks.
+fn timed<'a>(chunks: impl Iterator<Item = &'a WaveChunk>) -> Vec<(i64, i16)> {
+    chunks
+        .flat_map(|c| {
+            c.samples
+                .iter()
+                .enumerate()
+                .map(move |(i, v)| (c.t0_us + i as i64 * 4000, *v))
+        })
+        .collect()
+}
+
 #[test]
 fn a_waveform_window_across_chunks_returns_every_stored_sample_in_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -322,32 +334,13 @@ fn a_waveform_window_across_chunks_returns_every_stored_sample_in_it() {
         batch.extend(second(t, &mut seed));
     }
     s.write_batch(&batch).unwrap();
-    let sent: Vec<(i64, i16)> = batch
-        .iter()
-        .filter_map(|r| match r {
-            Record::Wave(c) if c.bed.as_deref() == Some("bed-02") && c.channel == ECG => Some(c),
-            _ => None,
-        })
-        .flat_map(|c| {
-            c.samples
-                .iter()
-                .enumerate()
-                .map(move |(i, v)| (c.t0_us + i as i64 * 4000, *v))
-        })
-        .collect();
+    let sent = timed(batch.iter().filter_map(|r| match r {
+        Record::Wave(c) if c.bed.as_deref() == Some("bed-02") && c.channel == ECG => Some(c),
+        _ => None,
+    }));
     // 2.5 s .. 7.5 s: starts and ends inside chunks.
     let (from, to) = ((T0_MS + 2500) * 1000, (T0_MS + 7500) * 1000);
-    let got: Vec<(i64, i16)> = s
-        .wave_window(&bed(2), ECG, from, to)
-        .unwrap()
-        .iter()
-        .flat_map(|c| {
-            c.samples
-                .iter()
-                .enumerate()
-                .map(move |(i, v)| (c.t0_us + i as i64 * 4000, *v))
-        })
-        .collect();
+    let got = timed(s.wave_window(&bed(2), ECG, from, to).unwrap().iter());
     let want: Vec<(i64, i16)> = sent
         .into_iter()
         .filter(|(t, _)| *t >= from && *t < to)
