@@ -209,3 +209,32 @@ fn users_are_managed_at_the_console() {
     assert!(!all.contains("ana-password-1") && !all.contains("\"4711\""));
     assert!(s.verify_audit().unwrap().ok());
 }
+
+#[test]
+fn a_headless_station_writes_its_metrics_file_and_a_database_line() {
+    let out = tempfile::tempdir().unwrap();
+    let metrics = out.path().join("metrics.json");
+    let st = Headless::start(&[
+        "--sim-beds",
+        "2",
+        "--metrics-out",
+        metrics.to_str().unwrap(),
+    ]);
+    let m: serde_json::Value =
+        wait_for("metrics with stored rows", Duration::from_secs(30), || {
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&metrics).ok()?).ok()?;
+            (v["store"]["records_written"].as_u64()? > 0).then_some(v)
+        });
+    assert!(m["store"]["db_file_bytes"].as_u64().unwrap() > 0, "{m}");
+    assert_eq!(m["store"]["cap_bytes"].as_u64(), Some(40_960 * 1024 * 1024));
+    assert!(m["broker"]["messages_in"].as_u64().unwrap() > 0);
+    let lines = st.stdout.lock().unwrap().clone();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("database ") && l.contains("of 40960 MiB cap")),
+        "{lines:?}"
+    );
+    assert!(st.stop().success());
+}

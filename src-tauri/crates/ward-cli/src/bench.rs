@@ -15,6 +15,7 @@ use anyhow::{bail, Context};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use ward_alarm::LogKind;
+use ward_core::percentile;
 
 pub struct Options {
     pub sim_beds: usize,
@@ -27,14 +28,6 @@ pub struct Result {
     pub messages_in: u64,
     pub messages_dropped: u64,
     pub seconds: f64,
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 pub async fn alarm_latency(o: Options) -> anyhow::Result<Result> {
@@ -140,6 +133,16 @@ pub fn report(r: &Result) -> String {
         r.messages_in as f64 / r.seconds.max(1e-9),
         r.messages_dropped,
     )
+}
+
+/// Prints a benchmark's report and, with `out`, writes it into that file's `name` section.
+pub fn publish(text: &str, out: Option<&Path>, name: &str) -> anyhow::Result<()> {
+    println!("{text}");
+    if let Some(out) = out {
+        write_section(out, name, text)?;
+        println!("written to {}", out.display());
+    }
+    Ok(())
 }
 
 /// Replaces the text between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` in `file`.

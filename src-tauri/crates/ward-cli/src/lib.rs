@@ -229,12 +229,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Ward { beds, minutes, out }) => {
             let r = ward_bench::ward(beds, minutes).await?;
             let text = ward_bench::ward_report(&r);
-            println!("{text}");
-            if let Some(out) = out {
-                bench::write_section(&out, "ward", &text)?;
-                println!("written to {}", out.display());
-            }
-            Ok(())
+            bench::publish(&text, out.as_deref(), "ward")
         }
         Command::Bench(BenchCommand::Queries {
             beds,
@@ -246,12 +241,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 .await
                 .context("query bench task")??;
             let text = ward_bench::queries_report(&r);
-            println!("{text}");
-            if let Some(out) = out {
-                bench::write_section(&out, "queries", &text)?;
-                println!("written to {}", out.display());
-            }
-            Ok(())
+            bench::publish(&text, out.as_deref(), "queries")
         }
         Command::Bench(BenchCommand::AlarmLatency {
             sim_beds,
@@ -260,12 +250,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
         }) => {
             let r = bench::alarm_latency(bench::Options { sim_beds, samples }).await?;
             let text = bench::report(&r);
-            println!("{text}");
-            if let Some(out) = out {
-                bench::write_section(&out, "alarm-latency", &text)?;
-                println!("written to {}", out.display());
-            }
-            Ok(())
+            bench::publish(&text, out.as_deref(), "alarm-latency")
         }
         Command::Audit(AuditCommand::Verify { db }) => {
             let v = ward_store::Store::open_read_only(&db)?.verify_audit()?;

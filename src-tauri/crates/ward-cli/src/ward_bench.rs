@@ -15,16 +15,9 @@ use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use ward_core::percentile;
 use ward_model::codes;
 use ward_store::{Record, Store, TrendResolution, VitalRow, WaveChunk};
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 /// CPU seconds (user + system) of a process, from /proc/PID/stat.
 fn cpu_seconds(pid: u32, ticks_per_s: f64) -> anyhow::Result<f64> {

@@ -36,6 +36,8 @@ pub mod summary;
 pub mod sync;
 mod writer;
 
+pub use writer::percentile;
+
 pub use access::{Action, Denial, Session};
 pub use alarms::{AlarmSnapshot, Command as AlarmCommand};
 pub use config::Config;

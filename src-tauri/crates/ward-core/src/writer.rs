@@ -323,10 +323,11 @@ fn report_size(store: &Store, c: &WriterCounters) {
     }
 }
 
-/// The `p` quantile of sorted values (nearest rank).
-pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
+/// The `p` quantile of sorted values (nearest rank); the default value when there are none.
+/// One definition for the writer's commit times and every benchmark.
+pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
     if sorted.is_empty() {
-        return 0;
+        return T::default();
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -346,6 +347,55 @@ mod tests {
             unit: 264_864,
             value: Some(value),
         })
+    }
+
+    #[test]
+    fn the_writer_enforces_the_size_cap_after_batches_and_counts_what_it_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("cap.sqlite");
+        let cap = 1024 * 1024;
+        let mut w = Writer::start(
+            db.clone(),
+            Duration::from_millis(10),
+            // No prune in this test: only the per-batch cap check can evict.
+            Duration::from_secs(3600),
+            Retention {
+                waveforms: Duration::from_secs(3600),
+                trends: Duration::from_secs(3600),
+                max_bytes: Some(cap),
+            },
+        )
+        .unwrap();
+        let now = now_ms();
+        for i in 0..4000i64 {
+            let r = Record::Wave(ward_store::WaveChunk {
+                device: "mon-1".into(),
+                bed: Some("bed-1".into()),
+                channel: 131_330,
+                t0_us: (now - 3_000_000 + i * 1000) * 1000,
+                rate_mhz: 250_000,
+                scale: 1.0,
+                offset: 0.0,
+                unit: 0,
+                samples: vec![i as i16; 250],
+            });
+            while !w.send(r.clone()) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        w.finish();
+        let m = w.counters.snapshot();
+        assert!(m.evicted_for_size > 0, "{m:?}");
+        assert!(!m.cap_unreachable);
+        assert_eq!(m.cap_bytes, Some(cap));
+        let size = Store::open_read_only(&db).unwrap().size().unwrap();
+        assert!(size.used_bytes <= cap, "{size:?}");
+        // The newest chunk is kept.
+        let chunks = Store::open_read_only(&db)
+            .unwrap()
+            .wave_chunks("mon-1", 131_330)
+            .unwrap();
+        assert_eq!(chunks.last().unwrap().samples[0], 3999);
     }
 
     #[test]

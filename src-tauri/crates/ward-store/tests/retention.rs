@@ -348,3 +348,22 @@ fn a_waveform_window_across_chunks_returns_every_stored_sample_in_it() {
     assert_eq!(got.len(), 1250);
     assert_eq!(got, want);
 }
+
+#[test]
+fn a_cap_filled_by_rows_that_are_never_evicted_is_reported_and_they_all_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(&dir.path().join("full.sqlite")).unwrap();
+    let mut seed = 3;
+    let mut batch = second(0, &mut seed);
+    for t in 0..1500 {
+        batch.extend(keepers(t));
+    }
+    s.write_batch(&batch).unwrap();
+    // A cap below what the alarm log and audit trail take alone.
+    let stats = s.enforce_cap(64 * 1024).unwrap();
+    assert!(stats.cap_unreachable, "{stats:?}");
+    assert_eq!(stats.wave_chunks, BEDS * 3, "every waveform went first");
+    assert_eq!(s.alarm_log(None, 10_000).unwrap().len(), 1500);
+    assert_eq!(s.audit_after(0, 10_000).unwrap().len(), 1500);
+    assert!(s.verify_audit().unwrap().ok());
+}
