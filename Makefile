@@ -87,10 +87,10 @@ run: deps-apt ui
 	cargo build -p wardwatch-app -p ward-cli
 	@if [ -n "$${DISPLAY:-}" ] && xdpyinfo >/dev/null 2>&1; then \
 	  echo "Opening the station window (broker on 127.0.0.1:1883, 16 simulated beds)"; \
-	  exec target/debug/wardwatch-station --sim-beds 16 --demo-accounts $(ARGS); \
+	  exec target/debug/wardwatch-station --sim-beds 16 --demo $(ARGS); \
 	else \
 	  echo "No display: running headless (broker on 127.0.0.1:1883, 16 simulated beds). Ctrl-C stops."; \
-	  exec target/debug/wardwatch run --sim-beds 16 --demo-accounts $(ARGS); \
+	  exec target/debug/wardwatch run --sim-beds 16 --demo $(ARGS); \
 	fi
 
 lint: ui

@@ -36,7 +36,7 @@ def station_config(tmp_path):
     cfg = tmp_path / "station.toml"
     cfg.write_text(
         f'[station]\nname = "E2E Station"\ndata_dir = "{data}"\n'
-        '[broker]\nlisten = "127.0.0.1:0"\n[store]\nbatch_ms = 50\n'
+        '[broker]\nlisten = "127.0.0.1:0"\nallow_anonymous = true\n[store]\nbatch_ms = 50\n'
         # Bed 2's patient desaturates: the alarm test acknowledges it in the window.
         '[sim]\nbeds = 4\nscenarios = ["bed 2 desaturates to 76 % at 2 s"]\n' + beds
     )

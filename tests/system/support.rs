@@ -78,6 +78,9 @@ impl Headless {
                 "127.0.0.1:0",
                 "--summary-every",
                 "1",
+                // Tests publish with mosquitto_pub and paho as anonymous devices; the broker
+                // tests that refuse anonymous clients start their own station without it.
+                "--allow-anonymous",
                 "--data-dir",
             ])
             .arg(dir.path())
@@ -193,7 +196,7 @@ pub fn vitals_json(code: u32, value: f64, unit: u32) -> String {
 /// A config for an in-process station in `dir`, on a free port.
 pub fn config(dir: &Path, sim_beds: u64) -> ward_core::Config {
     let text = format!(
-        "[station]\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\n[sim]\nbeds = {sim_beds}\n[store]\nbatch_ms = 50\n",
+        "[station]\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n[sim]\nbeds = {sim_beds}\n[store]\nbatch_ms = 50\n",
         dir.display().to_string()
     );
     let path = dir.join("station.toml");

@@ -71,7 +71,7 @@ fn station_config_as(
 ) -> ward_core::Config {
     std::fs::create_dir_all(dir).unwrap();
     let mut text = format!(
-        "[station]\nid = \"{id}\"\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\n\
+        "[station]\nid = \"{id}\"\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n\
          [store]\nbatch_ms = 50\n[alarms]\nnotifications = false\n[access]\nnurses_all_beds = true\n\
          [upstream]\nenabled = true\nhost = \"127.0.0.1\"\nport = {port}\npeer_stations = {peers:?}\n\
          [sim]\nbeds = 2\nscenarios = [\"bed 2 desaturates to 76 % at 8 s\"]\n",
@@ -359,7 +359,7 @@ async fn sync_over_mutual_tls() {
             String::new()
         };
         let text = format!(
-            "[station]\nid = \"{name}\"\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\n\
+            "[station]\nid = \"{name}\"\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n\
              [alarms]\nnotifications = false\n[upstream]\nenabled = true\nhost = \"127.0.0.1\"\n\
              port = {tls_port}\nca_file = \"{d}/ca.pem\"\n{certs}\n[[beds]]\nid = \"bed-01\"\nlabel = \"Bed 1\"\n",
             dir.join("data").display().to_string()

@@ -1,31 +1,45 @@
 //! ward-broker: the MQTT broker embedded in every Wardwatch station.
 //!
-//! What it is: our own broker core on rumqttc's packet codec and tokio. Bedside monitors
-//! connect to it over TCP (MQTT 3.1.1 or 5.0); the station itself subscribes in-process
+//! Our own broker core on rumqttc's packet codec and tokio. Bedside monitors connect over TCP
+//! or TLS (MQTT 3.1.1 or 5.0); the station subscribes in-process
 //! ([`BrokerHandle::subscribe_local`]) so patient data takes no second network hop.
 //!
-//! What it is not (yet): this is the walking-skeleton slice. It has CONNECT/CONNACK for both
-//! versions, PUBLISH QoS 0/1 (and inbound QoS 2 exactly once per connection), SUBSCRIBE and
-//! UNSUBSCRIBE with `+`/`#`, PINGREQ, DISCONNECT, keep-alive, last will, client-id takeover,
-//! a CONNECT time limit, a packet size limit and clean shutdown. Retained messages, persistent
-//! sessions, outbound QoS 2, TLS, authentication and ACLs belong to issue 3 and are refused or
-//! downgraded explicitly, never silently half-done.
+//! It has QoS 0/1/2 both ways with exactly-once inbound state by packet id, retained messages,
+//! wills (with MQTT 5 will delay), clean and persistent sessions with expiry and offline
+//! queues, redelivery on reconnect, the MQTT 5 features (receive maximum, maximum packet size,
+//! topic aliases both ways, subscription identifiers, no-local, retain-as-published, retain
+//! handling, message expiry, request/response properties, user properties, server keep-alive,
+//! assigned client ids, reason codes, shared subscriptions), durable sessions and messages in
+//! SQLite with group commit, TLS and mutual TLS, argon2 passwords and Mosquitto-style ACLs,
+//! limits with counters, and `$SYS` metrics.
 //!
-//! Layout: `codec` (one view of both protocol versions), `router` (subscriptions, matching),
-//! `conn` (one task per connection), this file (config, handle, metrics).
+//! Layout: `codec` (both protocol versions), `router` (subscriptions, matching), `session`
+//! (state that outlives a connection), `conn` (one task per connection), `persist` (SQLite),
+//! `auth` (identities, passwords, ACL), `tls` (rustls listener), this file (config, shared
+//! state, routing, handle, metrics).
 #![forbid(unsafe_code)]
 
+pub mod auth;
 mod codec;
 mod conn;
+mod persist;
 mod router;
+mod session;
+pub mod tls;
 
-pub use codec::Qos;
-pub use router::{topic_matches, valid_filter, valid_topic_name};
+pub use auth::{Acl, Authorizer, FileAuth, Identity, Passwords};
+pub use codec::{reason, PubProps, Qos};
+pub use persist::PersistError;
+pub use router::{split_share, topic_matches, valid_filter, valid_topic_name};
+pub use tls::{TlsConfig, TlsError};
 
 use bytes::Bytes;
-use router::{Router, Sink, Subscription};
+use persist::{Op, Persist, StoredMsg};
+use router::{Entry, Router, Target, Targets};
+use session::{Delivery, Refused, SessionSlot};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -42,31 +56,95 @@ pub enum BrokerError {
     },
     #[error("invalid subscription filter {0:?}")]
     BadFilter(String),
+    #[error("invalid topic name {0:?}")]
+    BadTopic(String),
     #[error("broker state lock poisoned")]
     Poisoned,
+    #[error(transparent)]
+    Store(#[from] PersistError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("no TLS listener is configured")]
+    NoTls,
 }
 
+/// The decision hook, shared by every connection. A newtype so the config stays `Debug`.
+#[derive(Clone)]
+pub struct AuthHook(pub Arc<dyn Authorizer>);
+
+impl std::fmt::Debug for AuthHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthHook")
+    }
+}
+
+/// Broker settings. Each limit says what happens when it is reached; each has a counter in
+/// [`MetricsSnapshot`].
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
+    /// Plain TCP listener.
     pub listen: SocketAddr,
-    /// Largest packet accepted, in bytes. Bigger packets close the connection (v5: 0x95).
+    /// Optional TLS listener beside the plain one.
+    pub tls: Option<TlsConfig>,
+    /// Largest packet accepted, in bytes. Bigger: closed (v5: DISCONNECT 0x95).
     pub max_packet_size: usize,
-    /// A connection must send CONNECT within this time or is closed.
+    /// A connection must complete its TLS handshake and send CONNECT within this time, or is
+    /// closed, so a silent client holds nothing for long.
     pub connect_timeout: Duration,
-    /// Outbound messages queued per connection before new ones are dropped (and counted).
-    pub outbound_queue: usize,
-    /// Connections beyond this are refused at accept.
+    /// Connections beyond this are closed at accept (counted as refused).
     pub max_connections: usize,
+    /// Inbound QoS 1/2 messages a v5 client may have unacknowledged (advertised as receive
+    /// maximum). Exceeded: DISCONNECT 0x93.
+    pub receive_max: u16,
+    /// Outbound QoS 1/2 messages in flight per client (also capped by the client's receive
+    /// maximum). Reached: further messages wait in the session queue.
+    pub max_inflight: u16,
+    /// Messages and payload bytes queued per session. Reached: the new message is dropped for
+    /// that session and counted (`dropped_queue_full`); other subscribers still get it.
+    pub max_queued_messages: usize,
+    pub max_queued_bytes: usize,
+    /// PUBLISH packets per second per client (0: no limit). Exceeded: the broker stops reading
+    /// from that client until it is back under the rate (TCP backpressure, nothing dropped),
+    /// counted as `rate_limited`.
+    pub max_msg_rate: u32,
+    /// Topic aliases a client may use towards us.
+    pub topic_alias_max: u16,
+    /// Longest keep-alive allowed (seconds, 0: any). A v5 client asking for more, or for none,
+    /// is told this value as server keep-alive.
+    pub max_keep_alive: u16,
+    /// Longest session expiry (seconds). 3.1.1 persistent sessions get exactly this.
+    pub max_session_expiry: u32,
+    /// SQLite file for persistent sessions, queued QoS 1/2 messages, inbound QoS 2 state and
+    /// retained messages. `None`: all of that lives in memory only.
+    pub store: Option<PathBuf>,
+    /// fsync each group commit (power-loss durability); without it commits survive a killed
+    /// process but not a power cut.
+    pub fsync: bool,
+    /// How often `$SYS/broker/...` metrics are published (zero: never).
+    pub sys_interval: Duration,
+    pub auth: AuthHook,
 }
 
 impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            tls: None,
             max_packet_size: 256 * 1024,
             connect_timeout: Duration::from_secs(10),
-            outbound_queue: 4096,
             max_connections: 1024,
+            receive_max: 1024,
+            max_inflight: 256,
+            max_queued_messages: 10_000,
+            max_queued_bytes: 64 * 1024 * 1024,
+            max_msg_rate: 0,
+            topic_alias_max: 64,
+            max_keep_alive: 600,
+            max_session_expiry: 7 * 24 * 3600,
+            store: None,
+            fsync: false,
+            sys_interval: Duration::from_secs(10),
+            auth: AuthHook(Arc::new(FileAuth::default())),
         }
     }
 }
@@ -77,74 +155,149 @@ pub struct Message {
     pub topic: Arc<str>,
     pub payload: Bytes,
     pub qos: Qos,
+    pub retain: bool,
     /// Client id of the publishing connection (`""` for in-process publishes).
     pub client_id: Arc<str>,
+    /// MQTT 5 properties forwarded to subscribers.
+    pub props: Option<Arc<PubProps>>,
+    /// Message expiry as wall-clock Unix milliseconds.
+    pub expires_at_ms: Option<i64>,
+    /// Durable id when the message is stored (0 otherwise).
+    pub id: u64,
 }
 
-/// Counters, each a reason something happened; exported as a snapshot.
-#[derive(Default)]
-pub(crate) struct Metrics {
-    pub connections_total: AtomicU64,
-    pub connections_active: AtomicU64,
-    pub connections_refused: AtomicU64,
-    pub messages_in: AtomicU64,
-    pub messages_out: AtomicU64,
-    pub messages_dropped: AtomicU64,
-    pub malformed_packets: AtomicU64,
-    pub packets_too_large: AtomicU64,
-    pub invalid_topics: AtomicU64,
-    pub protocol_errors: AtomicU64,
-    pub keepalive_timeouts: AtomicU64,
-    pub connect_timeouts: AtomicU64,
-}
+impl Message {
+    pub fn new(topic: &str, payload: impl Into<Bytes>, qos: Qos, retain: bool) -> Self {
+        Self {
+            topic: Arc::from(topic),
+            payload: payload.into(),
+            qos,
+            retain,
+            client_id: Arc::from(""),
+            props: None,
+            expires_at_ms: None,
+            id: 0,
+        }
+    }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct MetricsSnapshot {
-    pub connections_total: u64,
-    pub connections_active: u64,
-    pub connections_refused: u64,
-    pub messages_in: u64,
-    pub messages_out: u64,
-    pub messages_dropped: u64,
-    pub malformed_packets: u64,
-    pub packets_too_large: u64,
-    pub invalid_topics: u64,
-    pub protocol_errors: u64,
-    pub keepalive_timeouts: u64,
-    pub connect_timeouts: u64,
-}
+    fn stored(&self) -> StoredMsg {
+        StoredMsg {
+            id: self.id,
+            topic: self.topic.to_string(),
+            payload: self.payload.to_vec(),
+            qos: self.qos,
+            retain: self.retain,
+            props: self.props.as_deref().cloned(),
+            expires_at_ms: self.expires_at_ms,
+            publisher: self.client_id.to_string(),
+        }
+    }
 
-impl Metrics {
-    fn snapshot(&self) -> MetricsSnapshot {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        MetricsSnapshot {
-            connections_total: g(&self.connections_total),
-            connections_active: g(&self.connections_active),
-            connections_refused: g(&self.connections_refused),
-            messages_in: g(&self.messages_in),
-            messages_out: g(&self.messages_out),
-            messages_dropped: g(&self.messages_dropped),
-            malformed_packets: g(&self.malformed_packets),
-            packets_too_large: g(&self.packets_too_large),
-            invalid_topics: g(&self.invalid_topics),
-            protocol_errors: g(&self.protocol_errors),
-            keepalive_timeouts: g(&self.keepalive_timeouts),
-            connect_timeouts: g(&self.connect_timeouts),
+    fn from_stored(m: StoredMsg) -> Self {
+        Self {
+            topic: Arc::from(m.topic),
+            payload: Bytes::from(m.payload),
+            qos: m.qos,
+            retain: m.retain,
+            client_id: Arc::from(m.publisher),
+            props: m.props.map(Arc::new),
+            expires_at_ms: m.expires_at_ms,
+            id: m.id,
         }
     }
 }
 
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+macro_rules! metrics {
+    ($($name:ident),* $(,)?) => {
+        /// Counters, each a reason something happened.
+        #[derive(Default)]
+        pub(crate) struct Metrics { $(pub $name: AtomicU64,)* }
+
+        /// A snapshot of the counters, plus gauges read at snapshot time.
+        #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+        pub struct MetricsSnapshot {
+            $(pub $name: u64,)*
+            pub sessions: u64,
+            pub sessions_persistent: u64,
+            pub queued_messages: u64,
+            pub inflight_messages: u64,
+            pub retained_messages: u64,
+            pub subscriptions: u64,
+            pub store_commits: u64,
+            pub store_ops: u64,
+            pub store_errors: u64,
+        }
+
+        impl Metrics {
+            fn counters(&self) -> MetricsSnapshot {
+                MetricsSnapshot {
+                    $($name: self.$name.load(Ordering::Relaxed),)*
+                    ..MetricsSnapshot::default()
+                }
+            }
+        }
+    };
+}
+
+metrics!(
+    connections_total,
+    connections_active,
+    connections_refused,
+    messages_in,
+    messages_out,
+    messages_dropped,
+    dropped_queue_full,
+    dropped_local_full,
+    dropped_expired,
+    dropped_too_large_for_client,
+    malformed_packets,
+    packets_too_large,
+    invalid_topics,
+    protocol_errors,
+    keepalive_timeouts,
+    connect_timeouts,
+    auth_failures,
+    acl_denied_publish,
+    acl_denied_subscribe,
+    receive_max_exceeded,
+    rate_limited,
+    tls_handshake_failures,
+    tls_handshake_timeouts,
+    tls_reloads,
+    tls_reload_failures,
+    sessions_expired,
+    wills_published,
+);
+
 pub(crate) fn bump(a: &AtomicU64) {
     a.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Deliveries decided for one message, carried out once the message is durable.
+pub(crate) struct Plan {
+    pub msg: Arc<Message>,
+    pub targets: Targets,
+    /// Per session target: a delivery row was written.
+    pub durable: Vec<bool>,
 }
 
 pub(crate) struct Shared {
     pub cfg: BrokerConfig,
     pub router: RwLock<Router>,
     pub metrics: Metrics,
-    /// client id -> (owner id, control channel), for takeover of duplicate client ids.
-    pub clients: Mutex<HashMap<String, (u64, Arc<tokio::sync::Notify>)>>,
+    pub sessions: Mutex<HashMap<Arc<str>, Arc<SessionSlot>>>,
+    pub retained: RwLock<HashMap<Arc<str>, Arc<Message>>>,
+    pub persist: Option<Persist>,
+    pub tls: Option<tls::TlsState>,
     next_owner: AtomicU64,
+    started: std::time::Instant,
 }
 
 impl Shared {
@@ -152,34 +305,316 @@ impl Shared {
         self.next_owner.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Routes a message to every matching subscriber. Network subscribers get it if their
-    /// queue has room (a slow subscriber loses messages, counted, rather than stalling the
-    /// ward). In-process subscribers apply backpressure for QoS 1/2, so what the broker
-    /// acknowledged to a device has been handed to the station; QoS 0 (waveforms) is dropped
-    /// and counted when the station falls behind.
-    pub async fn route(&self, msg: Message) {
+    pub fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Arc<SessionSlot>>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Submits writes (if any and if there is a store) and returns the ticket to wait for;
+    /// 0 means nothing to wait for.
+    pub fn submit(&self, ops: Vec<Op>) -> u64 {
+        match &self.persist {
+            Some(p) if !ops.is_empty() => p.submit(ops),
+            _ => 0,
+        }
+    }
+
+    pub async fn wait(&self, ticket: u64) {
+        if let (Some(p), true) = (&self.persist, ticket > 0) {
+            p.wait(ticket).await;
+        }
+    }
+
+    /// Decides where a message goes and which writes must be durable before it is
+    /// acknowledged: a delivery row for each persistent session that gets it at QoS 1/2, and
+    /// the retained copy. Retained state changes now, in publish order.
+    pub fn plan(&self, mut msg: Message, ops: &mut Vec<Op>) -> Plan {
         let targets = match self.router.read() {
-            Ok(r) => r.targets(&msg.topic),
-            Err(_) => {
-                tracing::error!("router lock poisoned; message dropped");
-                bump(&self.metrics.messages_dropped);
-                return;
-            }
+            Ok(r) => r.targets(&msg.topic, &msg.client_id),
+            Err(_) => Targets::default(),
         };
-        for (_, sink, sub_qos) in targets {
-            let qos = msg.qos.min(sub_qos);
-            let delivered = match sink {
-                Sink::Conn(tx) => tx
-                    .try_send(router::ToConn::Deliver(msg.clone(), qos))
-                    .is_ok(),
-                Sink::Local(tx) if msg.qos == 0 => tx.try_send(msg.clone()).is_ok(),
-                Sink::Local(tx) => tx.send(msg.clone()).await.is_ok(),
+        let durable: Vec<bool> = targets
+            .sessions
+            .iter()
+            .map(|t| self.persist.is_some() && msg.qos.min(t.qos) > 0 && t.slot.is_persistent())
+            .collect();
+        if let (Some(p), true) = (&self.persist, durable.iter().any(|d| *d)) {
+            msg.id = p.next_msg_id();
+            ops.push(Op::Msg(msg.stored()));
+            for (t, _) in targets.sessions.iter().zip(&durable).filter(|(_, d)| **d) {
+                ops.push(Op::Deliver {
+                    client: t.slot.client_id.clone(),
+                    msg_id: msg.id,
+                    qos: msg.qos.min(t.qos),
+                    retain: msg.retain && t.retain_as_published,
+                    sub_ids: t.sub_ids.clone(),
+                });
+            }
+        }
+        let msg = Arc::new(msg);
+        if msg.retain {
+            self.update_retained(&msg, ops);
+        }
+        Plan {
+            msg,
+            targets,
+            durable,
+        }
+    }
+
+    fn update_retained(&self, msg: &Arc<Message>, ops: &mut Vec<Op>) {
+        let Ok(mut r) = self.retained.write() else {
+            return;
+        };
+        // Only an empty retained payload clears (MQTT 3.3.1.3); QoS 0 retained messages stay
+        // in memory, and replacing a stored one removes the stored copy.
+        let previous = if msg.payload.is_empty() {
+            r.remove(&msg.topic)
+        } else {
+            r.insert(msg.topic.clone(), msg.clone())
+        };
+        if self.persist.is_none() {
+            return;
+        }
+        if !msg.payload.is_empty() && msg.qos > 0 {
+            let mut stored = msg.stored();
+            stored.retain = true;
+            ops.push(Op::RetainSet(stored));
+        } else if previous.is_some_and(|p| p.qos > 0) {
+            ops.push(Op::RetainClear(msg.topic.to_string()));
+        }
+    }
+
+    /// Hands a planned message to its subscribers.
+    pub async fn dispatch(&self, plan: Plan) {
+        let msg = plan.msg;
+        let mut done = Vec::new();
+        for (t, durable) in plan.targets.sessions.into_iter().zip(plan.durable) {
+            let d = Delivery {
+                msg: msg.clone(),
+                qos: msg.qos.min(t.qos),
+                retain: msg.retain && t.retain_as_published,
+                sub_ids: t.sub_ids,
+                durable,
             };
-            if delivered {
+            let r = t
+                .slot
+                .lock()
+                .offer(d, self.cfg.max_queued_messages, self.cfg.max_queued_bytes);
+            match r {
+                Ok(()) => {}
+                Err(Refused::QueueFull) => {
+                    bump(&self.metrics.messages_dropped);
+                    bump(&self.metrics.dropped_queue_full);
+                    tracing::warn!(client = %t.slot.client_id, topic = %msg.topic, "session queue full; message dropped for this subscriber");
+                }
+                Err(Refused::NotKept | Refused::Ended) => {}
+            }
+            if r.is_err() && durable {
+                done.push(Op::DeliveryDone {
+                    client: t.slot.client_id.clone(),
+                    msg_id: msg.id,
+                });
+            }
+        }
+        self.submit(done);
+        for (tx, sub_qos) in plan.targets.locals {
+            let mut m = (*msg).clone();
+            m.qos = msg.qos.min(sub_qos);
+            // The station applies backpressure for QoS 1/2, so what the broker acknowledged
+            // to a device has been handed to the station; QoS 0 (waveforms) is dropped and
+            // counted when the station falls behind.
+            let ok = if m.qos == 0 {
+                tx.try_send(m).is_ok()
+            } else {
+                tx.send(m).await.is_ok()
+            };
+            if ok {
                 bump(&self.metrics.messages_out);
             } else {
                 bump(&self.metrics.messages_dropped);
+                bump(&self.metrics.dropped_local_full);
             }
+        }
+    }
+
+    /// A publish from inside the broker or station (wills, `$SYS`, the handle).
+    pub async fn publish_internal(&self, msg: Message) {
+        let mut ops = Vec::new();
+        let plan = self.plan(msg, &mut ops);
+        let ticket = self.submit(ops);
+        self.wait(ticket).await;
+        self.dispatch(plan).await;
+    }
+
+    /// Ends a session: its subscriptions go, its queue is dropped, and its rows are deleted.
+    pub fn end_session(
+        &self,
+        slot: &Arc<SessionSlot>,
+        map: &mut HashMap<Arc<str>, Arc<SessionSlot>>,
+    ) {
+        let was_persistent = {
+            let mut s = slot.lock();
+            s.removed = true;
+            if let Some(l) = s.link.take() {
+                l.kill.notify_one();
+            }
+            s.drain_all();
+            let p = s.expiry > 0;
+            s.expiry = 0;
+            slot.sync_flags(&s);
+            p
+        };
+        if let Ok(mut r) = self.router.write() {
+            r.remove_client(&slot.client_id);
+        }
+        if map
+            .get(&slot.client_id)
+            .is_some_and(|cur| Arc::ptr_eq(cur, slot))
+        {
+            map.remove(&slot.client_id);
+        }
+        if was_persistent {
+            self.submit(vec![Op::SessionDelete(slot.client_id.clone())]);
+        }
+    }
+
+    fn snapshot(&self) -> MetricsSnapshot {
+        let mut m = self.metrics.counters();
+        {
+            let map = self.sessions();
+            m.sessions = map.len() as u64;
+            for slot in map.values() {
+                let s = slot.lock();
+                m.sessions_persistent += u64::from(s.expiry > 0);
+                m.queued_messages += s.queue.len() as u64;
+                m.inflight_messages += s.inflight.len() as u64;
+            }
+        }
+        m.retained_messages = self.retained.read().map(|r| r.len() as u64).unwrap_or(0);
+        m.subscriptions = self.router.read().map(|r| r.len() as u64).unwrap_or(0);
+        if let Some(p) = &self.persist {
+            m.store_commits = p.commits.load(Ordering::Relaxed);
+            m.store_ops = p.ops_written.load(Ordering::Relaxed);
+            m.store_errors = p.errors.load(Ordering::Relaxed);
+        }
+        m
+    }
+
+    /// Rebuilds sessions, subscriptions, queues and retained messages from the store.
+    fn restore(&self, loaded: persist::Loaded) {
+        let now = now_ms();
+        let mut map = self.sessions();
+        for ls in loaded.sessions {
+            let client: Arc<str> = Arc::from(ls.client.as_str());
+            let slot = Arc::new(SessionSlot::new(client.clone(), ls.expiry));
+            {
+                let mut s = slot.lock();
+                // A session that was online when the station died went offline then.
+                let away_ms = ls.offline_since_ms.map(|t| (now - t).max(0)).unwrap_or(0);
+                s.offline_since = Some(
+                    tokio::time::Instant::now()
+                        .checked_sub(Duration::from_millis(away_ms as u64))
+                        .unwrap_or_else(tokio::time::Instant::now),
+                );
+                s.inbound_qos2.extend(ls.inbound_qos2);
+                for (filter, opts) in &ls.subs {
+                    s.subs.insert(filter.clone(), *opts);
+                }
+                for d in ls.deliveries {
+                    let delivery = Delivery {
+                        msg: Arc::new(Message::from_stored(d.msg)),
+                        qos: d.qos,
+                        retain: d.retain,
+                        sub_ids: d.sub_ids,
+                        durable: true,
+                    };
+                    match d.pkid {
+                        Some(pkid) => {
+                            s.push_flight(pkid, delivery);
+                            if d.released {
+                                s.released(pkid);
+                            }
+                        }
+                        None => {
+                            s.queued_bytes += delivery.msg.payload.len();
+                            s.queue.push_back(delivery);
+                        }
+                    }
+                }
+                slot.sync_flags(&s);
+            }
+            if let Ok(mut r) = self.router.write() {
+                for (filter, opts) in ls.subs {
+                    if let Some((share, f)) = split_share(&filter) {
+                        r.subscribe(Entry {
+                            filter: f.to_string(),
+                            share: share.map(str::to_string),
+                            opts,
+                            target: Target::Session(slot.clone()),
+                        });
+                    }
+                }
+            }
+            map.insert(client, slot);
+        }
+        drop(map);
+        if let Ok(mut r) = self.retained.write() {
+            for m in loaded.retained {
+                let m = Message::from_stored(m);
+                r.insert(m.topic.clone(), Arc::new(m));
+            }
+        }
+    }
+
+    /// Ends sessions whose expiry has passed since their client left.
+    fn expire_sessions(&self) {
+        let now = tokio::time::Instant::now();
+        let mut map = self.sessions();
+        let expired: Vec<Arc<SessionSlot>> = map
+            .values()
+            .filter(|slot| {
+                let s = slot.lock();
+                s.link.is_none()
+                    && s.expiry != u32::MAX
+                    && s.offline_since
+                        .is_some_and(|t| now >= t + Duration::from_secs(u64::from(s.expiry)))
+            })
+            .cloned()
+            .collect();
+        for slot in expired {
+            tracing::info!(client = %slot.client_id, "session expired");
+            bump(&self.metrics.sessions_expired);
+            self.end_session(&slot, &mut map);
+        }
+    }
+
+    async fn publish_sys(&self) {
+        let m = self.snapshot();
+        let uptime = self.started.elapsed().as_secs();
+        let items: [(&str, String); 13] = [
+            (
+                "version",
+                format!("wardwatch {}", env!("CARGO_PKG_VERSION")),
+            ),
+            ("uptime", uptime.to_string()),
+            ("clients/connected", m.connections_active.to_string()),
+            ("clients/total", m.sessions.to_string()),
+            ("clients/persistent", m.sessions_persistent.to_string()),
+            ("messages/received", m.messages_in.to_string()),
+            ("messages/sent", m.messages_out.to_string()),
+            ("messages/dropped", m.messages_dropped.to_string()),
+            ("messages/queued", m.queued_messages.to_string()),
+            ("messages/inflight", m.inflight_messages.to_string()),
+            ("retained/count", m.retained_messages.to_string()),
+            ("subscriptions/count", m.subscriptions.to_string()),
+            (
+                "denied",
+                (m.acl_denied_publish + m.acl_denied_subscribe + m.auth_failures).to_string(),
+            ),
+        ];
+        for (k, v) in items {
+            self.publish_internal(Message::new(&format!("$SYS/broker/{k}"), v, 0, true))
+                .await;
         }
     }
 }
@@ -188,37 +623,105 @@ impl Shared {
 pub struct BrokerHandle {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
-    accept: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), BrokerError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| BrokerError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| BrokerError::Bind { addr, source })?;
+    Ok((listener, local))
 }
 
 pub async fn start(cfg: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
-    let listener = TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| BrokerError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
-    let local_addr = listener.local_addr().map_err(|source| BrokerError::Bind {
-        addr: cfg.listen,
-        source,
-    })?;
+    let (listener, local_addr) = bind(cfg.listen).await?;
+    let tls_state = match &cfg.tls {
+        Some(t) => Some(tls::TlsState::new(t.clone())?),
+        None => None,
+    };
+    let tls_listener = match &cfg.tls {
+        Some(t) => Some(bind(t.listen).await?),
+        None => None,
+    };
+    let (persist, loaded) = match &cfg.store {
+        Some(path) => {
+            let (p, l) = persist::open(path, cfg.fsync)?;
+            (Some(p), Some(l))
+        }
+        None => (None, None),
+    };
     let shared = Arc::new(Shared {
         cfg,
         router: RwLock::new(Router::default()),
         metrics: Metrics::default(),
-        clients: Mutex::new(HashMap::new()),
+        sessions: Mutex::new(HashMap::new()),
+        retained: RwLock::new(HashMap::new()),
+        persist,
+        tls: tls_state,
         next_owner: AtomicU64::new(1),
+        started: std::time::Instant::now(),
     });
+    if let Some(l) = loaded {
+        let n = l.sessions.len();
+        shared.restore(l);
+        tracing::info!(sessions = n, "broker state restored from store");
+    }
     let (stop, stop_rx) = watch::channel(false);
-    let accept = tokio::spawn(conn::accept_loop(listener, shared.clone(), stop_rx));
+    let mut tasks = vec![tokio::spawn(conn::accept_loop(
+        listener,
+        shared.clone(),
+        stop_rx.clone(),
+        false,
+    ))];
+    let mut tls_addr = None;
+    if let Some((l, addr)) = tls_listener {
+        tls_addr = Some(addr);
+        tasks.push(tokio::spawn(conn::accept_loop(
+            l,
+            shared.clone(),
+            stop_rx.clone(),
+            true,
+        )));
+        tasks.push(tokio::spawn(tls::watch_files(
+            shared.clone(),
+            stop_rx.clone(),
+        )));
+        tracing::info!(%addr, "broker TLS listening");
+    }
+    tasks.push(tokio::spawn(housekeeping(shared.clone(), stop_rx)));
     tracing::info!(%local_addr, "broker listening");
     Ok(BrokerHandle {
         shared,
         local_addr,
+        tls_addr,
         stop,
-        accept,
+        tasks,
     })
+}
+
+/// Session expiry once a second, `$SYS` metrics at their interval.
+async fn housekeeping(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sys = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tick.tick() => {
+                shared.expire_sessions();
+                let every = shared.cfg.sys_interval;
+                if !every.is_zero() && last_sys.elapsed() >= every {
+                    last_sys = tokio::time::Instant::now();
+                    shared.publish_sys().await;
+                }
+            }
+        }
+    }
 }
 
 impl BrokerHandle {
@@ -227,13 +730,21 @@ impl BrokerHandle {
         self.local_addr
     }
 
+    /// The TLS listener's address, when one is configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
     /// Subscribes the station in-process. Messages arrive on the returned receiver.
     pub fn subscribe_local(
         &self,
         filter: &str,
         capacity: usize,
     ) -> Result<mpsc::Receiver<Message>, BrokerError> {
-        if !valid_filter(filter) {
+        let Some((share, f)) = split_share(filter) else {
+            return Err(BrokerError::BadFilter(filter.to_string()));
+        };
+        if !valid_filter(f) {
             return Err(BrokerError::BadFilter(filter.to_string()));
         }
         let (tx, rx) = mpsc::channel(capacity.max(1));
@@ -242,26 +753,56 @@ impl BrokerHandle {
             .router
             .write()
             .map_err(|_| BrokerError::Poisoned)?
-            .subscribe(Subscription {
-                owner,
-                filter: filter.to_string(),
-                qos: 2,
-                sink: Sink::Local(tx),
+            .subscribe(Entry {
+                filter: f.to_string(),
+                share: share.map(str::to_string),
+                opts: codec::SubOpts {
+                    qos: 2,
+                    no_local: false,
+                    retain_as_published: true,
+                    retain_handling: 2,
+                    sub_id: None,
+                },
+                target: Target::Local(owner, tx),
             });
         Ok(rx)
     }
 
+    /// Publishes from the station itself (no ACL: the station is the broker's owner).
+    pub async fn publish(&self, msg: Message) -> Result<(), BrokerError> {
+        if !valid_topic_name(&msg.topic) {
+            return Err(BrokerError::BadTopic(msg.topic.to_string()));
+        }
+        self.shared.publish_internal(msg).await;
+        Ok(())
+    }
+
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.shared.metrics.snapshot()
+        self.shared.snapshot()
+    }
+
+    /// Re-reads the TLS certificate, key and client CA now. On failure the old ones stay.
+    pub fn reload_tls(&self) -> Result<(), BrokerError> {
+        let t = self.shared.tls.as_ref().ok_or(BrokerError::NoTls)?;
+        match t.reload() {
+            Ok(()) => {
+                bump(&self.shared.metrics.tls_reloads);
+                Ok(())
+            }
+            Err(e) => {
+                bump(&self.shared.metrics.tls_reload_failures);
+                Err(e.into())
+            }
+        }
     }
 
     /// Stops accepting, tells every connection to close (v5 clients get DISCONNECT 0x8B) and
-    /// waits for the accept loop to end.
+    /// waits for the accept loops to end. Durable state is already on disk.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        let _ = self.accept.await;
-        // Give connection tasks a moment to send their DISCONNECT; they hold no data that
-        // could be lost (QoS 1/2 was handed to the station before it was acknowledged).
+        for t in self.tasks {
+            let _ = t.await;
+        }
         for _ in 0..50 {
             if self
                 .shared

@@ -1,78 +1,184 @@
 //! Subscriptions and message routing.
 //!
 //! A unit has a few hundred connections, nearly all of them publishers; subscribers are the
-//! station itself and a handful of tools. A flat list scanned per message is therefore cheaper
-//! than a trie at this scale and simple to reason about; issue 3 revisits it with benchmarks.
+//! station itself and a handful of tools. A flat list scanned per message is cheaper than a
+//! trie at this scale (measured in docs/BENCHMARKS.md: the scan is a few per cent of a
+//! message's cost) and simple to reason about.
+//!
+//! Subscriptions belong to sessions (by client id), so a persistent session keeps receiving
+//! into its queue while its client is away, or to in-process subscribers (the station).
 
-use crate::codec::Qos;
+use crate::codec::{Qos, SubOpts};
+use crate::session::SessionSlot;
 use crate::Message;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// Where a matching message goes.
-#[derive(Clone)]
-pub(crate) enum Sink {
-    /// A network connection's outbound queue.
-    Conn(mpsc::Sender<ToConn>),
+pub(crate) enum Target {
+    Session(Arc<SessionSlot>),
     /// An in-process subscriber (the station's ingest): no second TCP hop.
-    Local(mpsc::Sender<Message>),
+    Local(u64, mpsc::Sender<Message>),
 }
 
-/// What a connection task can be told by the rest of the broker.
-pub(crate) enum ToConn {
-    Deliver(Message, Qos),
-}
-
-pub(crate) struct Subscription {
-    pub owner: u64,
+pub(crate) struct Entry {
+    /// The filter as matched (for `$share/g/f`, just `f`).
     pub filter: String,
+    /// The share name of a shared subscription.
+    pub share: Option<String>,
+    pub opts: SubOpts,
+    pub target: Target,
+}
+
+impl Entry {
+    fn key(&self) -> Key<'_> {
+        match &self.target {
+            Target::Session(s) => Key::Client(&s.client_id),
+            Target::Local(id, _) => Key::Local(*id),
+        }
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Key<'a> {
+    Client(&'a str),
+    Local(u64),
+}
+
+/// One subscriber's view of a message: the highest QoS among its matching subscriptions, the
+/// retain flag as it should see it, and every matching subscription identifier.
+pub(crate) struct SessionTarget {
+    pub slot: Arc<SessionSlot>,
     pub qos: Qos,
-    pub sink: Sink,
+    pub retain_as_published: bool,
+    pub sub_ids: Vec<u32>,
+}
+
+#[derive(Default)]
+pub(crate) struct Targets {
+    pub sessions: Vec<SessionTarget>,
+    pub locals: Vec<(mpsc::Sender<Message>, Qos)>,
 }
 
 #[derive(Default)]
 pub(crate) struct Router {
-    subs: Vec<Subscription>,
+    subs: Vec<Entry>,
+    /// Round-robin position per shared group.
+    rr: AtomicUsize,
+}
+
+/// Splits `$share/{group}/{filter}` (MQTT 5 4.8.2) into share name and filter. `None` for a
+/// malformed share.
+pub fn split_share(filter: &str) -> Option<(Option<&str>, &str)> {
+    match filter.strip_prefix("$share/") {
+        None => Some((None, filter)),
+        Some(rest) => match rest.split_once('/') {
+            Some((group, f))
+                if !group.is_empty() && !group.contains(['+', '#']) && valid_filter(f) =>
+            {
+                Some((Some(group), f))
+            }
+            _ => None,
+        },
+    }
 }
 
 impl Router {
-    /// Adds or replaces (same owner, same filter) a subscription.
-    pub fn subscribe(&mut self, sub: Subscription) {
+    /// Adds or replaces (same subscriber, same filter and share) a subscription. Returns true
+    /// when it is new.
+    pub fn subscribe(&mut self, e: Entry) -> bool {
+        let key = e.key();
         if let Some(existing) = self
             .subs
             .iter_mut()
-            .find(|s| s.owner == sub.owner && s.filter == sub.filter)
+            .find(|s| s.key() == key && s.filter == e.filter && s.share == e.share)
         {
-            *existing = sub;
+            *existing = e;
+            false
         } else {
-            self.subs.push(sub);
+            self.subs.push(e);
+            true
         }
     }
 
-    pub fn unsubscribe(&mut self, owner: u64, filter: &str) -> bool {
+    pub fn unsubscribe_client(&mut self, client: &str, filter: &str, share: Option<&str>) -> bool {
         let before = self.subs.len();
-        self.subs
-            .retain(|s| !(s.owner == owner && s.filter == filter));
+        self.subs.retain(|s| {
+            !(s.key() == Key::Client(client) && s.filter == filter && s.share.as_deref() == share)
+        });
         before != self.subs.len()
     }
 
-    pub fn remove_owner(&mut self, owner: u64) {
-        self.subs.retain(|s| s.owner != owner);
+    pub fn remove_client(&mut self, client: &str) {
+        self.subs.retain(|s| s.key() != Key::Client(client));
     }
 
-    /// The sinks a topic goes to, one per owner, at the highest QoS among that owner's
-    /// matching subscriptions (overlapping subscriptions deliver once).
-    pub fn targets(&self, topic: &str) -> Vec<(u64, Sink, Qos)> {
-        let mut out: Vec<(u64, Sink, Qos)> = Vec::new();
+    pub fn len(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// Where a message on `topic` from `publisher` goes. Overlapping subscriptions of one
+    /// session give one delivery at the highest QoS, carrying all their identifiers; each
+    /// shared group gives one delivery, to an online member when there is one.
+    pub fn targets(&self, topic: &str, publisher: &str) -> Targets {
+        let mut out = Targets::default();
+        let mut groups: Vec<(&str, &str, Vec<&Entry>)> = Vec::new();
         for s in &self.subs {
             if !topic_matches(topic, &s.filter) {
                 continue;
             }
-            match out.iter_mut().find(|(o, _, _)| *o == s.owner) {
-                Some(entry) => entry.2 = entry.2.max(s.qos),
-                None => out.push((s.owner, s.sink.clone(), s.qos)),
+            if let Some(g) = &s.share {
+                match groups
+                    .iter_mut()
+                    .find(|(gg, f, _)| *gg == g.as_str() && *f == s.filter.as_str())
+                {
+                    Some((_, _, members)) => members.push(s),
+                    None => groups.push((g, &s.filter, vec![s])),
+                }
+                continue;
+            }
+            match &s.target {
+                Target::Local(_, tx) => out.locals.push((tx.clone(), s.opts.qos)),
+                Target::Session(slot) => {
+                    if s.opts.no_local && &*slot.client_id == publisher {
+                        continue;
+                    }
+                    add(&mut out.sessions, slot, &s.opts);
+                }
+            }
+        }
+        for (_, _, members) in groups {
+            let start = self.rr.fetch_add(1, Ordering::Relaxed);
+            let online = |e: &&Entry| match &e.target {
+                Target::Session(slot) => slot.is_online(),
+                Target::Local(..) => true,
+            };
+            let pick = (0..members.len())
+                .map(|i| members[(start + i) % members.len()])
+                .find(online)
+                .unwrap_or(members[start % members.len()]);
+            match &pick.target {
+                Target::Local(_, tx) => out.locals.push((tx.clone(), pick.opts.qos)),
+                Target::Session(slot) => add(&mut out.sessions, slot, &pick.opts),
             }
         }
         out
+    }
+}
+
+fn add(out: &mut Vec<SessionTarget>, slot: &Arc<SessionSlot>, o: &SubOpts) {
+    match out.iter_mut().find(|t| Arc::ptr_eq(&t.slot, slot)) {
+        Some(t) => {
+            t.qos = t.qos.max(o.qos);
+            t.retain_as_published |= o.retain_as_published;
+            t.sub_ids.extend(o.sub_id);
+        }
+        None => out.push(SessionTarget {
+            slot: slot.clone(),
+            qos: o.qos,
+            retain_as_published: o.retain_as_published,
+            sub_ids: o.sub_id.into_iter().collect(),
+        }),
     }
 }
 
@@ -159,23 +265,11 @@ mod tests {
     }
 
     #[test]
-    fn overlapping_subscriptions_deliver_once_at_max_qos() {
-        let (tx, _rx) = mpsc::channel(1);
-        let mut r = Router::default();
-        for (filter, qos) in [("a/#", 0), ("a/b", 1), ("+/b", 0)] {
-            r.subscribe(Subscription {
-                owner: 7,
-                filter: filter.into(),
-                qos,
-                sink: Sink::Local(tx.clone()),
-            });
+    fn shared_subscription_names_parse() {
+        assert_eq!(split_share("$share/g/a/#"), Some((Some("g"), "a/#")));
+        assert_eq!(split_share("a/b"), Some((None, "a/b")));
+        for bad in ["$share/g", "$share//a", "$share/g+/a", "$share/g/a/#/b"] {
+            assert!(split_share(bad).is_none(), "{bad}");
         }
-        let t = r.targets("a/b");
-        assert_eq!(t.len(), 1);
-        assert_eq!(t[0].2, 1);
-        assert!(r.unsubscribe(7, "a/b"));
-        assert_eq!(r.targets("a/b")[0].2, 0);
-        r.remove_owner(7);
-        assert!(r.targets("a/b").is_empty());
     }
 }

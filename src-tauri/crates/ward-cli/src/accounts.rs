@@ -81,18 +81,18 @@ pub enum CredentialsCommand {
 }
 
 /// Reads secrets: prompts on a terminal, else one line each from standard input.
-struct Secrets {
+pub(crate) struct Secrets {
     lines: Option<std::io::Lines<std::io::StdinLock<'static>>>,
 }
 
 impl Secrets {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let stdin = std::io::stdin();
         let lines = (!stdin.is_terminal()).then(|| stdin.lock().lines());
         Self { lines }
     }
 
-    fn read(&mut self, prompt: &str) -> anyhow::Result<String> {
+    pub(crate) fn read(&mut self, prompt: &str) -> anyhow::Result<String> {
         match &mut self.lines {
             Some(lines) => Ok(lines
                 .next()

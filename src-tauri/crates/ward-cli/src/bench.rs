@@ -33,7 +33,7 @@ pub struct Result {
 pub async fn alarm_latency(o: Options) -> anyhow::Result<Result> {
     let dir = tempfile::tempdir().context("temp dir")?;
     let mut text = format!(
-        "[station]\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\n[sim]\nbeds = {}\n[alarms]\nnotifications = false\n",
+        "[station]\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n[sim]\nbeds = {}\n[alarms]\nnotifications = false\n",
         dir.path().display().to_string(),
         o.sim_beds
     );

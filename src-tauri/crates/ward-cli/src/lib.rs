@@ -9,6 +9,7 @@
 
 mod accounts;
 pub mod bench;
+mod broker_cmd;
 mod exports;
 pub mod ward_bench;
 
@@ -62,6 +63,10 @@ enum Command {
     /// Printable ECG strips and trend reports (PNG or SVG) from the station's database.
     #[command(subcommand)]
     Export(exports::ExportCommand),
+    /// The embedded broker on its own: password file entries, or a broker without a station
+    /// (benchmarks, drills, a test bench for device integrators).
+    #[command(subcommand)]
+    Broker(broker_cmd::BrokerCommand),
 }
 
 #[derive(Subcommand)]
@@ -146,6 +151,12 @@ pub struct RunArgs {
     /// Create the documented demo accounts (sets access.demo_accounts; demos and tests).
     #[arg(long)]
     demo_accounts: bool,
+    /// Let devices connect without a username (sets broker.allow_anonymous; demos and tests).
+    #[arg(long)]
+    allow_anonymous: bool,
+    /// The demo configuration: demo accounts and anonymous devices.
+    #[arg(long)]
+    demo: bool,
     /// Also write the station's metrics as JSON to this file at each summary (replaced
     /// atomically): for monitoring scripts and `wardwatch bench ward`.
     #[arg(long)]
@@ -216,6 +227,7 @@ pub fn init_logging() {
 async fn dispatch(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Run(a) => run_headless(a).await,
+        Command::Broker(c) => broker_cmd::dispatch(c).await,
         Command::Sim(a) => run_sim(a).await,
         Command::CheckConfig { config } => {
             let c = ward_core::Config::load(config.as_deref(), toml::Table::new())?;
@@ -380,8 +392,11 @@ pub fn overrides(a: &RunArgs) -> toml::Table {
             toml::Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
         );
     }
-    if a.demo_accounts {
+    if a.demo_accounts || a.demo {
         section("access", "demo_accounts", toml::Value::Boolean(true));
+    }
+    if a.allow_anonymous || a.demo {
+        section("broker", "allow_anonymous", toml::Value::Boolean(true));
     }
     if !a.scenarios.is_empty() {
         let v = a

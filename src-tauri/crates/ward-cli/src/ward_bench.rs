@@ -57,7 +57,7 @@ fn clock_ticks() -> f64 {
 
 fn ward_config(dir: &Path, beds: usize) -> anyhow::Result<PathBuf> {
     let mut text = format!(
-        "[station]\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\n[sim]\nbeds = 0\n[alarms]\nnotifications = false\n",
+        "[station]\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n[sim]\nbeds = 0\n[alarms]\nnotifications = false\n",
         dir.display().to_string()
     );
     for i in 1..=beds {

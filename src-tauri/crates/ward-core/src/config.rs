@@ -93,6 +93,20 @@ struct RawBroker {
     max_packet_size: u64,
     connect_timeout_s: u64,
     max_connections: u64,
+    allow_anonymous: bool,
+    password_file: String,
+    acl_file: String,
+    persist: bool,
+    fsync: bool,
+    max_queued_messages: u64,
+    max_queued_mb: u64,
+    max_msg_rate: u64,
+    sys_interval_s: u64,
+    tls_listen: String,
+    tls_cert: String,
+    tls_key: String,
+    tls_client_ca: String,
+    tls_require_client_cert: bool,
 }
 
 #[derive(Deserialize)]
@@ -146,6 +160,9 @@ pub struct Config {
     pub station_id: String,
     pub data_dir: PathBuf,
     pub broker: ward_broker::BrokerConfig,
+    /// Password file and ACL for the broker; the station adds its simulated monitors'
+    /// credentials at start and installs the result as `broker.auth`.
+    pub broker_auth: ward_broker::FileAuth,
     pub retention: ward_store::Retention,
     pub prune_every: Duration,
     pub batch_interval: Duration,
@@ -244,6 +261,67 @@ impl Config {
             1,
             100_000,
         )?;
+        let max_queued_messages = in_range(
+            "broker.max_queued_messages",
+            raw.broker.max_queued_messages,
+            1,
+            10_000_000,
+        )?;
+        let max_queued_mb = in_range("broker.max_queued_mb", raw.broker.max_queued_mb, 1, 65_536)?;
+        let max_msg_rate = in_range("broker.max_msg_rate", raw.broker.max_msg_rate, 0, 1_000_000)?;
+        let sys_interval_s = in_range(
+            "broker.sys_interval_s",
+            raw.broker.sys_interval_s,
+            0,
+            86_400,
+        )?;
+        let file_of = |s: &str| (!s.trim().is_empty()).then(|| PathBuf::from(s.trim()));
+        let passwords = match file_of(&raw.broker.password_file) {
+            Some(p) => ward_broker::Passwords::load(&p)
+                .map_err(|e| err("broker.password_file", e.to_string()))?,
+            None => ward_broker::Passwords::default(),
+        };
+        let acl = match file_of(&raw.broker.acl_file) {
+            Some(p) => {
+                ward_broker::Acl::load(&p).map_err(|e| err("broker.acl_file", e.to_string()))?
+            }
+            None => ward_broker::Acl::default(),
+        };
+        let broker_auth = ward_broker::FileAuth {
+            allow_anonymous: raw.broker.allow_anonymous,
+            passwords,
+            acl,
+        };
+        let tls = if raw.broker.tls_listen.trim().is_empty() {
+            None
+        } else {
+            let tls_listen: SocketAddr = raw.broker.tls_listen.trim().parse().map_err(|_| {
+                err(
+                    "broker.tls_listen",
+                    format!(
+                        "{:?} is not an address like 0.0.0.0:8883",
+                        raw.broker.tls_listen
+                    ),
+                )
+            })?;
+            let need = |key: &str, v: &str| {
+                file_of(v).ok_or_else(|| err(key, "needed when broker.tls_listen is set".into()))
+            };
+            Some(ward_broker::TlsConfig {
+                listen: tls_listen,
+                cert: need("broker.tls_cert", &raw.broker.tls_cert)?,
+                key: need("broker.tls_key", &raw.broker.tls_key)?,
+                client_ca: file_of(&raw.broker.tls_client_ca),
+                require_client_cert: raw.broker.tls_require_client_cert,
+                reload_interval: Duration::from_secs(30),
+            })
+        };
+        if raw.broker.tls_require_client_cert && raw.broker.tls_client_ca.trim().is_empty() {
+            return Err(err(
+                "broker.tls_require_client_cert",
+                "needs broker.tls_client_ca".into(),
+            ));
+        }
         let waveform_hours =
             in_range("store.waveform_hours", raw.store.waveform_hours, 1, 24 * 30)?;
         let vitals_days = in_range("store.vitals_days", raw.store.vitals_days, 1, 3650)?;
@@ -389,6 +467,7 @@ impl Config {
             PathBuf::from(raw.station.data_dir)
         };
 
+        let broker_store = raw.broker.persist.then(|| data_dir.join("broker.sqlite"));
         Ok(Self {
             source: source.to_string(),
             station_name: raw.station.name,
@@ -396,11 +475,20 @@ impl Config {
             data_dir,
             broker: ward_broker::BrokerConfig {
                 listen,
+                tls,
                 max_packet_size: max_packet_size as usize,
                 connect_timeout: Duration::from_secs(connect_timeout_s),
                 max_connections: max_connections as usize,
+                max_queued_messages: max_queued_messages as usize,
+                max_queued_bytes: (max_queued_mb * 1024 * 1024) as usize,
+                max_msg_rate: max_msg_rate as u32,
+                store: broker_store,
+                fsync: raw.broker.fsync,
+                sys_interval: Duration::from_secs(sys_interval_s),
+                auth: ward_broker::AuthHook(std::sync::Arc::new(broker_auth.clone())),
                 ..ward_broker::BrokerConfig::default()
             },
+            broker_auth,
             retention: ward_store::Retention {
                 waveforms: Duration::from_secs(waveform_hours * 3600),
                 trends: Duration::from_secs(vitals_days * 86_400),

@@ -306,7 +306,25 @@ impl Station {
             .spawn(move || driver.run(alarm_rx))
             .map_err(|e| CoreError::Start(format!("cannot start the alarm driver: {e}")))?;
 
-        let broker = ward_broker::start(cfg.broker.clone()).await?;
+        // Simulated monitors authenticate like real ones when anonymous access is off: each
+        // device id gets this run's random password (hashed once, in memory only).
+        let mut broker_cfg = cfg.broker.clone();
+        let mut auth = cfg.broker_auth.clone();
+        let sim_password = if cfg.sim_beds > 0 && !auth.allow_anonymous {
+            let secret = staff::new_token()?;
+            let hash = ward_broker::auth::hash_password(&secret).map_err(|e| {
+                CoreError::Start(format!("cannot hash the simulator's password: {e}"))
+            })?;
+            for bed in 1..=cfg.sim_beds {
+                auth.passwords
+                    .insert(&ward_sim::device_id("sim", bed), hash.clone());
+            }
+            Some(secret)
+        } else {
+            None
+        };
+        broker_cfg.auth = ward_broker::AuthHook(Arc::new(auth));
+        let broker = ward_broker::start(broker_cfg).await?;
         let broker_addr = broker.local_addr();
         let rx = broker.subscribe_local(ward_model::topic::DEVICE_FILTER, INGEST_QUEUE)?;
 
@@ -358,6 +376,7 @@ impl Station {
         let sim = if cfg.sim_beds > 0 {
             let mut sim_cfg = ward_sim::SimConfig::new(broker_addr, cfg.sim_beds);
             sim_cfg.scenarios = cfg.scenarios.clone();
+            sim_cfg.password = sim_password;
             let (stop, stop_rx) = watch::channel(false);
             tracing::info!(beds = cfg.sim_beds, "starting simulated ward");
             Some((stop, tokio::spawn(ward_sim::run_ward(sim_cfg, stop_rx))))

@@ -207,7 +207,7 @@ pub(crate) struct Staff {
     state: Mutex<State>,
 }
 
-fn new_token() -> Result<String, CoreError> {
+pub(crate) fn new_token() -> Result<String, CoreError> {
     let mut b = [0u8; 32];
     getrandom::fill(&mut b)
         .map_err(|e| CoreError::Start(format!("no randomness for a session token: {e}")))?;

@@ -50,6 +50,9 @@ pub struct SimConfig {
     /// Keep a copy of every waveform packet and vitals message sent (tests compare review
     /// queries with it). Off by default: a full ward sends 2 MB a minute.
     pub record: bool,
+    /// Password every simulated monitor presents, with its device id as username (a broker
+    /// without anonymous access). `None`: connect anonymously.
+    pub password: Option<String>,
 }
 
 impl SimConfig {
@@ -61,6 +64,7 @@ impl SimConfig {
             seed: 7,
             scenarios: Vec::new(),
             record: false,
+            password: None,
         }
     }
 }
@@ -125,6 +129,7 @@ pub async fn run_ward(cfg: SimConfig, stop: watch::Receiver<bool>) -> Result<Sim
             stats: stats.clone(),
             started_us,
             record: cfg.record,
+            password: cfg.password.clone(),
         };
         tasks.push(tokio::spawn(monitor.run(stop.clone())));
     }
@@ -144,6 +149,7 @@ struct Monitor {
     stats: Arc<Mutex<SimStats>>,
     started_us: i64,
     record: bool,
+    password: Option<String>,
 }
 
 const TICK: Duration = Duration::from_millis(40);
@@ -176,6 +182,9 @@ impl Monitor {
             self.broker.port(),
         );
         opts.set_keep_alive(Duration::from_secs(10));
+        if let Some(p) = &self.password {
+            opts.set_credentials(self.id.clone(), p.clone());
+        }
         opts.set_last_will(LastWill::new(
             &status_topic,
             offline,

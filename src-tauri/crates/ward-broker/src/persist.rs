@@ -1,0 +1,513 @@
+//! The broker's own durable state in SQLite: persistent sessions, their subscriptions, the
+//! QoS 1/2 messages queued or in flight for them, inbound QoS 2 packet ids, and retained
+//! messages.
+//!
+//! Writes go to one writer thread that commits whatever has queued up in one transaction
+//! (group commit) and then raises a watermark. A connection that needs a write to be durable
+//! before it acknowledges (PUBACK, PUBREC, PUBCOMP, CONNACK of a persistent session) takes a
+//! ticket and holds its acknowledgement until the watermark passes it; it keeps reading and
+//! writing meanwhile, so one commit covers many messages from many clients.
+//!
+//! Only what must be redelivered after a crash is written: a QoS 0 message, or a QoS 1/2
+//! message that no persistent session will receive, never touches the disk.
+//!
+//! If the disk fails (full, read-only), the error is logged and counted and the watermark still
+//! moves: patient data keeps flowing to the station in memory, and only durability across a
+//! restart is lost for those messages. A station that stopped acknowledging its monitors because
+//! its broker database is full would stop alarming; that is the worse failure.
+
+use crate::codec::{PubProps, Qos, SubOpts};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc as smpsc;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("broker store {path}: {source}")]
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("broker store writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A message as stored: enough to rebuild a `Message`.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredMsg {
+    pub id: u64,
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub qos: Qos,
+    pub retain: bool,
+    pub props: Option<PubProps>,
+    pub expires_at_ms: Option<i64>,
+    pub publisher: String,
+}
+
+pub(crate) enum Op {
+    Msg(StoredMsg),
+    Deliver {
+        client: Arc<str>,
+        msg_id: u64,
+        qos: Qos,
+        retain: bool,
+        sub_ids: Vec<u32>,
+    },
+    DeliverySent {
+        client: Arc<str>,
+        msg_id: u64,
+        pkid: u16,
+    },
+    DeliveryReleased {
+        client: Arc<str>,
+        msg_id: u64,
+    },
+    DeliveryDone {
+        client: Arc<str>,
+        msg_id: u64,
+    },
+    RetainSet(StoredMsg),
+    RetainClear(String),
+    InboundAdd {
+        client: Arc<str>,
+        pkid: u16,
+    },
+    InboundRemove {
+        client: Arc<str>,
+        pkid: u16,
+    },
+    SessionUpsert {
+        client: Arc<str>,
+        expiry: u32,
+    },
+    SessionOffline {
+        client: Arc<str>,
+        at_ms: i64,
+    },
+    SessionDelete(Arc<str>),
+    SubAdd {
+        client: Arc<str>,
+        filter: String,
+        opts: SubOpts,
+    },
+    SubRemove {
+        client: Arc<str>,
+        filter: String,
+    },
+}
+
+/// Everything read back at start-up.
+#[derive(Default)]
+pub(crate) struct Loaded {
+    pub sessions: Vec<LoadedSession>,
+    pub retained: Vec<StoredMsg>,
+    pub next_msg_id: u64,
+}
+
+pub(crate) struct LoadedSession {
+    pub client: String,
+    pub expiry: u32,
+    pub offline_since_ms: Option<i64>,
+    pub subs: Vec<(String, SubOpts)>,
+    pub inbound_qos2: Vec<u16>,
+    /// Deliveries in the order they were queued: message, qos, retain flag, subscription ids,
+    /// packet id if it had been sent, and whether PUBREC had arrived.
+    pub deliveries: Vec<LoadedDelivery>,
+}
+
+pub(crate) struct LoadedDelivery {
+    pub msg: StoredMsg,
+    pub qos: Qos,
+    pub retain: bool,
+    pub sub_ids: Vec<u32>,
+    pub pkid: Option<u16>,
+    pub released: bool,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS msgs(
+    id INTEGER PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL, props TEXT, expires_at INTEGER, publisher TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS deliveries(
+    client TEXT NOT NULL, msg_id INTEGER NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,
+    sub_ids TEXT NOT NULL, pkid INTEGER, released INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY(client, msg_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_msg ON deliveries(msg_id);
+CREATE TABLE IF NOT EXISTS retained(
+    topic TEXT PRIMARY KEY, payload BLOB NOT NULL, qos INTEGER NOT NULL, props TEXT,
+    expires_at INTEGER, publisher TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inbound_qos2(
+    client TEXT NOT NULL, pkid INTEGER NOT NULL, PRIMARY KEY(client, pkid)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sessions(
+    client TEXT PRIMARY KEY, expiry INTEGER NOT NULL, offline_since INTEGER) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subs(
+    client TEXT NOT NULL, filter TEXT NOT NULL, opts TEXT NOT NULL,
+    PRIMARY KEY(client, filter)) WITHOUT ROWID;
+";
+
+/// A ticket and the writes it covers.
+type Batch = (u64, Vec<Op>);
+
+pub(crate) struct Persist {
+    /// Ticket counter and channel under one lock, so tickets enter the channel in order and
+    /// the writer's watermark never passes a ticket it has not committed.
+    tx: Mutex<(u64, smpsc::Sender<Batch>)>,
+    committed: watch::Receiver<u64>,
+    next_msg_id: AtomicU64,
+    pub errors: Arc<AtomicU64>,
+    pub commits: Arc<AtomicU64>,
+    pub ops_written: Arc<AtomicU64>,
+}
+
+fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> PersistError + '_ {
+    move |source| PersistError::Sqlite {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+pub(crate) fn open(path: &Path, full_sync: bool) -> Result<(Persist, Loaded), PersistError> {
+    let e = sql_err(path);
+    let conn = Connection::open(path).map_err(&e)?;
+    // WAL with synchronous=NORMAL: a commit is in the OS once `commit` returns, so it survives
+    // the process being killed (the failure this store is for); a power cut may lose the last
+    // commits, which the station's UPS covers. `full_sync` (config `broker.fsync`) makes each
+    // group commit wait for the disk as well.
+    conn.execute_batch(if full_sync {
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+    } else {
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+    })
+    .map_err(&e)?;
+    conn.execute_batch(SCHEMA).map_err(&e)?;
+    let loaded = load(&conn).map_err(&e)?;
+    let (tx, rx) = smpsc::channel::<Batch>();
+    let (done_tx, done_rx) = watch::channel(0u64);
+    let errors = Arc::new(AtomicU64::new(0));
+    let commits = Arc::new(AtomicU64::new(0));
+    let ops_written = Arc::new(AtomicU64::new(0));
+    let (errs, cms, opsw) = (errors.clone(), commits.clone(), ops_written.clone());
+    let label = path.display().to_string();
+    std::thread::Builder::new()
+        .name("broker-store".into())
+        .spawn(move || writer(conn, rx, done_tx, errs, cms, opsw, label))
+        .map_err(PersistError::Thread)?;
+    let next = loaded.next_msg_id;
+    Ok((
+        Persist {
+            tx: Mutex::new((1, tx)),
+            committed: done_rx,
+            next_msg_id: AtomicU64::new(next),
+            errors,
+            commits,
+            ops_written,
+        },
+        loaded,
+    ))
+}
+
+impl Persist {
+    pub fn next_msg_id(&self) -> u64 {
+        self.next_msg_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Queues writes; the returned ticket is durable once [`Persist::committed`] reaches it.
+    pub fn submit(&self, ops: Vec<Op>) -> u64 {
+        match self.tx.lock() {
+            Ok(mut g) => {
+                let ticket = g.0;
+                g.0 += 1;
+                if g.1.send((ticket, ops)).is_err() {
+                    // The writer is gone (only at shutdown); nothing waits on it any more.
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    return 0;
+                }
+                ticket
+            }
+            Err(_) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                0
+            }
+        }
+    }
+
+    pub fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
+    }
+
+    /// Waits until `ticket` is committed (or the writer has stopped).
+    pub async fn wait(&self, ticket: u64) {
+        let mut rx = self.committed.clone();
+        while *rx.borrow_and_update() < ticket {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn writer(
+    mut conn: Connection,
+    rx: smpsc::Receiver<Batch>,
+    done: watch::Sender<u64>,
+    errors: Arc<AtomicU64>,
+    commits: Arc<AtomicU64>,
+    ops_written: Arc<AtomicU64>,
+    label: String,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        // Group commit: everything that queued while the last commit ran goes in this one.
+        let mut n_ops = batch[0].1.len();
+        while n_ops < 20_000 {
+            match rx.try_recv() {
+                Ok(more) => {
+                    n_ops += more.1.len();
+                    batch.push(more);
+                }
+                Err(_) => break,
+            }
+        }
+        let last = batch.last().map(|b| b.0).unwrap_or(0);
+        match apply(&mut conn, &batch) {
+            Ok(()) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                ops_written.fetch_add(n_ops as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(store = %label, error = %e, ops = n_ops, "broker store write failed; these messages are delivered but not durable");
+            }
+        }
+        done.send_replace(last);
+    }
+}
+
+fn props_json(p: &Option<PubProps>) -> Option<String> {
+    p.as_ref().and_then(|p| serde_json::to_string(p).ok())
+}
+
+fn ids_text(ids: &[u32]) -> String {
+    ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+}
+
+fn apply(conn: &mut Connection, batch: &[Batch]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for (_, ops) in batch {
+        for op in ops {
+            match op {
+                Op::Msg(m) => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO msgs(id, topic, payload, qos, retain, props, expires_at, publisher)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )?
+                    .execute(params![
+                        m.id as i64,
+                        m.topic,
+                        m.payload,
+                        m.qos,
+                        m.retain,
+                        props_json(&m.props),
+                        m.expires_at_ms,
+                        m.publisher
+                    ])?;
+                }
+                Op::Deliver {
+                    client,
+                    msg_id,
+                    qos,
+                    retain,
+                    sub_ids,
+                } => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO deliveries(client, msg_id, qos, retain, sub_ids)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![
+                        &**client,
+                        *msg_id as i64,
+                        qos,
+                        retain,
+                        ids_text(sub_ids)
+                    ])?;
+                }
+                Op::DeliverySent {
+                    client,
+                    msg_id,
+                    pkid,
+                } => {
+                    tx.prepare_cached(
+                        "UPDATE deliveries SET pkid = ?3 WHERE client = ?1 AND msg_id = ?2",
+                    )?
+                    .execute(params![&**client, *msg_id as i64, pkid])?;
+                }
+                Op::DeliveryReleased { client, msg_id } => {
+                    tx.prepare_cached(
+                        "UPDATE deliveries SET released = 1 WHERE client = ?1 AND msg_id = ?2",
+                    )?
+                    .execute(params![&**client, *msg_id as i64])?;
+                }
+                Op::DeliveryDone { client, msg_id } => {
+                    tx.prepare_cached("DELETE FROM deliveries WHERE client = ?1 AND msg_id = ?2")?
+                        .execute(params![&**client, *msg_id as i64])?;
+                    tx.prepare_cached(
+                        "DELETE FROM msgs WHERE id = ?1
+                         AND NOT EXISTS (SELECT 1 FROM deliveries WHERE msg_id = ?1)",
+                    )?
+                    .execute(params![*msg_id as i64])?;
+                }
+                Op::RetainSet(m) => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO retained(topic, payload, qos, props, expires_at, publisher)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?
+                    .execute(params![
+                        m.topic,
+                        m.payload,
+                        m.qos,
+                        props_json(&m.props),
+                        m.expires_at_ms,
+                        m.publisher
+                    ])?;
+                }
+                Op::RetainClear(topic) => {
+                    tx.prepare_cached("DELETE FROM retained WHERE topic = ?1")?
+                        .execute(params![topic])?;
+                }
+                Op::InboundAdd { client, pkid } => {
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO inbound_qos2(client, pkid) VALUES (?1, ?2)",
+                    )?
+                    .execute(params![&**client, pkid])?;
+                }
+                Op::InboundRemove { client, pkid } => {
+                    tx.prepare_cached("DELETE FROM inbound_qos2 WHERE client = ?1 AND pkid = ?2")?
+                        .execute(params![&**client, pkid])?;
+                }
+                Op::SessionUpsert { client, expiry } => {
+                    tx.prepare_cached(
+                        "INSERT INTO sessions(client, expiry, offline_since) VALUES (?1, ?2, NULL)
+                         ON CONFLICT(client) DO UPDATE SET expiry = ?2, offline_since = NULL",
+                    )?
+                    .execute(params![&**client, expiry])?;
+                }
+                Op::SessionOffline { client, at_ms } => {
+                    tx.prepare_cached("UPDATE sessions SET offline_since = ?2 WHERE client = ?1")?
+                        .execute(params![&**client, at_ms])?;
+                }
+                Op::SessionDelete(client) => {
+                    for sql in [
+                        "DELETE FROM sessions WHERE client = ?1",
+                        "DELETE FROM subs WHERE client = ?1",
+                        "DELETE FROM inbound_qos2 WHERE client = ?1",
+                        "DELETE FROM deliveries WHERE client = ?1",
+                    ] {
+                        tx.prepare_cached(sql)?.execute(params![&**client])?;
+                    }
+                    tx.prepare_cached(
+                        "DELETE FROM msgs WHERE NOT EXISTS
+                         (SELECT 1 FROM deliveries d WHERE d.msg_id = msgs.id)",
+                    )?
+                    .execute([])?;
+                }
+                Op::SubAdd {
+                    client,
+                    filter,
+                    opts,
+                } => {
+                    let opts = serde_json::to_string(opts).unwrap_or_default();
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO subs(client, filter, opts) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![&**client, filter, opts])?;
+                }
+                Op::SubRemove { client, filter } => {
+                    tx.prepare_cached("DELETE FROM subs WHERE client = ?1 AND filter = ?2")?
+                        .execute(params![&**client, filter])?;
+                }
+            }
+        }
+    }
+    tx.commit()
+}
+
+fn row_msg(r: &rusqlite::Row<'_>, base: usize) -> rusqlite::Result<StoredMsg> {
+    let props: Option<String> = r.get(base + 5)?;
+    Ok(StoredMsg {
+        id: r.get::<_, i64>(base)? as u64,
+        topic: r.get(base + 1)?,
+        payload: r.get(base + 2)?,
+        qos: r.get(base + 3)?,
+        retain: r.get(base + 4)?,
+        props: props.and_then(|p| serde_json::from_str(&p).ok()),
+        expires_at_ms: r.get(base + 6)?,
+        publisher: r.get(base + 7)?,
+    })
+}
+
+fn load(conn: &Connection) -> rusqlite::Result<Loaded> {
+    let mut out = Loaded::default();
+    let max_id: Option<i64> = conn
+        .query_row("SELECT max(id) FROM msgs", [], |r| r.get(0))
+        .optional()?
+        .flatten();
+    out.next_msg_id = max_id.map(|m| m as u64 + 1).unwrap_or(1);
+    let mut sessions = conn.prepare("SELECT client, expiry, offline_since FROM sessions")?;
+    let rows = sessions.query_map([], |r| {
+        Ok(LoadedSession {
+            client: r.get(0)?,
+            expiry: r.get(1)?,
+            offline_since_ms: r.get(2)?,
+            subs: Vec::new(),
+            inbound_qos2: Vec::new(),
+            deliveries: Vec::new(),
+        })
+    })?;
+    for s in rows {
+        out.sessions.push(s?);
+    }
+    for s in &mut out.sessions {
+        let mut q = conn.prepare_cached("SELECT filter, opts FROM subs WHERE client = ?1")?;
+        for row in q.query_map([&s.client], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })? {
+            let (filter, opts) = row?;
+            if let Ok(opts) = serde_json::from_str(&opts) {
+                s.subs.push((filter, opts));
+            }
+        }
+        let mut q = conn.prepare_cached("SELECT pkid FROM inbound_qos2 WHERE client = ?1")?;
+        for row in q.query_map([&s.client], |r| r.get::<_, u16>(0))? {
+            s.inbound_qos2.push(row?);
+        }
+        let mut q = conn.prepare_cached(
+            "SELECT m.id, m.topic, m.payload, m.qos, m.retain, m.props, m.expires_at, m.publisher,
+                    d.qos, d.retain, d.sub_ids, d.pkid, d.released
+             FROM deliveries d JOIN msgs m ON m.id = d.msg_id
+             WHERE d.client = ?1 ORDER BY d.msg_id",
+        )?;
+        for row in q.query_map([&s.client], |r| {
+            let ids: String = r.get(10)?;
+            Ok(LoadedDelivery {
+                msg: row_msg(r, 0)?,
+                qos: r.get(8)?,
+                retain: r.get(9)?,
+                sub_ids: ids.split(',').filter_map(|x| x.parse().ok()).collect(),
+                pkid: r.get(11)?,
+                released: r.get(12)?,
+            })
+        })? {
+            s.deliveries.push(row?);
+        }
+    }
+    let mut q = conn
+        .prepare("SELECT 0, topic, payload, qos, 1, props, expires_at, publisher FROM retained")?;
+    for m in q.query_map([], |r| row_msg(r, 0))? {
+        out.retained.push(m?);
+    }
+    Ok(out)
+}
