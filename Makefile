@@ -58,7 +58,12 @@ ui/node_modules/.stamp: ui/package.json ui/package-lock.json
 	cd ui && npm install --no-audit --no-fund
 	touch $@
 
-deps-node: deps-apt ui/node_modules/.stamp
+# MQTT.js for the broker's interop tests.
+tests/js/node_modules/.stamp: tests/js/package.json tests/js/package-lock.json
+	cd tests/js && npm install --no-audit --no-fund
+	touch $@
+
+deps-node: deps-apt ui/node_modules/.stamp tests/js/node_modules/.stamp
 
 $(VENV)/.stamp: tests/py/requirements.txt
 	python3 -m venv $(VENV)

@@ -17,8 +17,9 @@
 //! ```
 //!
 //! `topic` lines before any `user` line apply to anonymous clients. A `deny` rule that matches
-//! wins over any grant. Without an ACL file the default is one rule: a device reads and writes
-//! only under its own prefix, `ward/v1/dev/%u/#`.
+//! wins over any grant. Without an ACL file the default is: every authenticated device reads
+//! and writes only under its own prefix, `ward/v1/dev/%u/#`; anonymous clients (allowed only
+//! in the demo configuration) may use any topic, as in Mosquitto without an ACL file.
 
 use crate::router::topic_matches;
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
@@ -75,11 +76,18 @@ pub struct Acl {
 impl Default for Acl {
     fn default() -> Self {
         Self {
-            rules: vec![Rule {
-                user: None,
-                access: Access::ReadWrite,
-                topic: "ward/v1/dev/%u/#".into(),
-            }],
+            rules: vec![
+                Rule {
+                    user: Some(String::new()),
+                    access: Access::ReadWrite,
+                    topic: "#".into(),
+                },
+                Rule {
+                    user: None,
+                    access: Access::ReadWrite,
+                    topic: "ward/v1/dev/%u/#".into(),
+                },
+            ],
         }
     }
 }
@@ -419,6 +427,15 @@ mod tests {
         // A username with a wildcard or separator never fills %u.
         let sneaky = user("m1/../+", "c");
         assert!(!acl.can_publish(&sneaky, "ward/v1/dev/m1/../+/vitals"));
+        // Anonymous (demo only): anything but $SYS.
+        let anon = Identity {
+            username: Some("c9".into()),
+            client_id: "c9".into(),
+            anonymous: true,
+        };
+        assert!(acl.can_publish(&anon, "ward/v1/dev/m2/vitals"));
+        assert!(acl.can_subscribe(&anon, "ward/#"));
+        assert!(!acl.can_subscribe(&anon, "$SYS/#"));
     }
 
     #[test]

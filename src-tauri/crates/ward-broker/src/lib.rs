@@ -33,6 +33,28 @@ pub use persist::PersistError;
 pub use router::{split_share, topic_matches, valid_filter, valid_topic_name};
 pub use tls::{TlsConfig, TlsError};
 
+/// The decode path as the fuzzer sees it (`fuzz/fuzz_targets/decode.rs`): not for other use.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::codec::{decode, Proto};
+    use bytes::BytesMut;
+
+    /// Decodes `data` as a connection would: first as the bytes before CONNECT, then as a
+    /// stream of 3.1.1 packets and as a stream of 5.0 packets, each until it needs more bytes
+    /// or finds an error. Whatever the bytes, this must return, not panic.
+    pub fn decode_all(data: &[u8]) {
+        for proto in [None, Some(Proto::V4), Some(Proto::V5)] {
+            let mut buf = BytesMut::from(data);
+            for _ in 0..1024 {
+                match decode(proto, &mut buf, 64 * 1024) {
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
 use bytes::Bytes;
 use persist::{Op, Persist, StoredMsg};
 use router::{Entry, Router, Target, Targets};

@@ -167,11 +167,7 @@ impl Session {
     }
 
     pub fn push_flight(&mut self, pkid: u16, d: Delivery) {
-        let state = if d.qos == 1 {
-            Flight::Ack
-        } else {
-            Flight::Rec
-        };
+        let state = if d.qos == 1 { Flight::Ack } else { Flight::Rec };
         self.pkids.insert(pkid);
         self.inflight.push_back(OutFlight { pkid, d, state });
     }

@@ -146,6 +146,9 @@ pub struct WardSnapshot {
 struct RuntimeInfo<'a> {
     pid: u32,
     broker: String,
+    /// The TLS listener, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broker_tls: Option<String>,
     database: String,
     started_ms: i64,
     station: &'a str,
@@ -232,6 +235,7 @@ pub struct StationHandle {
     cfg: Config,
     broker: Option<ward_broker::BrokerHandle>,
     broker_addr: SocketAddr,
+    broker_tls: Option<SocketAddr>,
     live: Arc<Mutex<live::LiveState>>,
     writer: Arc<writer::Writer>,
     counters: ingest::IngestCounters,
@@ -326,6 +330,7 @@ impl Station {
         broker_cfg.auth = ward_broker::AuthHook(Arc::new(auth));
         let broker = ward_broker::start(broker_cfg).await?;
         let broker_addr = broker.local_addr();
+        let broker_tls = broker.tls_addr();
         let rx = broker.subscribe_local(ward_model::topic::DEVICE_FILTER, INGEST_QUEUE)?;
 
         let live = Arc::new(Mutex::new(live::LiveState::new(&cfg)));
@@ -388,6 +393,7 @@ impl Station {
             cfg,
             broker: Some(broker),
             broker_addr,
+            broker_tls,
             live,
             writer,
             counters,
@@ -418,6 +424,7 @@ impl StationHandle {
         let info = RuntimeInfo {
             pid: std::process::id(),
             broker: self.broker_addr.to_string(),
+            broker_tls: self.broker_tls.map(|a| a.to_string()),
             database: self.cfg.db_path().display().to_string(),
             started_ms: now_ms(),
             station: &self.cfg.station_name,
