@@ -26,7 +26,7 @@ APT_TEST := mosquitto-clients xvfb xauth x11-utils webkit2gtk-driver python3-ven
 TEST_ALSA := $(CURDIR)/tests/fixtures/asound-null.conf
 APT_NODE := nodejs npm
 
-.PHONY: help deps deps-apt deps-node deps-py deps-tools ui build run test lint test-rust test-ui test-e2e check-core package bench clean
+.PHONY: help deps deps-apt deps-node deps-py deps-tools ui build run test lint test-rust test-ui test-e2e test-fuzz check-core package bench clean
 
 help:
 	@echo "make run      start the station with a simulated 16-bed ward (window if a display, else headless)"
@@ -76,6 +76,8 @@ deps-py: deps-apt $(VENV)/.stamp
 # crates.io is a 3.0 alpha.
 deps-tools:
 	@command -v tauri-driver >/dev/null || cargo install --locked tauri-driver --version '^2'
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 
 deps: deps-apt deps-node deps-py deps-tools
 
@@ -115,14 +117,23 @@ test-rust: build deps-py
 test-e2e: build deps-py deps-tools
 	ALSA_CONFIG_PATH=$(TEST_ALSA) $(PY) -m pytest -v tests/e2e
 
-test: deps lint check-core test-ui test-rust test-e2e
+test: deps lint check-core test-ui test-rust test-fuzz test-e2e
 	@echo "make test: all suites passed"
+
+# A short fuzz run of the broker's packet decoder (cargo-fuzz, nightly, AddressSanitizer),
+# seeded with valid packets; any crash fails the build and leaves its input in
+# fuzz/artifacts/decode. Longer runs: make test-fuzz FUZZ_SECONDS=3600.
+FUZZ_SECONDS ?= 45
+test-fuzz: deps-tools
+	mkdir -p fuzz/corpus/decode
+	cd fuzz && cargo +nightly fuzz run decode corpus/decode seeds/decode -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048
 
 # Benchmarks, in release builds; results (with ratios) are written into docs/BENCHMARKS.md.
 # The ward run takes 10 minutes and the 72 h database about 20 GB of temporary disk; the frame
 # times use the debug window build (the page is the same code) under Xvfb.
 bench: deps-apt deps-py deps-tools build
 	cargo build --release -p ward-cli
+	RUST_LOG=warn target/release/wardwatch bench broker --out docs/BENCHMARKS.md
 	RUST_LOG=warn ALSA_CONFIG_PATH=$(TEST_ALSA) target/release/wardwatch bench alarm-latency --out docs/BENCHMARKS.md
 	RUST_LOG=warn ALSA_CONFIG_PATH=$(TEST_ALSA) target/release/wardwatch bench ward --out docs/BENCHMARKS.md
 	RUST_LOG=warn target/release/wardwatch bench queries --out docs/BENCHMARKS.md

@@ -9,6 +9,7 @@
 
 mod accounts;
 pub mod bench;
+mod broker_bench;
 mod broker_cmd;
 mod exports;
 pub mod ward_bench;
@@ -110,6 +111,15 @@ enum BenchCommand {
         out: Option<PathBuf>,
     },
     /// Review query times on a generated database of `hours` for `beds`.
+    /// ward-broker against Debian's Mosquitto 2 under one load generator.
+    Broker {
+        /// 2,000 messages per publisher instead of 25,000 (a smoke run).
+        #[arg(long)]
+        quick: bool,
+        /// Write the results into this Markdown file (between its bench markers).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     Queries {
         #[arg(long, default_value_t = 64)]
         beds: usize,
@@ -242,6 +252,10 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             let r = ward_bench::ward(beds, minutes).await?;
             let text = ward_bench::ward_report(&r);
             bench::publish(&text, out.as_deref(), "ward")
+        }
+        Command::Bench(BenchCommand::Broker { quick, out }) => {
+            let rows = broker_bench::run(quick).await?;
+            bench::publish(&broker_bench::report(&rows), out.as_deref(), "broker")
         }
         Command::Bench(BenchCommand::Queries {
             beds,

@@ -20,7 +20,7 @@ use ward_model::codes;
 use ward_store::{Record, Store, TrendResolution, VitalRow, WaveChunk};
 
 /// CPU seconds (user + system) of a process, from /proc/PID/stat.
-fn cpu_seconds(pid: u32, ticks_per_s: f64) -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds(pid: u32, ticks_per_s: f64) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = stat
