@@ -255,7 +255,7 @@ fn mosquitto_sub_gets_qos2_from_paho_and_mosquitto_pub_exactly_once_in_both_vers
     let st = Headless::start(&["--sim-beds", "0"]);
     for version in ["mqttv311", "5"] {
         let topic = format!("interop/{version}");
-        let mut sub = Command::new("mosquitto_sub")
+        let sub = Command::new("mosquitto_sub")
             .args(["-h", "127.0.0.1", "-p", &st.addr.port().to_string()])
             .args([
                 "-V", version, "-q", "2", "-t", &topic, "-C", "4", "-W", "20", "-v",
