@@ -305,6 +305,23 @@ fn mosquitto_sub_gets_qos2_from_paho_and_mosquitto_pub_exactly_once_in_both_vers
     assert!(st.stop().success());
 }
 
+/// A station config with a TLS listener on a free port, on the certificates of `make_certs`;
+/// with `client_ca`, client certificates are verified against the test CA.
+fn tls_config(dir: &std::path::Path, client_ca: bool) -> std::path::PathBuf {
+    let p = |f: &str| dir.join(f).display().to_string();
+    let mut text = format!(
+        "[broker]\ntls_listen = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\n",
+        p("server.pem"),
+        p("server.key")
+    );
+    if client_ca {
+        text += &format!("tls_client_ca = {:?}\n", p("ca.pem"));
+    }
+    let cfg = dir.join("tls.toml");
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
 /// The station's TLS listener with Debian's clients: mosquitto_pub over TLS, and with a client
 /// certificate whose name ("client") is the device identity: its own prefix is accepted, another
 /// device's refused with 0x87, which mosquitto_pub reports.
@@ -313,17 +330,7 @@ fn tls_and_mutual_tls_with_mosquitto_clients() {
     let work = tempfile::tempdir().unwrap();
     make_certs(work.path());
     let p = |f: &str| work.path().join(f).display().to_string();
-    let cfg = work.path().join("tls.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[broker]\ntls_listen = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\ntls_client_ca = {:?}\n",
-            p("server.pem"),
-            p("server.key"),
-            p("ca.pem")
-        ),
-    )
-    .unwrap();
+    let cfg = tls_config(work.path(), true);
     // Anonymous access stays off here: only the certificate identifies the device.
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(workspace_bin("wardwatch"))
@@ -384,16 +391,7 @@ fn mqttjs_roundtrips_qos_0_1_2_in_both_versions_plain_and_tls() {
     let work = tempfile::tempdir().unwrap();
     make_certs(work.path());
     let p = |f: &str| work.path().join(f).display().to_string();
-    let cfg = work.path().join("tls.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[broker]\ntls_listen = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\n",
-            p("server.pem"),
-            p("server.key")
-        ),
-    )
-    .unwrap();
+    let cfg = tls_config(work.path(), false);
     let st = Headless::start(&["--sim-beds", "0", "--config", cfg.to_str().unwrap()]);
     let runtime: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(st.dir.path().join("runtime.json")).unwrap())

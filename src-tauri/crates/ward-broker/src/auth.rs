@@ -151,11 +151,7 @@ impl Acl {
     }
 
     pub fn load(path: &Path) -> Result<Self, AuthError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AuthError::Read {
-            file: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::parse(&read_text(path)?, &path.display().to_string())
     }
 
     /// The rules that apply to `id`, with %u and %c filled in. A pattern that needs %u does not
@@ -214,6 +210,13 @@ impl Acl {
         }
         granted
     }
+}
+
+fn read_text(path: &Path) -> Result<String, AuthError> {
+    std::fs::read_to_string(path).map_err(|source| AuthError::Read {
+        file: path.display().to_string(),
+        source,
+    })
 }
 
 fn safe_level(s: &str) -> bool {
@@ -293,11 +296,7 @@ impl Passwords {
     }
 
     pub fn load(path: &Path) -> Result<Self, AuthError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AuthError::Read {
-            file: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::parse(&read_text(path)?, &path.display().to_string())
     }
 
     /// Adds or replaces a user (the station's own simulated monitors, for instance).

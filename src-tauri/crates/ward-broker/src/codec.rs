@@ -435,6 +435,23 @@ fn decode_v4(frame: &mut BytesMut, max: usize) -> Result<Inbound, DecodeError> {
     })
 }
 
+/// The forwarded properties, from a PUBLISH's or a will's property block (same fields).
+fn pub_props(
+    payload_format: Option<u8>,
+    content_type: Option<String>,
+    response_topic: Option<String>,
+    correlation_data: Option<Bytes>,
+    user_properties: Vec<(String, String)>,
+) -> PubProps {
+    PubProps {
+        payload_format,
+        content_type,
+        response_topic,
+        correlation_data: correlation_data.map(|b| b.to_vec()),
+        user_properties,
+    }
+}
+
 fn utf8(b: Bytes) -> Result<String, DecodeError> {
     String::from_utf8(b.to_vec()).map_err(|_| DecodeError::TopicNotUtf8)
 }
@@ -451,13 +468,13 @@ fn decode_v5(frame: &mut BytesMut, max: usize) -> Result<Inbound, DecodeError> {
                 Some(w) => {
                     let (props, expiry, delay) = match w.properties {
                         Some(wp) => (
-                            PubProps {
-                                payload_format: wp.payload_format_indicator,
-                                content_type: wp.content_type,
-                                response_topic: wp.response_topic,
-                                correlation_data: wp.correlation_data.map(|b| b.to_vec()),
-                                user_properties: wp.user_properties,
-                            },
+                            pub_props(
+                                wp.payload_format_indicator,
+                                wp.content_type,
+                                wp.response_topic,
+                                wp.correlation_data,
+                                wp.user_properties,
+                            ),
                             wp.message_expiry_interval,
                             wp.delay_interval.unwrap_or(0),
                         ),
@@ -500,13 +517,13 @@ fn decode_v5(frame: &mut BytesMut, max: usize) -> Result<Inbound, DecodeError> {
             let qos = qos5(p.qos);
             let (props, alias, expiry, sub_ids_present) = match p.properties {
                 Some(pp) => {
-                    let props = PubProps {
-                        payload_format: pp.payload_format_indicator,
-                        content_type: pp.content_type,
-                        response_topic: pp.response_topic,
-                        correlation_data: pp.correlation_data.map(|b| b.to_vec()),
-                        user_properties: pp.user_properties,
-                    };
+                    let props = pub_props(
+                        pp.payload_format_indicator,
+                        pp.content_type,
+                        pp.response_topic,
+                        pp.correlation_data,
+                        pp.user_properties,
+                    );
                     (
                         (!props.is_empty()).then_some(props),
                         pp.topic_alias,
