@@ -1067,11 +1067,18 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
                     self.push(o);
                     let mut s = self.slot.lock();
                     for d in retained {
-                        let _ = s.offer(
+                        // Retained copies queue like any delivery; a full queue drops them
+                        // under the same policy and counter.
+                        if s.offer(
                             d,
                             self.shared.cfg.max_queued_messages,
                             self.shared.cfg.max_queued_bytes,
-                        );
+                        )
+                        .is_err()
+                        {
+                            bump(&self.shared.metrics.messages_dropped);
+                            bump(&self.shared.metrics.dropped_queue_full);
+                        }
                     }
                 }
             }

@@ -1076,6 +1076,45 @@ async fn a_device_cannot_publish_or_subscribe_outside_its_own_prefix() {
     assert_eq!((m.acl_denied_publish, m.acl_denied_subscribe), (3, 2));
 }
 
+/// MQTT 3.1.1 has no refusal code: a denied publish is acknowledged (PUBACK; PUBREC, then
+/// PUBCOMP after the client's PUBREL) and dropped, as Mosquitto does. Checked with rumqttc's
+/// own 3.1.1 client.
+#[tokio::test]
+async fn a_3_1_1_device_outside_its_prefix_is_acknowledged_but_nothing_is_delivered() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet as P4, QoS as Q4};
+    let b = ward_broker::start(secured(false)).await.unwrap();
+    let mut rx = b.subscribe_local("ward/#", 16).unwrap();
+    let addr = b.local_addr();
+    let mut o = MqttOptions::new("m1-v4", addr.ip().to_string(), addr.port());
+    o.set_credentials("m1", "m1-secret");
+    let (c, mut ev) = AsyncClient::new(o, 8);
+    c.publish("ward/v1/dev/m2/vitals", Q4::AtLeastOnce, false, "forged")
+        .await
+        .unwrap();
+    c.publish("ward/v1/dev/m2/alarm", Q4::ExactlyOnce, false, "forged")
+        .await
+        .unwrap();
+    c.publish("ward/v1/dev/m1/vitals", Q4::AtLeastOnce, false, "ok")
+        .await
+        .unwrap();
+    let (mut acks, mut comps) = (0, 0);
+    while acks < 2 || comps < 1 {
+        match tokio::time::timeout(Duration::from_secs(10), ev.poll())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Event::Incoming(P4::PubAck(_)) => acks += 1,
+            Event::Incoming(P4::PubComp(_)) => comps += 1,
+            _ => {}
+        }
+    }
+    let got = rx.recv().await.unwrap();
+    assert_eq!(&*got.topic, "ward/v1/dev/m1/vitals");
+    assert!(rx.try_recv().is_err(), "nothing forged reached the station");
+    assert_eq!(b.metrics().acl_denied_publish, 2);
+}
+
 #[tokio::test]
 async fn a_will_outside_the_devices_prefix_refuses_the_connection() {
     let b = ward_broker::start(secured(false)).await.unwrap();
