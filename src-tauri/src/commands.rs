@@ -5,13 +5,14 @@
 //! this window and passes it to the core, which decides every permission (and audits every
 //! denial). A page reload keeps the session; closing the station ends it.
 
-use crate::AppState;
+use crate::{AppState, Handles};
 use serde::Serialize;
-use ward_core::{AlarmAction, AlarmLogRow, CoreError, LimitRule, Session, StationHandle, UserView};
+use ward_core::{AlarmCommand, AlarmLogRow, CoreError, ErrorCode, LimitRule, Session, UserView};
 
 #[derive(Debug, Serialize)]
 pub struct IpcError {
-    pub code: &'static str,
+    /// One of `ui/src/gen/ErrorCode.ts` (generated from [`ErrorCode`]).
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -24,19 +25,13 @@ impl From<CoreError> for IpcError {
     }
 }
 
-fn stopped() -> IpcError {
-    IpcError {
-        code: "station_stopped",
-        message: "the station is shutting down".into(),
-    }
-}
-
+/// Runs `f` on the station's sub-handles. No lock: a slow command (argon2, an export, an
+/// alarm command's wait) holds up nothing else.
 fn with<T>(
     state: &tauri::State<'_, AppState>,
-    f: impl FnOnce(&StationHandle) -> Result<T, IpcError>,
+    f: impl FnOnce(&Handles) -> Result<T, IpcError>,
 ) -> Result<T, IpcError> {
-    let guard = state.station.lock().map_err(|_| stopped())?;
-    guard.as_ref().ok_or_else(stopped).and_then(f)
+    f(&state.station)
 }
 
 /// This window's session token ("" when no one is signed in: the core then answers
@@ -50,9 +45,9 @@ fn token(state: &tauri::State<'_, AppState>) -> String {
         .unwrap_or_default()
 }
 
-fn act(state: &tauri::State<'_, AppState>, a: AlarmAction) -> Result<usize, IpcError> {
+fn act(state: &tauri::State<'_, AppState>, a: AlarmCommand) -> Result<usize, IpcError> {
     let t = token(state);
-    with(state, |s| Ok(s.act(&t, a)?))
+    with(state, |s| Ok(s.alarms().act(&t, a)?))
 }
 
 #[derive(Serialize)]
@@ -69,10 +64,10 @@ pub struct WindowSnapshot {
 pub fn ward_snapshot(state: tauri::State<'_, AppState>) -> Result<WindowSnapshot, IpcError> {
     let t = token(&state);
     with(&state, |s| {
-        s.ui_heartbeat();
+        s.alarms().ui_heartbeat();
         Ok(WindowSnapshot {
-            ward: s.snapshot(),
-            session: s.session(&t),
+            ward: s.live().snapshot(),
+            session: s.staff().session(&t),
         })
     })
 }
@@ -86,9 +81,9 @@ pub fn session_login(
     let old = token(&state);
     let (t, session) = with(&state, |s| {
         if !old.is_empty() {
-            s.logout(&old);
+            s.staff().logout(&old);
         }
-        Ok(s.login(&username, &secret)?)
+        Ok(s.staff().login(&username, &secret)?)
     })?;
     if let Ok(mut slot) = state.session.lock() {
         *slot = Some(t);
@@ -101,7 +96,7 @@ pub fn session_logout(state: tauri::State<'_, AppState>) -> Result<(), IpcError>
     let t = state.session.lock().ok().and_then(|mut t| t.take());
     if let Some(t) = t {
         with(&state, |s| {
-            s.logout(&t);
+            s.staff().logout(&t);
             Ok(())
         })?;
     }
@@ -112,7 +107,7 @@ pub fn session_logout(state: tauri::State<'_, AppState>) -> Result<(), IpcError>
 pub fn session_lock(state: tauri::State<'_, AppState>) -> Result<(), IpcError> {
     let t = token(&state);
     with(&state, |s| {
-        s.lock_session(&t);
+        s.staff().lock(&t);
         Ok(())
     })
 }
@@ -124,7 +119,7 @@ pub fn session_unlock(
     secret: String,
 ) -> Result<Session, IpcError> {
     let t = token(&state);
-    with(&state, |s| Ok(s.unlock(&t, &secret)?))
+    with(&state, |s| Ok(s.staff().unlock(&t, &secret)?))
 }
 
 /// Keys and pointer at the window (throttled by the page): postpones auto-lock.
@@ -132,14 +127,14 @@ pub fn session_unlock(
 pub fn session_touch(state: tauri::State<'_, AppState>) -> Result<(), IpcError> {
     let t = token(&state);
     with(&state, |s| {
-        s.touch(&t);
+        s.staff().touch(&t);
         Ok(())
     })
 }
 
 #[tauri::command]
 pub fn alarm_acknowledge(state: tauri::State<'_, AppState>, id: u64) -> Result<usize, IpcError> {
-    act(&state, AlarmAction::Acknowledge { id })
+    act(&state, AlarmCommand::Acknowledge { id })
 }
 
 /// Audio pause for one bed, or for every current alarm when `bed` is null.
@@ -148,7 +143,7 @@ pub fn alarm_audio_pause(
     state: tauri::State<'_, AppState>,
     bed: Option<String>,
 ) -> Result<usize, IpcError> {
-    act(&state, AlarmAction::AudioPause { bed })
+    act(&state, AlarmCommand::AudioPause { bed })
 }
 
 /// Audio off (indefinite, with reminders); the core refuses it unless policy allows it.
@@ -157,12 +152,12 @@ pub fn alarm_audio_off(
     state: tauri::State<'_, AppState>,
     bed: Option<String>,
 ) -> Result<usize, IpcError> {
-    act(&state, AlarmAction::AudioOff { bed })
+    act(&state, AlarmCommand::AudioOff { bed })
 }
 
 #[tauri::command]
 pub fn alarm_pause(state: tauri::State<'_, AppState>, bed: String) -> Result<usize, IpcError> {
-    act(&state, AlarmAction::AlarmPause { bed })
+    act(&state, AlarmCommand::AlarmPause { bed })
 }
 
 #[tauri::command]
@@ -171,7 +166,7 @@ pub fn alarm_set_limits(
     bed: String,
     rules: Vec<LimitRule>,
 ) -> Result<usize, IpcError> {
-    act(&state, AlarmAction::SetRules { bed, rules })
+    act(&state, AlarmCommand::SetRules { bed, rules })
 }
 
 #[tauri::command]
@@ -180,7 +175,9 @@ pub fn alarm_history(
     bed: Option<String>,
     limit: usize,
 ) -> Result<Vec<AlarmLogRow>, IpcError> {
-    with(&state, |s| Ok(s.alarm_history(bed.as_deref(), limit)?))
+    with(&state, |s| {
+        Ok(s.review().alarm_history(bed.as_deref(), limit)?)
+    })
 }
 
 #[tauri::command]
@@ -189,8 +186,8 @@ pub fn alarm_limits(
     bed: String,
 ) -> Result<Vec<LimitRule>, IpcError> {
     with(&state, |s| {
-        s.limits(&bed).ok_or_else(|| IpcError {
-            code: "unknown_bed",
+        s.alarms().limits(&bed).ok_or_else(|| IpcError {
+            code: ErrorCode::UnknownBed,
             message: format!("no bed {bed:?}"),
         })
     })
@@ -199,7 +196,7 @@ pub fn alarm_limits(
 /// Users and their beds (no secrets), for the charge nurse's assignment panel.
 #[tauri::command]
 pub fn users_list(state: tauri::State<'_, AppState>) -> Result<Vec<UserView>, IpcError> {
-    with(&state, |s| Ok(s.users()))
+    with(&state, |s| Ok(s.staff().users()))
 }
 
 #[tauri::command]
@@ -209,7 +206,7 @@ pub fn beds_assign(
     beds: Vec<String>,
 ) -> Result<(), IpcError> {
     let t = token(&state);
-    with(&state, |s| Ok(s.assign_beds(&t, &nurse, &beds)?))
+    with(&state, |s| Ok(s.staff().assign_beds(&t, &nurse, &beds)?))
 }
 
 /// Admits a device to an empty bed (charge nurses; the core decides).
@@ -220,14 +217,14 @@ pub fn bed_admit(
     device: String,
 ) -> Result<(), IpcError> {
     let t = token(&state);
-    with(&state, |s| Ok(s.admit(&t, &bed, &device)?))
+    with(&state, |s| Ok(s.admin().admit(&t, &bed, &device)?))
 }
 
 /// Discharges the bed's device: its alarms end, logged with the user.
 #[tauri::command]
 pub fn bed_discharge(state: tauri::State<'_, AppState>, bed: String) -> Result<(), IpcError> {
     let t = token(&state);
-    with(&state, |s| Ok(s.discharge(&t, &bed)?))
+    with(&state, |s| Ok(s.admin().discharge(&t, &bed)?))
 }
 
 /// Stored waveform of a bed (full disclosure), reduced to about `max_points` values.
@@ -241,7 +238,7 @@ pub fn review_wave(
     max_points: usize,
 ) -> Result<ward_core::review::ReviewWave, IpcError> {
     with(&state, |s| {
-        Ok(s.review_wave(&bed, channel, from_ms, to_ms, max_points)?)
+        Ok(s.review().wave(&bed, channel, from_ms, to_ms, max_points)?)
     })
 }
 
@@ -253,7 +250,7 @@ pub fn review_trend(
     from_ms: i64,
     to_ms: i64,
 ) -> Result<ward_core::review::ReviewTrend, IpcError> {
-    with(&state, |s| Ok(s.review_trend(&bed, from_ms, to_ms)?))
+    with(&state, |s| Ok(s.review().trend(&bed, from_ms, to_ms)?))
 }
 
 /// Writes an ECG strip or trend report into the station's exports folder (clinical staff;
@@ -265,6 +262,6 @@ pub fn review_export(
 ) -> Result<String, IpcError> {
     let t = token(&state);
     with(&state, |s| {
-        Ok(s.export(&t, &request)?.display().to_string())
+        Ok(s.review().export(&t, &request)?.display().to_string())
     })
 }

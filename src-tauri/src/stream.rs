@@ -7,19 +7,20 @@ use crate::AppState;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tauri::ipc::{Channel, InvokeResponseBody};
-use tauri::Manager;
 
 /// 30 frames a second: each carries every new sample, so the rate only sets latency.
 const TICK: Duration = Duration::from_millis(33);
 
 #[tauri::command]
 pub fn live_stream(
-    app: tauri::AppHandle,
     state: tauri::State<'_, AppState>,
     channel: Channel<InvokeResponseBody>,
 ) -> Result<u64, IpcError> {
     let generation = state.stream_generation.fetch_add(1, Ordering::SeqCst) + 1;
     let current = state.stream_generation.clone();
+    // Its own clone of the live view: no lock shared with commands (a sign-in or an export
+    // never holds up a frame).
+    let live = state.station.live().clone();
     tauri::async_runtime::spawn(async move {
         let mut cursor = ward_core::FrameCursor::default();
         let mut tick = tokio::time::interval(TICK);
@@ -29,17 +30,7 @@ pub fn live_stream(
             if current.load(Ordering::SeqCst) != generation {
                 break;
             }
-            let frame = {
-                let state = app.state::<AppState>();
-                let guard = match state.station.lock() {
-                    Ok(g) => g,
-                    Err(_) => break,
-                };
-                match guard.as_ref() {
-                    Some(s) => s.frame(&mut cursor),
-                    None => break,
-                }
-            };
+            let frame = live.frame(&mut cursor);
             if channel.send(InvokeResponseBody::Raw(frame)).is_err() {
                 break;
             }

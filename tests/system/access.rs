@@ -4,12 +4,12 @@
 
 use crate::support::*;
 use std::time::Duration;
-use ward_core::AlarmAction::{Acknowledge, AlarmPause, AudioOff, AudioPause, SetRules};
+use ward_core::AlarmCommand::{Acknowledge, AlarmPause, AudioOff, AudioPause, SetRules};
 use ward_core::UserChange;
 use ward_model::Role;
 
 fn code<T: std::fmt::Debug>(r: Result<T, ward_core::CoreError>) -> &'static str {
-    r.unwrap_err().code()
+    r.unwrap_err().code().as_str()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,14 +25,17 @@ async fn permissions_are_decided_in_the_core_and_every_denial_is_audited() {
     let st = ward_core::Station::start(cfg.clone()).await.unwrap();
 
     // Signing in: the same answer for an unknown name and a wrong password.
-    let e = st.login("nurse.ana", "wrong password").unwrap_err();
+    let e = st.staff().login("nurse.ana", "wrong password").unwrap_err();
     assert_eq!(
-        (e.code(), e.to_string().as_str()),
+        (e.code().as_str(), e.to_string().as_str()),
         ("bad_credentials", "unknown user or wrong password")
     );
-    let e = st.login("nobody", "whatever1").unwrap_err();
+    let e = st.staff().login("nobody", "whatever1").unwrap_err();
     assert_eq!(e.to_string(), "unknown user or wrong password");
-    let (ana, s) = st.login("nurse.ana", &password_of("nurse.ana")).unwrap();
+    let (ana, s) = st
+        .staff()
+        .login("nurse.ana", &password_of("nurse.ana"))
+        .unwrap();
     assert_eq!((s.role, s.has_pin, s.locked), (Role::Nurse, true, false));
     let ben = sign_in(&st, "nurse.ben");
     let cho = sign_in(&st, "charge.cho");
@@ -42,12 +45,12 @@ async fn permissions_are_decided_in_the_core_and_every_denial_is_audited() {
 
     // Viewer: sees, never acts.
     assert_eq!(
-        code(st.act(&vic, AudioPause { bed: bed("bed-01") })),
+        code(st.alarms().act(&vic, AudioPause { bed: bed("bed-01") })),
         "view_only"
     );
     // Nurse with no beds yet; limits, assignments and users are not hers at all.
     assert_eq!(
-        code(st.act(
+        code(st.alarms().act(
             &ana,
             AlarmPause {
                 bed: "bed-01".into()
@@ -55,47 +58,66 @@ async fn permissions_are_decided_in_the_core_and_every_denial_is_audited() {
         )),
         "not_assigned"
     );
-    let rules = st.limits("bed-01").unwrap();
+    let rules = st.alarms().limits("bed-01").unwrap();
     let set_rules = |b: &str| SetRules {
         bed: b.into(),
         rules: rules.clone(),
     };
-    assert_eq!(code(st.act(&ana, set_rules("bed-01"))), "not_permitted");
     assert_eq!(
-        code(st.assign_beds(&ana, "nurse.ana", &["bed-01".into()])),
+        code(st.alarms().act(&ana, set_rules("bed-01"))),
         "not_permitted"
     );
     assert_eq!(
-        code(st.act(&ana, AudioOff { bed: bed("bed-01") })),
+        code(
+            st.staff()
+                .assign_beds(&ana, "nurse.ana", &["bed-01".into()])
+        ),
+        "not_permitted"
+    );
+    assert_eq!(
+        code(st.alarms().act(&ana, AudioOff { bed: bed("bed-01") })),
         "not_permitted"
     );
 
     // The charge nurse assigns beds (checked), and then the nurse acts on hers only.
     assert_eq!(
-        code(st.assign_beds(&cho, "nurse.ana", &["bed-99".into()])),
+        code(
+            st.staff()
+                .assign_beds(&cho, "nurse.ana", &["bed-99".into()])
+        ),
         "bad_assignment"
     );
     assert_eq!(
-        code(st.assign_beds(&cho, "charge.cho", &["bed-01".into()])),
+        code(
+            st.staff()
+                .assign_beds(&cho, "charge.cho", &["bed-01".into()])
+        ),
         "bad_assignment"
     );
-    st.assign_beds(&cho, "nurse.ana", &["bed-01".into(), "bed-02".into()])
+    st.staff()
+        .assign_beds(&cho, "nurse.ana", &["bed-01".into(), "bed-02".into()])
         .unwrap();
-    st.act(
-        &ana,
-        AlarmPause {
-            bed: "bed-01".into(),
-        },
-    )
-    .unwrap();
-    st.act(&ana, AudioPause { bed: bed("bed-02") }).unwrap();
+    st.alarms()
+        .act(
+            &ana,
+            AlarmPause {
+                bed: "bed-01".into(),
+            },
+        )
+        .unwrap();
+    st.alarms()
+        .act(&ana, AudioPause { bed: bed("bed-02") })
+        .unwrap();
     assert_eq!(
-        code(st.act(&ana, AudioPause { bed: bed("bed-03") })),
+        code(st.alarms().act(&ana, AudioPause { bed: bed("bed-03") })),
         "not_assigned"
     );
-    assert_eq!(code(st.act(&ana, AudioPause { bed: None })), "not_assigned");
     assert_eq!(
-        code(st.act(
+        code(st.alarms().act(&ana, AudioPause { bed: None })),
+        "not_assigned"
+    );
+    assert_eq!(
+        code(st.alarms().act(
             &ben,
             AlarmPause {
                 bed: "bed-01".into()
@@ -106,15 +128,18 @@ async fn permissions_are_decided_in_the_core_and_every_denial_is_audited() {
     // A station-level technical alarm is anyone's on shift: the permission passes and the
     // engine answers (no such alarm).
     assert_eq!(
-        code(st.act(&ben, Acknowledge { id: 777_777 })),
+        code(st.alarms().act(&ben, Acknowledge { id: 777_777 })),
         "unknown_alarm"
     );
     // The charge nurse: limits and the whole unit; audio off only where policy allows it.
-    st.act(&cho, set_rules("bed-05")).unwrap();
-    st.act(&cho, AudioPause { bed: None }).unwrap();
-    assert_eq!(code(st.act(&cho, AudioOff { bed: None })), "not_allowed");
+    st.alarms().act(&cho, set_rules("bed-05")).unwrap();
+    st.alarms().act(&cho, AudioPause { bed: None }).unwrap();
     assert_eq!(
-        code(st.change_user(
+        code(st.alarms().act(&cho, AudioOff { bed: None })),
+        "not_allowed"
+    );
+    assert_eq!(
+        code(st.staff().change_user(
             &cho,
             &UserChange {
                 username: "nurse.x".into(),
@@ -126,7 +151,7 @@ async fn permissions_are_decided_in_the_core_and_every_denial_is_audited() {
 
     // IT: users, not patients.
     assert_eq!(
-        code(st.act(
+        code(st.alarms().act(
             &ida,
             AlarmPause {
                 bed: "bed-01".into()
@@ -146,23 +171,24 @@ async fn permissions_are_decided_in_the_core_and_every_denial_is_audited() {
         password: Some("short".into()),
         ..new.clone()
     };
-    assert_eq!(code(st.change_user(&ida, &weak)), "weak_password");
-    let v = st.change_user(&ida, &new).unwrap();
+    assert_eq!(code(st.staff().change_user(&ida, &weak)), "weak_password");
+    let v = st.staff().change_user(&ida, &new).unwrap();
     assert_eq!((v.role, v.has_pin, v.disabled), (Role::Nurse, true, false));
-    st.login("nurse.dee", "dee-password-1").unwrap();
+    st.staff().login("nurse.dee", "dee-password-1").unwrap();
     // Disabling a user ends their session at once and refuses the next sign-in.
-    st.change_user(
-        &ida,
-        &UserChange {
-            username: "nurse.ben".into(),
-            disabled: Some(true),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    assert!(st.session(&ben).is_none());
+    st.staff()
+        .change_user(
+            &ida,
+            &UserChange {
+                username: "nurse.ben".into(),
+                disabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(st.staff().session(&ben).is_none());
     assert_eq!(
-        code(st.act(
+        code(st.alarms().act(
             &ben,
             AlarmPause {
                 bed: "bed-01".into()
@@ -171,7 +197,7 @@ async fn permissions_are_decided_in_the_core_and_every_denial_is_audited() {
         "not_signed_in"
     );
     assert_eq!(
-        code(st.login("nurse.ben", &password_of("nurse.ben"))),
+        code(st.staff().login("nurse.ben", &password_of("nurse.ben"))),
         "bad_credentials"
     );
     // A user IT adds with the CLI while the station runs can sign in straight away.
@@ -179,9 +205,9 @@ async fn permissions_are_decided_in_the_core_and_every_denial_is_audited() {
     sign_in(&st, "nurse.late");
 
     // Lock, then unlock with the PIN; wrong PINs are counted and the fifth ends the session.
-    st.lock_session(&ana);
+    st.staff().lock(&ana);
     assert_eq!(
-        code(st.act(
+        code(st.alarms().act(
             &ana,
             AlarmPause {
                 bed: "bed-01".into()
@@ -189,33 +215,34 @@ async fn permissions_are_decided_in_the_core_and_every_denial_is_audited() {
         )),
         "locked"
     );
-    assert_eq!(code(st.unlock(&ana, "0000")), "bad_credentials");
-    assert!(!st.unlock(&ana, "4321").unwrap().locked);
-    st.act(
-        &ana,
-        AlarmPause {
-            bed: "bed-01".into(),
-        },
-    )
-    .unwrap();
-    st.lock_session(&ana);
+    assert_eq!(code(st.staff().unlock(&ana, "0000")), "bad_credentials");
+    assert!(!st.staff().unlock(&ana, "4321").unwrap().locked);
+    st.alarms()
+        .act(
+            &ana,
+            AlarmPause {
+                bed: "bed-01".into(),
+            },
+        )
+        .unwrap();
+    st.staff().lock(&ana);
     for _ in 0..4 {
-        assert_eq!(code(st.unlock(&ana, "1111")), "bad_credentials");
+        assert_eq!(code(st.staff().unlock(&ana, "1111")), "bad_credentials");
     }
-    assert_eq!(code(st.unlock(&ana, "1111")), "session_ended");
-    assert!(st.session(&ana).is_none());
+    assert_eq!(code(st.staff().unlock(&ana, "1111")), "session_ended");
+    assert!(st.staff().session(&ana).is_none());
 
     // Auto-lock after 10 s without activity (the charge nurse walked away).
     let locked = wait_for(
         "auto-lock of an idle session",
         Duration::from_secs(30),
-        || st.session(&cho).filter(|s| s.locked),
+        || st.staff().session(&cho).filter(|s| s.locked),
     );
     assert_eq!(locked.username, "charge.cho");
-    assert_eq!(code(st.act(&cho, set_rules("bed-05"))), "locked");
-    st.unlock(&cho, &password_of("charge.cho")).unwrap();
-    st.logout(&cho);
-    assert!(st.session(&cho).is_none());
+    assert_eq!(code(st.alarms().act(&cho, set_rules("bed-05"))), "locked");
+    st.staff().unlock(&cho, &password_of("charge.cho")).unwrap();
+    st.staff().logout(&cho);
+    assert!(st.staff().session(&cho).is_none());
     st.shutdown().await;
 
     // The trail: every denial with who, what, where and why; logins, locks, user changes;
@@ -324,7 +351,8 @@ async fn charge_nurses_admit_and_discharge_devices() {
     let ana = sign_in(&st, "nurse.ana");
     let cho = sign_in(&st, "charge.cho");
     let no_data = |st: &ward_core::StationHandle, bed: &str| {
-        st.alarm_snapshot()
+        st.alarms()
+            .snapshot()
             .alarms
             .into_iter()
             .find(|a| a.bed.as_deref() == Some(bed) && a.label == "No data from monitor")
@@ -333,20 +361,33 @@ async fn charge_nurses_admit_and_discharge_devices() {
         no_data(&st, "bed-03")
     });
 
-    assert_eq!(code(st.discharge(&ana, "bed-03")), "not_permitted");
-    assert_eq!(code(st.admit(&cho, "bed-01", "mon-x")), "bad_admission");
-    assert_eq!(code(st.admit(&cho, "bed-99", "mon-x")), "bad_admission");
-    assert_eq!(code(st.admit(&cho, "bed-03", "bad/id")), "bad_device");
+    assert_eq!(code(st.admin().discharge(&ana, "bed-03")), "not_permitted");
+    assert_eq!(
+        code(st.admin().admit(&cho, "bed-01", "mon-x")),
+        "bad_admission"
+    );
+    assert_eq!(
+        code(st.admin().admit(&cho, "bed-99", "mon-x")),
+        "bad_admission"
+    );
+    assert_eq!(
+        code(st.admin().admit(&cho, "bed-03", "bad/id")),
+        "bad_device"
+    );
     // Bed 3's monitor is gone for good: discharging it ends its alarm.
-    st.discharge(&cho, "bed-03").unwrap();
+    st.admin().discharge(&cho, "bed-03").unwrap();
     assert!(no_data(&st, "bed-03").is_none());
-    assert_eq!(code(st.discharge(&cho, "bed-03")), "bad_admission");
+    assert_eq!(code(st.admin().discharge(&cho, "bed-03")), "bad_admission");
     // sim-02 moves from bed 2 to bed 3 with its patient.
-    assert_eq!(code(st.admit(&cho, "bed-03", "sim-02")), "bad_admission");
-    st.discharge(&cho, "bed-02").unwrap();
-    st.admit(&cho, "bed-03", "sim-02").unwrap();
+    assert_eq!(
+        code(st.admin().admit(&cho, "bed-03", "sim-02")),
+        "bad_admission"
+    );
+    st.admin().discharge(&cho, "bed-02").unwrap();
+    st.admin().admit(&cho, "bed-03", "sim-02").unwrap();
     let view = |st: &ward_core::StationHandle, bed: &str| {
-        st.snapshot()
+        st.live()
+            .snapshot()
             .beds
             .into_iter()
             .find(|b| b.id == bed)
@@ -365,7 +406,7 @@ async fn charge_nurses_admit_and_discharge_devices() {
                 .find(|v| v.bed.as_deref() == Some("bed-03"))
         },
     );
-    let history = st.alarm_history(Some("bed-03"), 50).unwrap();
+    let history = st.review().alarm_history(Some("bed-03"), 50).unwrap();
     let kinds: Vec<(String, Option<String>, Option<String>)> = history
         .iter()
         .filter(|r| r.kind == "admitted" || r.kind == "discharged")

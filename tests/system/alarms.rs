@@ -271,9 +271,10 @@ async fn acknowledgement_through_the_core_api_is_logged_with_the_user() {
     let ana = sign_in(&st, "nurse.ana");
     let ben = sign_in(&st, "nurse.ben");
     let cho = sign_in(&st, "charge.cho");
-    st.assign_beds(&cho, "nurse.ana", &["bed-03".into()])
+    st.staff()
+        .assign_beds(&cho, "nurse.ana", &["bed-03".into()])
         .unwrap();
-    let mut events = st.subscribe_alarms();
+    let mut events = st.alarms().subscribe();
     let raised = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             let e = events.recv().await.unwrap();
@@ -291,25 +292,28 @@ async fn acknowledgement_through_the_core_api_is_logged_with_the_user() {
         "run under `make test`, which points ALSA_CONFIG_PATH at tests/fixtures/asound-null.conf"
     );
     wait_for("the HIGH tone playing", Duration::from_secs(10), || {
-        let a = st.alarm_snapshot().audio?;
+        let a = st.alarms().snapshot().audio?;
         (a.ok && a.playing == Some(Priority::High) && a.bursts_high >= 1).then_some(())
     });
 
     // Refusals name what was wrong, with a stable code for the window.
-    use ward_core::AlarmAction::{Acknowledge, SetRules};
-    let e = st.act("", Acknowledge { id }).unwrap_err();
+    use ward_core::AlarmCommand::{Acknowledge, SetRules};
+    let e = st.alarms().act("", Acknowledge { id }).unwrap_err();
     assert_eq!(e.code(), "not_signed_in", "{e}");
-    let e = st.act(&ben, Acknowledge { id }).unwrap_err();
+    let e = st.alarms().act(&ben, Acknowledge { id }).unwrap_err();
     assert_eq!(e.code(), "not_assigned", "{e}");
     assert!(
         e.to_string().contains("bed bed-03 is not assigned to you"),
         "{e}"
     );
-    let e = st.act(&ana, Acknowledge { id: 999_999 }).unwrap_err();
+    let e = st
+        .alarms()
+        .act(&ana, Acknowledge { id: 999_999 })
+        .unwrap_err();
     assert_eq!(e.code(), "unknown_alarm", "{e}");
 
-    assert_eq!(st.act(&ana, Acknowledge { id }).unwrap(), 1);
-    let snap = st.alarm_snapshot();
+    assert_eq!(st.alarms().act(&ana, Acknowledge { id }).unwrap(), 1);
+    let snap = st.alarms().snapshot();
     let a = snap
         .alarms
         .iter()
@@ -325,17 +329,18 @@ async fn acknowledgement_through_the_core_api_is_logged_with_the_user() {
         "the tone to drop to MEDIUM",
         Duration::from_secs(20),
         || {
-            let a = st.alarm_snapshot().audio?;
+            let a = st.alarms().snapshot().audio?;
             (a.playing == Some(Priority::Medium)).then_some(())
         },
     );
-    let e = st.act(&cho, Acknowledge { id }).unwrap_err();
+    let e = st.alarms().act(&cho, Acknowledge { id }).unwrap_err();
     assert_eq!(e.code(), "already_acknowledged");
     let logged = wait_for(
         "the acknowledgement in the log",
         Duration::from_secs(10),
         || {
-            st.alarm_history(Some("bed-03"), 50)
+            st.review()
+                .alarm_history(Some("bed-03"), 50)
                 .unwrap()
                 .into_iter()
                 .find(|r| r.kind == "acknowledged" && r.alarm_id == Some(id))
@@ -345,7 +350,7 @@ async fn acknowledgement_through_the_core_api_is_logged_with_the_user() {
     assert_eq!(logged.label, "Desaturation");
 
     // Limits edited through the core survive a restart.
-    let mut rules = st.limits("bed-02").unwrap();
+    let mut rules = st.alarms().limits("bed-02").unwrap();
     rules
         .iter_mut()
         .find(|r| r.id == "hr_high")
@@ -353,6 +358,7 @@ async fn acknowledgement_through_the_core_api_is_logged_with_the_user() {
         .threshold = 111.0;
     // A nurse cannot change limits; the charge nurse can.
     let e = st
+        .alarms()
         .act(
             &ana,
             SetRules {
@@ -362,17 +368,19 @@ async fn acknowledgement_through_the_core_api_is_logged_with_the_user() {
         )
         .unwrap_err();
     assert_eq!(e.code(), "not_permitted", "{e}");
-    st.act(
-        &cho,
-        SetRules {
-            bed: "bed-02".into(),
-            rules: rules.clone(),
-        },
-    )
-    .unwrap();
+    st.alarms()
+        .act(
+            &cho,
+            SetRules {
+                bed: "bed-02".into(),
+                rules: rules.clone(),
+            },
+        )
+        .unwrap();
     let mut bad = rules.clone();
     bad[0].threshold = f64::INFINITY;
     let e = st
+        .alarms()
         .act(
             &cho,
             SetRules {
@@ -383,12 +391,12 @@ async fn acknowledgement_through_the_core_api_is_logged_with_the_user() {
         .unwrap_err();
     assert_eq!(e.code(), "invalid_rule", "{e}");
     // The desaturation took well over one self-check period (5 s) to develop.
-    let m = st.alarm_snapshot().metrics;
+    let m = st.alarms().snapshot().metrics;
     assert!(m.self_checks >= 1 && m.self_check_failures == 0, "{m:?}");
     st.shutdown().await;
     let st = ward_core::Station::start(cfg).await.unwrap();
-    assert_eq!(st.limits("bed-02").unwrap(), rules);
-    let history = st.alarm_history(Some("bed-02"), 10).unwrap();
+    assert_eq!(st.alarms().limits("bed-02").unwrap(), rules);
+    let history = st.review().alarm_history(Some("bed-02"), 10).unwrap();
     assert!(history
         .iter()
         .any(|r| r.kind == "limits_changed" && r.user.as_deref() == Some("charge.cho")));

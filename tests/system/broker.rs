@@ -154,7 +154,7 @@ async fn a_monitor_that_drops_off_is_marked_offline_by_its_last_will() {
         )
         .await
         .unwrap();
-    let bed5 = |st: &ward_core::StationHandle| st.snapshot().beds[4].connection;
+    let bed5 = |st: &ward_core::StationHandle| st.live().snapshot().beds[4].connection;
     for _ in 0..200 {
         if bed5(&st) == ward_core::Connection::Online {
             break;

@@ -77,7 +77,7 @@ async fn review_and_trends_return_exactly_what_the_simulator_sent_and_exports_ar
         want_all.last().unwrap().0.ceil() as i64 + 1,
     );
     let whole = wait_for("every ECG sample stored", Duration::from_secs(30), || {
-        let w = st.review_wave("bed-01", ecg, from_ms, to_ms, 0).unwrap();
+        let w = st.review().wave("bed-01", ecg, from_ms, to_ms, 0).unwrap();
         (w.samples as usize == want_all.len()).then_some(w)
     });
     assert_same("bed-01 ECG, whole run", &reviewed(&whole), &want_all);
@@ -92,12 +92,15 @@ async fn review_and_trends_return_exactly_what_the_simulator_sent_and_exports_ar
             .copied()
             .filter(|(t, _)| *t >= wf as f64 && *t < wt as f64)
             .collect();
-        let w = st.review_wave("bed-02", channel, wf, wt, 0).unwrap();
+        let w = st.review().wave("bed-02", channel, wf, wt, 0).unwrap();
         assert_same(&format!("bed-02 channel {channel}"), &reviewed(&w), &want);
         assert!(!w.reduced);
     }
     // A reduced (zoomed-out) window keeps the extremes of what was sent.
-    let w = st.review_wave("bed-01", ecg, from_ms, to_ms, 400).unwrap();
+    let w = st
+        .review()
+        .wave("bed-01", ecg, from_ms, to_ms, 400)
+        .unwrap();
     assert!(w.reduced);
     let max_sent = want_all.iter().map(|s| s.1).fold(f32::MIN, f32::max);
     let max_seen = reviewed(&w).iter().map(|s| s.1).fold(f32::MIN, f32::max);
@@ -105,7 +108,8 @@ async fn review_and_trends_return_exactly_what_the_simulator_sent_and_exports_ar
 
     // Trends: every HR and SpO2 value the simulator sent, at its time.
     let trend = st
-        .review_trend("bed-01", from_ms - 2000, to_ms + 2000)
+        .review()
+        .trend("bed-01", from_ms - 2000, to_ms + 2000)
         .unwrap();
     for code in [codes::MDC_ECG_HEART_RATE, codes::MDC_PULS_OXIM_SAT_O2] {
         let want: Vec<(i64, f64)> = sent.sent_vitals["sim-01"]
@@ -131,10 +135,11 @@ async fn review_and_trends_return_exactly_what_the_simulator_sent_and_exports_ar
     }
     // Bad requests are refused with the reason.
     let e = st
-        .review_wave("bed-99", ecg, from_ms, to_ms, 0)
+        .review()
+        .wave("bed-99", ecg, from_ms, to_ms, 0)
         .unwrap_err();
     assert!(e.to_string().contains("no bed \"bed-99\""), "{e}");
-    let e = st.review_trend("bed-01", to_ms, from_ms).unwrap_err();
+    let e = st.review().trend("bed-01", to_ms, from_ms).unwrap_err();
     assert!(e.to_string().contains("ends"), "{e}");
 
     // Export from the window's API: a nurse may, a viewer may not; both audited.
@@ -145,10 +150,10 @@ async fn review_and_trends_return_exactly_what_the_simulator_sent_and_exports_ar
         format: ward_core::export::Format::Png,
     };
     let viewer = sign_in(&st, "viewer.rev");
-    let e = st.export(&viewer, &strip).unwrap_err();
+    let e = st.review().export(&viewer, &strip).unwrap_err();
     assert_eq!(e.code(), "view_only");
     let nurse = sign_in(&st, "nurse.rev");
-    let path = st.export(&nurse, &strip).unwrap();
+    let path = st.review().export(&nurse, &strip).unwrap();
     assert!(path.starts_with(dir.path().join("exports")), "{path:?}");
     assert_eq!(png_size(&path), (2080, 544));
 

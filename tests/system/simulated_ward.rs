@@ -8,7 +8,7 @@ async fn sixteen_beds_for_thirty_seconds_store_every_sample_without_gaps() {
     let db = cfg.db_path();
     let st = ward_core::Station::start(cfg).await.unwrap();
     tokio::time::sleep(Duration::from_secs(30)).await;
-    let metrics = st.metrics();
+    let metrics = st.live().metrics();
     let sent = st
         .shutdown()
         .await

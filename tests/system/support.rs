@@ -235,7 +235,10 @@ pub fn password_of(username: &str) -> String {
 
 /// Signs a user created by [`add_user`] in; returns the session token.
 pub fn sign_in(st: &ward_core::StationHandle, username: &str) -> String {
-    st.login(username, &password_of(username)).unwrap().0
+    st.staff()
+        .login(username, &password_of(username))
+        .unwrap()
+        .0
 }
 
 /// A free loopback port, chosen by the OS. For servers that cannot be told "port 0" and must

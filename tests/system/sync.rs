@@ -105,7 +105,7 @@ async fn outage_of_the_core_loses_nothing_and_duplicates_nothing() {
         "the first events at the core",
         Duration::from_secs(30),
         || {
-            let s = st.metrics().sync;
+            let s = st.live().metrics().sync;
             (s.connected && s.acked_seq >= 2 && s.backlog == 0).then_some(())
         },
     );
@@ -114,7 +114,7 @@ async fn outage_of_the_core_loses_nothing_and_duplicates_nothing() {
     // Outage: the core goes away for 60 s.
     core.stop();
     let down = Instant::now();
-    let mut events = st.subscribe_alarms();
+    let mut events = st.alarms().subscribe();
     let raised = tokio::time::timeout(Duration::from_secs(40), async {
         loop {
             let e = events.recv().await.unwrap();
@@ -127,37 +127,38 @@ async fn outage_of_the_core_loses_nothing_and_duplicates_nothing() {
     .expect("desaturation raised during the outage");
     // It sounds, with the core down.
     wait_for("the HIGH tone", Duration::from_secs(10), || {
-        let a = st.alarm_snapshot().audio?;
+        let a = st.alarms().snapshot().audio?;
         (a.playing == Some(Priority::High)).then_some(())
     });
-    st.act(
-        &nurse,
-        ward_core::AlarmAction::Acknowledge {
-            id: raised.alarm_id.unwrap(),
-        },
-    )
-    .unwrap();
-    let s = st.metrics().sync;
+    st.alarms()
+        .act(
+            &nurse,
+            ward_core::AlarmCommand::Acknowledge {
+                id: raised.alarm_id.unwrap(),
+            },
+        )
+        .unwrap();
+    let s = st.live().metrics().sync;
     assert!(!s.connected, "{s:?}");
     wait_for(
         "a backlog during the outage",
         Duration::from_secs(10),
         || {
-            let s = st.metrics().sync;
+            let s = st.live().metrics().sync;
             (s.backlog > 0 && s.oldest_unsynced_ms.is_some()).then_some(())
         },
     );
     while down.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let backlog = st.metrics().sync.backlog;
+    let backlog = st.live().metrics().sync.backlog;
 
     core.restart();
     wait_for("the backlog drained", Duration::from_secs(60), || {
-        let s = st.metrics().sync;
+        let s = st.live().metrics().sync;
         (s.connected && s.backlog == 0).then_some(s)
     });
-    let acked = st.metrics().sync.acked_seq;
+    let acked = st.live().metrics().sync.acked_seq;
     st.shutdown().await;
     let db = work.path().join("data").join("wardwatch.sqlite");
     let trail = assert_core_has_trail(&sub, &db, acked);
@@ -195,7 +196,8 @@ async fn an_acknowledgement_at_another_station_applies_here() {
     let a = ward_core::Station::start(cfg_a.clone()).await.unwrap();
     let b = ward_core::Station::start(cfg_b.clone()).await.unwrap();
     let desat = |st: &ward_core::StationHandle| {
-        st.alarm_snapshot()
+        st.alarms()
+            .snapshot()
             .alarms
             .into_iter()
             .find(|x| x.key == "limit:spo2_desat" && x.bed.as_deref() == Some("bed-02"))
@@ -207,10 +209,11 @@ async fn an_acknowledgement_at_another_station_applies_here() {
         desat(&b)
     });
     wait_for("both connected", Duration::from_secs(30), || {
-        (a.metrics().sync.connected && b.metrics().sync.connected).then_some(())
+        (a.live().metrics().sync.connected && b.live().metrics().sync.connected).then_some(())
     });
     let nurse = sign_in(&a, "nurse.ana");
-    a.act(&nurse, ward_core::AlarmAction::Acknowledge { id: on_a.id })
+    a.alarms()
+        .act(&nurse, ward_core::AlarmCommand::Acknowledge { id: on_a.id })
         .unwrap();
     let at_b = wait_for(
         "the acknowledgement applied at B",
@@ -222,9 +225,10 @@ async fn an_acknowledgement_at_another_station_applies_here() {
         },
     );
     assert!(!at_b.audible());
-    assert!(b.metrics().sync.remote_acks >= 1);
+    assert!(b.live().metrics().sync.remote_acks >= 1);
     let logged = wait_for("B's alarm log", Duration::from_secs(10), || {
-        b.alarm_history(Some("bed-02"), 50)
+        b.review()
+            .alarm_history(Some("bed-02"), 50)
             .unwrap()
             .into_iter()
             .find(|r| r.kind == "acknowledged")
@@ -236,13 +240,14 @@ async fn an_acknowledgement_at_another_station_applies_here() {
         "B's relay confirmed by the core",
         Duration::from_secs(30),
         || {
-            let s = b.metrics().sync;
+            let s = b.live().metrics().sync;
             (s.backlog == 0 && s.acked_seq > 0).then_some(())
         },
     );
-    let (ma, mb) = (a.metrics().sync, b.metrics().sync);
+    let (ma, mb) = (a.live().metrics().sync, b.live().metrics().sync);
     assert_eq!((ma.remote_refused, mb.remote_refused), (0, 0));
     let acks_at_a = a
+        .review()
         .alarm_history(Some("bed-02"), 50)
         .unwrap()
         .into_iter()
@@ -255,7 +260,8 @@ async fn an_acknowledgement_at_another_station_applies_here() {
     // is back, B gets it even if A's outbox is sent before B is back: the core kept B's peer
     // session (and its own state across the restart) and queued the event for it.
     let spo2_low = |st: &ward_core::StationHandle| {
-        st.alarm_snapshot()
+        st.alarms()
+            .snapshot()
             .alarms
             .into_iter()
             .find(|x| x.key == "limit:spo2_low" && x.bed.as_deref() == Some("bed-02"))
@@ -263,7 +269,11 @@ async fn an_acknowledgement_at_another_station_applies_here() {
     let low_a = wait_for("SpO2 low at A", Duration::from_secs(30), || spo2_low(&a));
     wait_for("SpO2 low at B", Duration::from_secs(30), || spo2_low(&b));
     core.stop();
-    a.act(&nurse, ward_core::AlarmAction::Acknowledge { id: low_a.id })
+    a.alarms()
+        .act(
+            &nurse,
+            ward_core::AlarmCommand::Acknowledge { id: low_a.id },
+        )
         .unwrap();
     core.restart();
     wait_for(
@@ -372,7 +382,7 @@ async fn sync_over_mutual_tls() {
         .await
         .unwrap();
     let s = wait_for("sync over mutual TLS", Duration::from_secs(30), || {
-        let s = good.metrics().sync;
+        let s = good.live().metrics().sync;
         (s.connected && s.acked_seq >= 1 && s.backlog == 0).then_some(s)
     });
     assert!(s.last_error.is_none(), "{s:?}");
@@ -382,7 +392,7 @@ async fn sync_over_mutual_tls() {
         .await
         .unwrap();
     let s = wait_for("a refused TLS connection", Duration::from_secs(30), || {
-        let s = refused.metrics().sync;
+        let s = refused.live().metrics().sync;
         (s.last_error.is_some() && s.connects == 0 && s.backlog >= 1).then_some(s)
     });
     assert!(!s.connected, "{s:?}");

@@ -567,6 +567,37 @@ impl Engine {
         }
     }
 
+    /// Applies an [`AlarmCommand`] by `user` (for a peer acknowledgement, "who at which
+    /// station"). Returns how many alarms (or beds, for rules) it applied to.
+    pub fn command(
+        &mut self,
+        now: Ms,
+        command: crate::AlarmCommand,
+        user: &str,
+    ) -> Result<usize, AlarmError> {
+        use crate::AlarmCommand as C;
+        let scope = |bed: Option<String>| bed.map(Scope::Bed).unwrap_or(Scope::All);
+        match command {
+            C::Acknowledge { id } => self.acknowledge(now, id, user).map(|_| 1),
+            C::AudioPause { bed } => self.audio_pause(now, &scope(bed), user),
+            C::AlarmPause { bed } => self.alarm_pause(now, &bed, user).map(|_| 1),
+            C::AudioOff { bed } => self.audio_off(now, &scope(bed), user),
+            C::SetRules { bed, rules } => self.set_rules(now, &bed, rules, user).map(|_| 1),
+            C::Monitor {
+                bed,
+                monitored,
+                device,
+            } => self.set_monitored(now, &bed, monitored, user, device),
+            C::PeerAcknowledge {
+                bed,
+                key,
+                acked_at_ms,
+            } => self
+                .acknowledge_remote(now, &bed, &key, acked_at_ms, crate::PEER_ACK_SKEW_MS, user)
+                .map(|id| usize::from(id.is_some())),
+        }
+    }
+
     /// A device admitted to the bed (`monitored`), or the bed's device discharged. Discharge
     /// ends every alarm of the bed, logged with the user (the patient and their conditions
     /// have left; a latched alarm too) and forgets conditions waiting out their delay;

@@ -10,14 +10,17 @@
 //! What it is not: it plays nothing, stores nothing and reads no clock. ward-core drives it
 //! (feeds vitals, polls it, plays its annunciation, writes its log).
 //!
-//! Layout: `rules` (limit rules and per-category defaults), `engine` (the state machine),
+//! Layout: `command` (the one alarm action type), `rules` (limit rules and per-category
+//! defaults), `engine` (the state machine),
 //! `tone` (burst tables and synthesis), this file (policy, errors).
 #![forbid(unsafe_code)]
 
+pub mod command;
 pub mod engine;
 pub mod rules;
 pub mod tone;
 
+pub use command::{AlarmCommand, PEER_ACK_SKEW_MS};
 pub use engine::{
     Alarm, Annunciation, Condition, Engine, Inactivation, LogEntry, LogKind, Scope, Technical,
 };
@@ -45,14 +48,15 @@ pub enum AlarmError {
 
 impl AlarmError {
     /// Stable code for the UI to branch on.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ward_model::ErrorCode {
+        use ward_model::ErrorCode;
         match self {
-            AlarmError::UnknownAlarm(_) => "unknown_alarm",
-            AlarmError::AlreadyAcknowledged(_) => "already_acknowledged",
-            AlarmError::UnknownBed(_) => "unknown_bed",
-            AlarmError::InvalidRule { .. } => "invalid_rule",
-            AlarmError::NoUser => "no_user",
-            AlarmError::NotAllowed(_) => "not_allowed",
+            AlarmError::UnknownAlarm(_) => ErrorCode::UnknownAlarm,
+            AlarmError::AlreadyAcknowledged(_) => ErrorCode::AlreadyAcknowledged,
+            AlarmError::UnknownBed(_) => ErrorCode::UnknownBed,
+            AlarmError::InvalidRule { .. } => ErrorCode::InvalidRule,
+            AlarmError::NoUser => ErrorCode::NoUser,
+            AlarmError::NotAllowed(_) => ErrorCode::NotAllowed,
         }
     }
 }

@@ -74,6 +74,7 @@ async fn run(
         .metrics
         .connections_active
         .fetch_add(1, Ordering::Relaxed);
+    shared.connections_changed();
     let started = Instant::now();
     if tls {
         match shared.tls.as_ref().map(|t| t.acceptor()) {
@@ -106,6 +107,7 @@ async fn run(
         .metrics
         .connections_active
         .fetch_sub(1, Ordering::Relaxed);
+    shared.connections_changed();
 }
 
 /// How a connection ended, which decides whether its will is published.

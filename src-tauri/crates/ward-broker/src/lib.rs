@@ -320,9 +320,17 @@ pub(crate) struct Shared {
     pub tls: Option<tls::TlsState>,
     next_owner: AtomicU64,
     started: std::time::Instant,
+    /// The open connection count, published at every change so shutdown and the station
+    /// wait for connections to end on a signal instead of polling the counter.
+    connections: watch::Sender<u64>,
 }
 
 impl Shared {
+    pub fn connections_changed(&self) {
+        let n = self.metrics.connections_active.load(Ordering::Relaxed);
+        self.connections.send_replace(n);
+    }
+
     pub fn next_owner(&self) -> u64 {
         self.next_owner.fetch_add(1, Ordering::Relaxed)
     }
@@ -642,6 +650,24 @@ impl Shared {
 }
 
 /// A running broker. Dropping it does not stop it; call [`BrokerHandle::shutdown`].
+/// See [`BrokerHandle::metrics_view`].
+#[derive(Clone)]
+pub struct MetricsView(Arc<Shared>);
+
+impl MetricsView {
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        self.0.snapshot()
+    }
+
+    /// See [`BrokerHandle::wait_connections`].
+    pub async fn wait_connections(&self, target: u64, limit: Duration) -> u64 {
+        let mut rx = self.0.connections.subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|n| *n <= target)).await;
+        let n = *rx.borrow();
+        n
+    }
+}
+
 pub struct BrokerHandle {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
@@ -687,6 +713,7 @@ pub async fn start(cfg: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
         tls: tls_state,
         next_owner: AtomicU64::new(1),
         started: std::time::Instant::now(),
+        connections: watch::channel(0).0,
     });
     if let Some(l) = loaded {
         let n = l.sessions.len();
@@ -803,6 +830,19 @@ impl BrokerHandle {
         self.shared.snapshot()
     }
 
+    /// A cheap, cloneable view of the broker's counters for whoever shows them (the station's
+    /// live view), independent of the handle that stops the broker.
+    pub fn metrics_view(&self) -> MetricsView {
+        MetricsView(self.shared.clone())
+    }
+
+    /// Waits until at most `target` connections are open (a completion signal: each
+    /// connection task publishes the count when it ends, after routing all it read), or
+    /// `limit` has passed. Returns the count then.
+    pub async fn wait_connections(&self, target: u64, limit: Duration) -> u64 {
+        self.metrics_view().wait_connections(target, limit).await
+    }
+
     /// Re-reads the TLS certificate, key and client CA now. On failure the old ones stay.
     pub fn reload_tls(&self) -> Result<(), BrokerError> {
         let t = self.shared.tls.as_ref().ok_or(BrokerError::NoTls)?;
@@ -820,22 +860,18 @@ impl BrokerHandle {
 
     /// Stops accepting, tells every connection to close (v5 clients get DISCONNECT 0x8B) and
     /// waits for the accept loops to end. Durable state is already on disk.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        for t in self.tasks {
+        for t in &mut self.tasks {
             let _ = t.await;
         }
-        for _ in 0..50 {
-            if self
-                .shared
-                .metrics
-                .connections_active
-                .load(Ordering::Relaxed)
-                == 0
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        // Connections got the stop signal above; give them half a second to say goodbye.
+        let left = self.wait_connections(0, Duration::from_millis(500)).await;
+        if left > 0 {
+            tracing::warn!(
+                connections = left,
+                "broker stopped with connections still closing"
+            );
         }
         tracing::info!("broker stopped");
     }

@@ -268,7 +268,7 @@ fn open_users(cfg: &Config) -> anyhow::Result<Vec<ward_store::UserRow>> {
 }
 
 pub fn credentials(cmd: CredentialsCommand) -> anyhow::Result<()> {
-    let upstream = |c: &ConfigArg| -> anyhow::Result<ward_core::sync::UpstreamConfig> {
+    let upstream = |c: &ConfigArg| -> anyhow::Result<ward_core::config::UpstreamConfig> {
         let cfg = load(c)?;
         cfg.upstream
             .clone()

@@ -48,7 +48,7 @@ pub async fn alarm_latency(o: Options) -> anyhow::Result<Result> {
     let cfg = ward_core::Config::load(Some(&path), toml::Table::new())?;
     let station = ward_core::Station::start(cfg).await?;
     let addr = station.broker_addr();
-    let mut events = station.subscribe_alarms();
+    let mut events = station.alarms().subscribe();
 
     let mut mo = rumqttc::MqttOptions::new("bench-mon", addr.ip().to_string(), addr.port());
     mo.set_keep_alive(Duration::from_secs(30));
@@ -56,7 +56,7 @@ pub async fn alarm_latency(o: Options) -> anyhow::Result<Result> {
     let pump = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
     // Let the simulated ward connect and reach its steady rate.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let before = station.metrics().broker;
+    let before = station.live().metrics().broker;
     let started = Instant::now();
 
     let topic = "ward/v1/dev/bench-mon/vitals";
@@ -97,7 +97,7 @@ pub async fn alarm_latency(o: Options) -> anyhow::Result<Result> {
         tokio::time::sleep(Duration::from_millis(37 + (i as u64 * 13) % 50)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
-    let after = station.metrics().broker;
+    let after = station.live().metrics().broker;
     let _ = client.disconnect().await;
     pump.abort();
     station.shutdown().await;

@@ -8,10 +8,13 @@
 //! API.
 
 mod accounts;
+#[cfg(feature = "sim")]
 pub mod bench;
+#[cfg(feature = "sim")]
 mod broker_bench;
 mod broker_cmd;
 mod exports;
+#[cfg(feature = "sim")]
 pub mod ward_bench;
 
 use anyhow::Context;
@@ -38,6 +41,7 @@ enum Command {
     /// Run the station headless: embedded broker, ingest, store; prints a live summary.
     Run(RunArgs),
     /// Run simulated bedside monitors against a broker.
+    #[cfg(feature = "sim")]
     Sim(SimArgs),
     /// Validate a config file and print what it resolves to.
     CheckConfig {
@@ -54,6 +58,7 @@ enum Command {
     Audit(AuditCommand),
     /// Benchmarks (`make bench` runs them in release builds).
     #[command(subcommand)]
+    #[cfg(feature = "sim")]
     Bench(BenchCommand),
     /// Station users: add, change, list (works whether or not the station runs).
     #[command(subcommand)]
@@ -87,6 +92,7 @@ enum AuditCommand {
     },
 }
 
+#[cfg(feature = "sim")]
 #[derive(Subcommand)]
 enum BenchCommand {
     /// PUBLISH crossing a limit → alarm event, p50/p99, while a simulated ward streams.
@@ -173,6 +179,7 @@ pub struct RunArgs {
     metrics_out: Option<PathBuf>,
 }
 
+#[cfg(feature = "sim")]
 #[derive(Args)]
 struct SimArgs {
     /// Broker address, e.g. 127.0.0.1:1883.
@@ -238,6 +245,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Run(a) => run_headless(a).await,
         Command::Broker(c) => broker_cmd::dispatch(c).await,
+        #[cfg(feature = "sim")]
         Command::Sim(a) => run_sim(a).await,
         Command::CheckConfig { config } => {
             let c = ward_core::Config::load(config.as_deref(), toml::Table::new())?;
@@ -248,15 +256,18 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             println!("beds: {}", c.beds.len());
             Ok(())
         }
+        #[cfg(feature = "sim")]
         Command::Bench(BenchCommand::Ward { beds, minutes, out }) => {
             let r = ward_bench::ward(beds, minutes).await?;
             let text = ward_bench::ward_report(&r);
             bench::publish(&text, out.as_deref(), "ward")
         }
+        #[cfg(feature = "sim")]
         Command::Bench(BenchCommand::Broker { quick, out }) => {
             let rows = broker_bench::run(quick).await?;
             bench::publish(&broker_bench::report(&rows), out.as_deref(), "broker")
         }
+        #[cfg(feature = "sim")]
         Command::Bench(BenchCommand::Queries {
             beds,
             hours,
@@ -269,6 +280,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             let text = ward_bench::queries_report(&r);
             bench::publish(&text, out.as_deref(), "queries")
         }
+        #[cfg(feature = "sim")]
         Command::Bench(BenchCommand::AlarmLatency {
             sim_beds,
             samples,
@@ -463,15 +475,15 @@ async fn run_headless(a: RunArgs) -> anyhow::Result<()> {
         tokio::select! {
             _ = &mut stop => break,
             _ = tick.tick(), if a.summary_every > 0 => {
-                println!("{}", ward_core::summary::render(&station.snapshot()));
+                println!("{}", ward_core::summary::render(&station.live().snapshot()));
                 if let Some(p) = &a.metrics_out {
-                    write_metrics(p, &station.metrics());
+                    write_metrics(p, &station.live().metrics());
                 }
             }
         }
     }
     println!("wardwatch: stopping");
-    let final_snapshot = station.snapshot();
+    let final_snapshot = station.live().snapshot();
     station.shutdown().await;
     println!("{}", ward_core::summary::render(&final_snapshot));
     Ok(())
@@ -490,6 +502,7 @@ fn write_metrics(p: &std::path::Path, m: &ward_core::StationMetrics) {
     }
 }
 
+#[cfg(feature = "sim")]
 async fn run_sim(a: SimArgs) -> anyhow::Result<()> {
     let mut cfg = ward_sim::SimConfig::new(a.broker, a.beds);
     cfg.device_prefix = a.prefix;

@@ -11,9 +11,7 @@
 //!
 //! Time: the engine gets wall-clock milliseconds, so log times read as real times.
 
-use crate::audio::{Annunciator, AudioStatus};
-use crate::notify::{Notice, Notifier};
-use crate::now_ms;
+use crate::clock::now_ms;
 use crate::writer::Writer;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -23,8 +21,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use ward_alarm::{
-    Alarm, AlarmError, Engine, LimitRule, LogEntry, LogKind, Policy, Priority, Scope, Technical,
+    Alarm, AlarmCommand, AlarmError, Engine, LimitRule, LogEntry, LogKind, Policy, Priority,
+    Technical,
 };
+use ward_annunciate::{Annunciator, AudioStatus, Notice, Notifier, NotifyCounters};
 use ward_store::{AlarmLogRow, AuditEvent, Record};
 
 pub const TICK: Duration = Duration::from_millis(100);
@@ -35,40 +35,8 @@ const STORAGE_WINDOW: Duration = Duration::from_secs(10);
 /// Records queued but not written beyond this is "lagging" (half the writer's queue).
 const STORAGE_LAG: u64 = (crate::writer::QUEUE_CAPACITY / 2) as u64;
 
-pub enum Command {
-    Acknowledge {
-        id: u64,
-        user: String,
-    },
-    AudioPause {
-        bed: Option<String>,
-        user: String,
-    },
-    AlarmPause {
-        bed: String,
-        user: String,
-    },
-    AudioOff {
-        bed: Option<String>,
-        user: String,
-    },
-    SetRules {
-        bed: String,
-        rules: Vec<LimitRule>,
-        user: String,
-    },
-    /// A device admitted to the bed (`monitored`), or discharged; `device` names it in the log.
-    Monitor {
-        bed: String,
-        monitored: bool,
-        device: Option<String>,
-        user: String,
-    },
-}
-
-/// How far another station's clock may be ahead of ours when its acknowledgement is matched
-/// to an alarm here (stations of a unit share NTP; seconds of difference are normal).
-const REMOTE_ACK_SKEW_MS: i64 = 5_000;
+/// The answer to a command: how many alarms it applied to.
+pub(crate) type Reply = Sender<Result<usize, AlarmError>>;
 
 pub(crate) enum Input {
     Vitals {
@@ -96,14 +64,13 @@ pub(crate) enum Input {
     /// Records that go with an audit event in the same queue, in order (users, assignments):
     /// the same never-drop path.
     Records(Vec<Record>),
-    /// An acknowledgement made at another station of the unit, from the hospital core.
-    RemoteAck {
-        bed: String,
-        key: String,
-        acked_at_ms: i64,
+    /// An action on alarms by `user`: from a window or the console (answered on `reply`), or
+    /// an acknowledgement made at another station of the unit (no one waits for it).
+    Command {
+        command: AlarmCommand,
         user: String,
+        reply: Option<Reply>,
     },
-    Command(Command, Sender<Result<usize, AlarmError>>),
     Stop,
 }
 
@@ -205,7 +172,7 @@ impl Driver {
         })
     }
 
-    pub fn notify_counters(&self) -> Arc<crate::notify::NotifyCounters> {
+    pub fn notify_counters(&self) -> Arc<NotifyCounters> {
         self.notifier.counters.clone()
     }
 
@@ -298,60 +265,47 @@ impl Driver {
             Input::UiHeartbeat => e.handle_ui_heartbeat(now),
             Input::Audit(ev) => self.waiting.push_back(Record::Audit(ev)),
             Input::Records(rs) => self.waiting.extend(rs),
-            Input::RemoteAck {
-                bed,
-                key,
-                acked_at_ms,
+            Input::Command {
+                command,
                 user,
+                reply,
             } => {
-                match e.acknowledge_remote(now, &bed, &key, acked_at_ms, REMOTE_ACK_SKEW_MS, &user)
-                {
-                    Ok(Some(id)) => {
-                        tracing::info!(id, %bed, %key, %user, "acknowledged at another station")
-                    }
-                    Ok(None) => {
-                        tracing::debug!(%bed, %key, "remote acknowledgement matches no alarm here")
-                    }
-                    Err(err) => tracing::warn!(error = %err, "remote acknowledgement refused"),
-                }
-            }
-            Input::Command(c, reply) => {
-                let r = match c {
-                    Command::Acknowledge { id, user } => e.acknowledge(now, id, &user).map(|_| 1),
-                    Command::AudioPause { bed, user } => e.audio_pause(now, &scope(bed), &user),
-                    Command::AlarmPause { bed, user } => e.alarm_pause(now, &bed, &user).map(|_| 1),
-                    Command::AudioOff { bed, user } => e.audio_off(now, &scope(bed), &user),
-                    Command::Monitor {
-                        bed,
-                        monitored,
-                        device,
-                        user,
-                    } => e.set_monitored(now, &bed, monitored, &user, device),
-                    Command::SetRules { bed, rules, user } => {
-                        let json = serde_json::to_string(&rules).unwrap_or_default();
-                        let r = e.set_rules(now, &bed, rules.clone(), &user).map(|_| 1);
-                        if r.is_ok() {
-                            if let Ok(mut m) = self.shared.rules.lock() {
-                                m.insert(bed.clone(), rules);
-                            }
-                            self.waiting.push_back(Record::BedRules {
-                                bed,
-                                rules_json: json,
-                                t_ms: now,
-                                user,
-                            });
-                        }
-                        r
-                    }
+                let peer = matches!(command, AlarmCommand::PeerAcknowledge { .. });
+                let rules = match &command {
+                    AlarmCommand::SetRules { bed, rules } => Some((bed.clone(), rules.clone())),
+                    _ => None,
                 };
-                if let Err(err) = &r {
-                    tracing::warn!(error = %err, "alarm command refused");
+                let r = e.command(now, command, &user);
+                if let (Ok(_), Some((bed, rules))) = (&r, rules) {
+                    let json = serde_json::to_string(&rules).unwrap_or_default();
+                    if let Ok(mut m) = self.shared.rules.lock() {
+                        m.insert(bed.clone(), rules);
+                    }
+                    self.waiting.push_back(Record::BedRules {
+                        bed,
+                        rules_json: json,
+                        t_ms: now,
+                        user: user.clone(),
+                    });
+                }
+                match (&r, peer) {
+                    (Ok(0), true) => {
+                        tracing::debug!(%user, "remote acknowledgement matches no alarm here")
+                    }
+                    (Ok(_), true) => tracing::info!(%user, "acknowledged at another station"),
+                    (Err(err), true) => {
+                        tracing::warn!(error = %err, "remote acknowledgement refused")
+                    }
+                    (Err(err), false) => tracing::warn!(error = %err, "alarm command refused"),
+                    (Ok(_), false) => {}
                 }
                 // Publish the new state before answering, so a caller that reads the snapshot
                 // right after sees its own action. The caller may have given up waiting; the
                 // action stands either way.
                 self.outputs();
-                let _ = reply.send(r);
+                if let Some(reply) = reply {
+                    let _ = reply.send(r);
+                }
             }
             Input::Stop => {}
         }
@@ -517,13 +471,6 @@ impl Driver {
     }
 }
 
-fn scope(bed: Option<String>) -> Scope {
-    match bed {
-        Some(b) => Scope::Bed(b),
-        None => Scope::All,
-    }
-}
-
 fn row(l: &LogEntry) -> AlarmLogRow {
     AlarmLogRow {
         t_ms: l.t_ms,
@@ -544,7 +491,7 @@ fn row(l: &LogEntry) -> AlarmLogRow {
 }
 
 impl Shared {
-    pub fn metrics(&self, notify: Option<&crate::notify::NotifyCounters>) -> AlarmMetrics {
+    pub fn metrics(&self, notify: Option<&NotifyCounters>) -> AlarmMetrics {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let (mut h, mut m, mut l) = (0, 0, 0);
         if let Ok(a) = self.alarms.lock() {

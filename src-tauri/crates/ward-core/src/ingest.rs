@@ -5,13 +5,14 @@
 //! garbage at 25 Hz cannot flood the log, while occasional bad messages are each logged.
 
 use crate::alarms::Input as AlarmInput;
+use crate::clock::now_ms;
 use crate::live::LiveState;
-use crate::now_ms;
 use crate::writer::Writer;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use ward_broker::Message;
 use ward_model::{
     DeviceAlarm, DeviceAlarmState, DeviceState, DeviceTopic, Heartbeat, ModelError, Status,
@@ -103,7 +104,7 @@ impl Ingest {
         }
     }
 
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Message>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Message>, stop: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tokio::select! {
@@ -116,7 +117,7 @@ impl Ingest {
                         self.writer.send(Record::Wave(c));
                     }
                 }
-                _ = stop.changed() => break,
+                _ = stop.cancelled() => break,
             }
         }
         // Shutdown: whatever the broker already handed over is still ingested.

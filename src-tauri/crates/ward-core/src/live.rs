@@ -23,10 +23,10 @@
 //!  12 4n  samples in physical units (f32: mV for ECG, dimensionless otherwise)
 //! ```
 
-use crate::config::{BedConfig, Config};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
+use ward_config::{BedConfig, Config};
 use ward_model::codes::{known_vital, TraceKind};
 use ward_model::{DeviceState, Observation, WavePacket};
 

@@ -1,11 +1,12 @@
 //! The headless station's live text summary: one line per bed, then the counters that tell
 //! IT whether anything is being refused or dropped.
 
-use crate::{Connection, WardSnapshot};
+use crate::handle::WardSnapshot;
+use crate::live::{BedView, Connection};
 use std::fmt::Write;
 use ward_model::codes::*;
 
-fn numeric(bed: &crate::BedView, code: u32) -> String {
+fn numeric(bed: &BedView, code: u32) -> String {
     // Temperature reads in tenths; every other numeric here is whole.
     let decimals = if code == MDC_TEMP || code == MDC_TEMP_BODY {
         1

@@ -6,9 +6,11 @@
 //! [`MAX_PENDING`] records; beyond that the oldest are dropped and counted. Both are loud:
 //! counters in the metrics and error lines in the log.
 
-use crate::{now_ms, CoreError};
+use crate::clock::now_ms;
+use crate::error::CoreError;
 use serde::Serialize;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -97,8 +99,12 @@ impl WriterCounters {
 }
 
 pub(crate) struct Writer {
-    tx: Option<SyncSender<Record>>,
-    thread: Option<JoinHandle<()>>,
+    tx: SyncSender<Record>,
+    /// Set by [`Writer::finish`]: the thread takes what is queued, writes it and ends. A flag
+    /// rather than dropping the sender, because the writer is shared (ingest, the alarm
+    /// driver, sync) and the last holder is not the one that decides when it stops.
+    closing: Arc<AtomicBool>,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
     pub counters: Arc<WriterCounters>,
 }
 
@@ -114,21 +120,27 @@ impl Writer {
         let (tx, rx) = sync_channel(QUEUE_CAPACITY);
         let counters = Arc::new(WriterCounters::default());
         let c = counters.clone();
+        let closing = Arc::new(AtomicBool::new(false));
+        let closed = closing.clone();
         let thread = std::thread::Builder::new()
             .name("ward-store-writer".into())
-            .spawn(move || run(store, rx, c, batch_interval, prune_every, retention))
+            .spawn(move || run(store, rx, c, closed, batch_interval, prune_every, retention))
             .map_err(|e| CoreError::Start(format!("cannot start the store writer thread: {e}")))?;
         Ok(Self {
-            tx: Some(tx),
-            thread: Some(thread),
+            tx,
+            closing,
+            thread: std::sync::Mutex::new(Some(thread)),
             counters,
         })
     }
 
     /// Queues a record without blocking. Returns false (and counts) if the queue is full.
     pub fn send(&self, r: Record) -> bool {
-        let Some(tx) = &self.tx else { return false };
-        match tx.try_send(r) {
+        if self.closing.load(Ordering::Acquire) {
+            self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        match self.tx.try_send(r) {
             Ok(()) => {
                 self.counters.records_queued.fetch_add(1, Ordering::Relaxed);
                 true
@@ -145,8 +157,10 @@ impl Writer {
     /// returned by value, as `try_send` hands it back; it is a few hundred bytes at most.
     #[allow(clippy::result_large_err)]
     pub fn offer(&self, r: Record) -> Result<(), Record> {
-        let Some(tx) = &self.tx else { return Err(r) };
-        match tx.try_send(r) {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(r);
+        }
+        match self.tx.try_send(r) {
             Ok(()) => {
                 self.counters.records_queued.fetch_add(1, Ordering::Relaxed);
                 Ok(())
@@ -163,9 +177,10 @@ impl Writer {
     }
 
     /// Closes the queue and waits until everything queued is written.
-    pub fn finish(&mut self) {
-        self.tx.take();
-        if let Some(t) = self.thread.take() {
+    pub fn finish(&self) {
+        self.closing.store(true, Ordering::Release);
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
             if t.join().is_err() {
                 tracing::error!("store writer thread panicked");
             }
@@ -177,6 +192,7 @@ fn run(
     mut store: Store,
     rx: Receiver<Record>,
     c: Arc<WriterCounters>,
+    closing: Arc<AtomicBool>,
     batch_interval: Duration,
     prune_every: Duration,
     retention: Retention,
@@ -210,6 +226,14 @@ fn run(
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => open = false,
+            }
+            if open && closing.load(Ordering::Acquire) {
+                // finish(): everything queued before it is taken and written, then the
+                // thread ends.
+                while let Ok(r) = rx.try_recv() {
+                    pending.push(r);
+                }
+                open = false;
             }
         }
         if !pending.is_empty() {
@@ -333,6 +357,13 @@ pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// The writer as the sink for parts that only queue records (sync's watermark).
+impl ward_store::RecordSink for Writer {
+    fn append(&self, records: Vec<Record>) -> bool {
+        records.into_iter().all(|r| self.offer(r).is_ok())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,7 +385,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("cap.sqlite");
         let cap = 1024 * 1024;
-        let mut w = Writer::start(
+        let w = Writer::start(
             db.clone(),
             Duration::from_millis(10),
             // No prune in this test: only the per-batch cap check can evict.
@@ -403,7 +434,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("w.sqlite");
         let hour = Duration::from_secs(3600);
-        let mut w = Writer::start(
+        let w = Writer::start(
             db.clone(),
             Duration::from_millis(10),
             Duration::from_millis(50),

@@ -7,11 +7,13 @@
 //! the tests share one definition of the wire contract (docs/topics.md).
 //!
 //! Layout: `ids` (newtypes), `codes` (11073 numbers), `topic` (topic grammar), `vitals`,
-//! `wave` (binary waveform packet), `device` (status, heartbeat, device alarm), `users` (roles).
+//! `wave` (binary waveform packet), `device` (status, heartbeat, device alarm), `users` (roles),
+//! `errors` (the stable error codes every crate answers with).
 #![forbid(unsafe_code)]
 
 pub mod codes;
 pub mod device;
+pub mod errors;
 pub mod ids;
 pub mod topic;
 pub mod users;
@@ -19,6 +21,7 @@ pub mod vitals;
 pub mod wave;
 
 pub use device::{DeviceAlarm, DeviceAlarmState, DeviceState, Heartbeat, Priority, Status};
+pub use errors::{ErrorCode, ErrorKind};
 pub use ids::{BedId, DeviceId, Username};
 pub use topic::{DeviceTopic, TopicKind};
 pub use users::Role;

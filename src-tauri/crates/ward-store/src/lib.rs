@@ -49,6 +49,24 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
 }
 
+/// Where a part of the station hands records to be written, in order. The station gives
+/// its parts either the alarm driver's queue, which never drops (access's users and audit
+/// events), or the store writer itself (sync's watermark).
+pub trait RecordSink: Send + Sync {
+    /// Queues `records`; false when the sink has stopped or refused them (the caller logs
+    /// what was lost).
+    fn append(&self, records: Vec<Record>) -> bool;
+}
+
+/// Wall-clock milliseconds since the Unix epoch: the time stamped on rows, audit events and
+/// messages that people and other systems read (0 if the clock is before 1970).
+pub fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// One numeric observation as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VitalRow {

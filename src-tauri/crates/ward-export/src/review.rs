@@ -4,7 +4,7 @@
 //! stored data is a gap in the drawing, never bridged). A wide window can be reduced to
 //! min/max pairs per bucket, which keeps every peak visible at any zoom.
 
-use crate::CoreError;
+use crate::error::ExportError;
 use serde::Serialize;
 use ward_model::codes::{self, known_vital};
 use ward_store::{AlarmLogRow, Store, TrendPoint, TrendResolution};
@@ -67,14 +67,14 @@ pub struct ReviewTrend {
     pub alarms: Vec<AlarmLogRow>,
 }
 
-fn check_window(from_ms: i64, to_ms: i64, max_ms: i64, what: &str) -> Result<(), CoreError> {
+fn check_window(from_ms: i64, to_ms: i64, max_ms: i64, what: &str) -> Result<(), ExportError> {
     if to_ms <= from_ms {
-        return Err(CoreError::Review(format!(
+        return Err(ExportError::BadRequest(format!(
             "{what}: the window ends ({to_ms}) before it starts ({from_ms})"
         )));
     }
     if to_ms - from_ms > max_ms {
-        return Err(CoreError::Review(format!(
+        return Err(ExportError::BadRequest(format!(
             "{what}: a window of {} s is longer than the {} s allowed",
             (to_ms - from_ms) / 1000,
             max_ms / 1000
@@ -92,7 +92,7 @@ pub fn wave(
     from_ms: i64,
     to_ms: i64,
     max_points: usize,
-) -> Result<ReviewWave, CoreError> {
+) -> Result<ReviewWave, ExportError> {
     check_window(from_ms, to_ms, MAX_WAVE_WINDOW_MS, "waveform review")?;
     let chunks = store.wave_window(bed, channel, from_ms * 1000, to_ms * 1000)?;
     let samples: u64 = chunks.iter().map(|c| c.samples.len() as u64).sum();
@@ -147,7 +147,12 @@ pub fn wave(
 
 /// One bed's trend of every [`TREND_CODES`] vital over `[from_ms, to_ms)`, raw up to two
 /// hours and by minute beyond, with the bed's alarm log rows in the window.
-pub fn trend(store: &Store, bed: &str, from_ms: i64, to_ms: i64) -> Result<ReviewTrend, CoreError> {
+pub fn trend(
+    store: &Store,
+    bed: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<ReviewTrend, ExportError> {
     check_window(from_ms, to_ms, MAX_TREND_WINDOW_MS, "trend review")?;
     let resolution = TrendResolution::for_span_ms(to_ms - from_ms);
     let mut series = Vec::new();
@@ -172,7 +177,12 @@ pub fn trend(store: &Store, bed: &str, from_ms: i64, to_ms: i64) -> Result<Revie
 
 /// The newest value of `code` at the bed in the five minutes up to `at_ms`: the numerics
 /// printed on a strip.
-pub fn value_at(store: &Store, bed: &str, code: u32, at_ms: i64) -> Result<Option<f64>, CoreError> {
+pub fn value_at(
+    store: &Store,
+    bed: &str,
+    code: u32,
+    at_ms: i64,
+) -> Result<Option<f64>, ExportError> {
     Ok(store
         .trend(bed, code, at_ms - 300_000, at_ms + 1, TrendResolution::Raw)?
         .last()

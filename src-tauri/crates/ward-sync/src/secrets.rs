@@ -15,42 +15,12 @@
 //! keyring-core holds one default store per process; the station sets it once, before the
 //! first use, from its config.
 
-use crate::CoreError;
+use crate::error::{SecretError, SyncError};
 use std::sync::Mutex;
+pub use ward_config::PasswordSource;
 
 /// The credential's service name; the entry's user is `{username}@{host}:{port}`.
 pub const SERVICE: &str = "wardwatch-upstream";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PasswordSource {
-    /// No password (certificate-only or anonymous cores).
-    None,
-    /// `WARDWATCH_UPSTREAM_PASSWORD`.
-    Env,
-    /// The OS credential store named here, under `SERVICE` / `account`.
-    Keyring { store: String, account: String },
-}
-
-pub const STORES: [&str; 3] = ["secret-service", "keyutils", "windows"];
-
-/// The store the station uses unless configured otherwise.
-pub fn default_store() -> &'static str {
-    if cfg!(windows) {
-        "windows"
-    } else {
-        "secret-service"
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SecretError {
-    #[error("no upstream password in the {store} credential store (service {SERVICE:?}, account {account:?}); set it with `wardwatch credentials set-upstream`")]
-    Missing { store: String, account: String },
-    #[error("the {store} credential store is not available here: {reason}")]
-    Unavailable { store: String, reason: String },
-    #[error("{0} is not set (upstream.password_from = \"env\")")]
-    EnvMissing(&'static str),
-}
 
 /// Which store this process has set as keyring-core's default.
 static CURRENT: Mutex<Option<String>> = Mutex::new(None);
@@ -120,22 +90,18 @@ pub fn resolve(
 }
 
 /// Stores the password (the CLI, and IT administrators through the station).
-pub fn store(source: &PasswordSource, password: &str) -> Result<(), CoreError> {
+pub fn store(source: &PasswordSource, password: &str) -> Result<(), SyncError> {
     let PasswordSource::Keyring { store, account } = source else {
-        return Err(CoreError::Config {
-            file: "station config".into(),
+        return Err(SyncError::File {
             key: "upstream.password_from".into(),
             reason: "is not \"keyring\": there is no credential store to write to".into(),
         });
     };
     if password.is_empty() {
-        return Err(CoreError::Denied {
-            code: "empty_password",
-            reason: "the upstream password is empty".into(),
-        });
+        return Err(SyncError::EmptyPassword);
     }
     entry(store, account)?.set_password(password).map_err(|e| {
-        CoreError::Secret(SecretError::Unavailable {
+        SyncError::Secret(SecretError::Unavailable {
             store: store.clone(),
             reason: e.to_string(),
         })

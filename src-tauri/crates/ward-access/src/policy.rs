@@ -14,47 +14,19 @@
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
-use ward_model::Role;
+use ward_alarm::AlarmCommand;
+use ward_config::AccessPolicy;
+use ward_model::{ErrorCode, Role};
 
-/// Hospital policy for who may act, from the `[access]` config section.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AccessPolicy {
-    /// Nurses may act on every bed of the unit, not only the beds assigned to them.
-    pub nurses_all_beds: bool,
-    /// A session with no activity for this long locks (0: never).
-    pub auto_lock_ms: i64,
-    /// Create the documented demo accounts at start (demo and test configs only).
-    pub demo_accounts: bool,
-}
-
-impl Default for AccessPolicy {
-    fn default() -> Self {
-        Self {
-            nurses_all_beds: false,
-            auto_lock_ms: 5 * 60_000,
-            demo_accounts: false,
-        }
-    }
-}
-
-/// Something a user asks the station to do. Alarm actions name the bed they touch (`None`:
-/// the whole unit for pauses, a station-level technical alarm for acknowledgements).
+/// Something a user asks the station to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Acknowledge {
+    /// An action on alarms, as the alarm driver will run it. `bed` is the bed it touches:
+    /// the command's own, or for an acknowledgement the alarm's (looked up by the caller;
+    /// `None` is a station-level technical alarm, or the whole unit for pauses).
+    Alarm {
+        command: AlarmCommand,
         bed: Option<String>,
-    },
-    AudioPause {
-        bed: Option<String>,
-    },
-    AlarmPause {
-        bed: String,
-    },
-    AudioOff {
-        bed: Option<String>,
-    },
-    ChangeLimits {
-        bed: String,
     },
     AssignBeds,
     AdmitDischarge,
@@ -67,14 +39,19 @@ pub enum Action {
 }
 
 impl Action {
+    /// An alarm command; `alarm_bed` is the acknowledged alarm's bed (ignored otherwise).
+    pub fn alarm(command: AlarmCommand, alarm_bed: Option<String>) -> Self {
+        let bed = match &command {
+            AlarmCommand::Acknowledge { .. } => alarm_bed,
+            c => c.bed().map(str::to_string),
+        };
+        Action::Alarm { command, bed }
+    }
+
     /// Stable name for the audit trail and the denial message.
     pub fn name(&self) -> &'static str {
         match self {
-            Action::Acknowledge { .. } => "acknowledge",
-            Action::AudioPause { .. } => "audio_pause",
-            Action::AlarmPause { .. } => "alarm_pause",
-            Action::AudioOff { .. } => "audio_off",
-            Action::ChangeLimits { .. } => "change_limits",
+            Action::Alarm { command, .. } => command.name(),
             Action::AssignBeds => "assign_beds",
             Action::AdmitDischarge => "admit_discharge",
             Action::ManageUsers => "manage_users",
@@ -84,12 +61,8 @@ impl Action {
 
     pub fn bed(&self) -> Option<&str> {
         match self {
-            Action::Acknowledge { bed } | Action::AudioPause { bed } | Action::AudioOff { bed } => {
-                bed.as_deref()
-            }
-            Action::AlarmPause { bed } | Action::ChangeLimits { bed } | Action::Export { bed } => {
-                Some(bed)
-            }
+            Action::Alarm { bed, .. } => bed.as_deref(),
+            Action::Export { bed } => Some(bed),
             _ => None,
         }
     }
@@ -99,12 +72,12 @@ impl Action {
 /// to the user and written to the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Denial {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub reason: String,
 }
 
 impl Denial {
-    pub fn new(code: &'static str, reason: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, reason: impl Into<String>) -> Self {
         Self {
             code,
             reason: reason.into(),
@@ -119,20 +92,10 @@ pub fn authorize(
     policy: &AccessPolicy,
     action: &Action,
 ) -> Result<(), Denial> {
-    let clinical = matches!(
-        action,
-        Action::Acknowledge { .. }
-            | Action::AudioPause { .. }
-            | Action::AlarmPause { .. }
-            | Action::AudioOff { .. }
-            | Action::ChangeLimits { .. }
-            | Action::AssignBeds
-            | Action::AdmitDischarge
-            | Action::Export { .. }
-    );
+    let clinical = !matches!(action, Action::ManageUsers);
     let not_role = |who: &str| {
         Err(Denial::new(
-            "not_permitted",
+            ErrorCode::NotPermitted,
             format!(
                 "{} is for {who}; you are signed in as {}",
                 describe(action),
@@ -140,9 +103,32 @@ pub fn authorize(
             ),
         ))
     };
+    if let Action::Alarm {
+        command: AlarmCommand::PeerAcknowledge { .. },
+        ..
+    } = action
+    {
+        // Another station's acknowledgement arrives through the hospital core with its
+        // user named there; no window session may claim one.
+        return Err(Denial::new(
+            ErrorCode::NotPermitted,
+            "acknowledgements from other stations arrive only through the hospital core",
+        ));
+    }
+    if let Action::Alarm {
+        command: AlarmCommand::PeerAcknowledge { .. },
+        ..
+    } = action
+    {
+        // Another station's acknowledgement arrives through the hospital core with its
+        // user named there; no window session may claim one.
+        return Err(Denial::new(
+            ErrorCode::NotPermitted,
+            "acknowledgements from other stations arrive only through the hospital core",
+        ));
+    }
     match role {
-        Role::Viewer => Err(Denial::new(
-            "view_only",
+        Role::Viewer => Err(Denial::new(ErrorCode::ViewOnly,
             format!("{} is not possible with a view-only account", describe(action)),
         )),
         Role::ItAdmin if clinical => not_role("clinical staff"),
@@ -152,17 +138,27 @@ pub fn authorize(
         Role::Nurse => match action {
             // Audio off silences without end: the charge nurse's decision, where policy
             // allows it at all.
-            Action::AudioOff { .. } => not_role("charge nurses"),
-            Action::ChangeLimits { .. } => not_role("charge nurses"),
+            Action::Alarm {
+                command:
+                    AlarmCommand::AudioOff { .. }
+                    | AlarmCommand::SetRules { .. }
+                    | AlarmCommand::Monitor { .. },
+                ..
+            } => not_role("charge nurses"),
             Action::AssignBeds | Action::AdmitDischarge => not_role("charge nurses"),
             Action::ManageUsers => not_role("IT administrators"),
             // Every bed is on her screen; printing what she sees needs no assignment.
             Action::Export { .. } => Ok(()),
             // A station-level technical alarm (audio, storage) concerns everyone on shift.
-            Action::Acknowledge { bed: None } => Ok(()),
+            Action::Alarm {
+                command: AlarmCommand::Acknowledge { .. },
+                bed: None,
+            } => Ok(()),
             _ if policy.nurses_all_beds => Ok(()),
-            Action::AudioPause { bed: None } => Err(Denial::new(
-                "not_assigned",
+            Action::Alarm {
+                command: AlarmCommand::AudioPause { bed: None },
+                ..
+            } => Err(Denial::new(ErrorCode::NotAssigned,
                 "pausing the audio of the whole unit is for charge nurses (you have assigned beds only)",
             )),
             _ => {
@@ -170,8 +166,7 @@ pub fn authorize(
                 if beds.contains(bed) {
                     Ok(())
                 } else {
-                    Err(Denial::new(
-                        "not_assigned",
+                    Err(Denial::new(ErrorCode::NotAssigned,
                         format!(
                             "bed {bed} is not assigned to you (your beds: {})",
                             if beds.is_empty() {
@@ -190,11 +185,15 @@ pub fn authorize(
 /// The action as the start of a sentence: "Changing alarm limits at bed 9".
 fn describe(action: &Action) -> String {
     let what = match action {
-        Action::Acknowledge { .. } => "Acknowledging alarms",
-        Action::AudioPause { .. } => "Pausing alarm audio",
-        Action::AlarmPause { .. } => "Pausing alarms",
-        Action::AudioOff { .. } => "Turning alarm audio off",
-        Action::ChangeLimits { .. } => "Changing alarm limits",
+        Action::Alarm { command, .. } => match command {
+            AlarmCommand::Acknowledge { .. } => "Acknowledging alarms",
+            AlarmCommand::AudioPause { .. } => "Pausing alarm audio",
+            AlarmCommand::AlarmPause { .. } => "Pausing alarms",
+            AlarmCommand::AudioOff { .. } => "Turning alarm audio off",
+            AlarmCommand::SetRules { .. } => "Changing alarm limits",
+            AlarmCommand::Monitor { .. } => "Admitting and discharging devices",
+            AlarmCommand::PeerAcknowledge { .. } => "Acknowledging for another station",
+        },
         Action::AssignBeds => "Assigning nurses to beds",
         Action::AdmitDischarge => "Admitting and discharging devices",
         Action::ManageUsers => "Managing users",
@@ -275,11 +274,11 @@ impl Sessions {
         self.poll(now_ms);
         match self.by_token.get_mut(token) {
             None => Err(Denial::new(
-                "not_signed_in",
+                ErrorCode::NotSignedIn,
                 "sign in to act on alarms (the ward stays visible without signing in)",
             )),
             Some(s) if s.locked => Err(Denial::new(
-                "locked",
+                ErrorCode::Locked,
                 format!(
                     "the station is locked; {} unlocks with PIN or password",
                     s.display_name
@@ -333,7 +332,7 @@ impl Sessions {
 pub fn check_password(pw: &str) -> Result<(), Denial> {
     if pw.chars().count() < 8 {
         return Err(Denial::new(
-            "weak_password",
+            ErrorCode::WeakPassword,
             "a password needs at least 8 characters",
         ));
     }
@@ -342,7 +341,7 @@ pub fn check_password(pw: &str) -> Result<(), Denial> {
 
 pub fn check_pin(pin: &str) -> Result<(), Denial> {
     if !(4..=8).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Denial::new("bad_pin", "a PIN is 4 to 8 digits"));
+        return Err(Denial::new(ErrorCode::BadPin, "a PIN is 4 to 8 digits"));
     }
     Ok(())
 }
@@ -352,7 +351,7 @@ pub fn hash_secret(secret: &str) -> Result<String, Denial> {
     Argon2::default()
         .hash_password(secret.as_bytes())
         .map(|h| h.to_string())
-        .map_err(|e| Denial::new("hash_failed", format!("cannot hash the secret: {e}")))
+        .map_err(|e| Denial::new(ErrorCode::Internal, format!("cannot hash the secret: {e}")))
 }
 
 /// Constant-time verification against a stored PHC string; an unreadable hash never matches.
@@ -372,18 +371,26 @@ mod tests {
 
     fn all_actions(bed: &str) -> Vec<Action> {
         let b = Some(bed.to_string());
+        let ack = AlarmCommand::Acknowledge { id: 1 };
         vec![
-            Action::Acknowledge { bed: b.clone() },
-            Action::Acknowledge { bed: None },
-            Action::AudioPause { bed: b.clone() },
-            Action::AudioPause { bed: None },
-            Action::AlarmPause {
-                bed: bed.to_string(),
-            },
-            Action::AudioOff { bed: b },
-            Action::ChangeLimits {
-                bed: bed.to_string(),
-            },
+            Action::alarm(ack.clone(), b.clone()),
+            Action::alarm(ack, None),
+            Action::alarm(AlarmCommand::AudioPause { bed: b.clone() }, None),
+            Action::alarm(AlarmCommand::AudioPause { bed: None }, None),
+            Action::alarm(
+                AlarmCommand::AlarmPause {
+                    bed: bed.to_string(),
+                },
+                None,
+            ),
+            Action::alarm(AlarmCommand::AudioOff { bed: b }, None),
+            Action::alarm(
+                AlarmCommand::SetRules {
+                    bed: bed.to_string(),
+                    rules: vec![],
+                },
+                None,
+            ),
             Action::AssignBeds,
             Action::AdmitDischarge,
             Action::ManageUsers,
@@ -470,11 +477,9 @@ mod tests {
         };
         let none = beds(&[]);
         for a in [
-            Action::Acknowledge {
-                bed: Some("9".into()),
-            },
-            Action::AudioPause { bed: None },
-            Action::AlarmPause { bed: "9".into() },
+            Action::alarm(AlarmCommand::Acknowledge { id: 1 }, Some("9".into())),
+            Action::alarm(AlarmCommand::AudioPause { bed: None }, None),
+            Action::alarm(AlarmCommand::AlarmPause { bed: "9".into() }, None),
         ] {
             assert_eq!(authorize(Role::Nurse, &none, &p, &a), Ok(()), "{a:?}");
         }
@@ -482,7 +487,13 @@ mod tests {
             Role::Nurse,
             &none,
             &p,
-            &Action::ChangeLimits { bed: "9".into() },
+            &Action::alarm(
+                AlarmCommand::SetRules {
+                    bed: "9".into(),
+                    rules: vec![],
+                },
+                None,
+            ),
         )
         .unwrap_err();
         assert_eq!(d.code, "not_permitted");
@@ -498,9 +509,7 @@ mod tests {
             Role::Nurse,
             &beds(&["3", "4"]),
             &AccessPolicy::default(),
-            &Action::Acknowledge {
-                bed: Some("9".into()),
-            },
+            &Action::alarm(AlarmCommand::Acknowledge { id: 1 }, Some("9".into())),
         )
         .unwrap_err();
         assert_eq!(d.reason, "bed 9 is not assigned to you (your beds: 3, 4)");

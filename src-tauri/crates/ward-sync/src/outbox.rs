@@ -14,8 +14,7 @@
 //!
 //! Topic: `{upstream.topic_prefix}/station/{station.id}/events`.
 
-use crate::writer::Writer;
-use crate::{now_ms, CoreError};
+use crate::error::SyncError;
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -25,32 +24,15 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use ward_alarm::AlarmCommand;
+use ward_config::UpstreamConfig;
+use ward_store::{wall_clock_ms as now_ms, RecordSink};
 use ward_store::{Record, Store};
 
 /// Events in flight at once: enough to keep a WAN link busy, small enough that a reconnect
 /// resends little.
 const WINDOW: usize = 32;
-
-#[derive(Debug, Clone)]
-pub struct UpstreamConfig {
-    /// Name of this upstream in `sync_state` (and in metrics).
-    pub name: String,
-    pub host: String,
-    pub port: u16,
-    /// PEM CA certificate file; TLS is on when set.
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate and key, for mutual TLS.
-    pub client_cert: Option<(PathBuf, PathBuf)>,
-    pub username: Option<String>,
-    /// The OS keyring or the environment, never the config file; read at each connection.
-    pub password: crate::secrets::PasswordSource,
-    pub topic_prefix: String,
-    pub client_id: String,
-    /// Other stations of the same unit: their acknowledgements, received through the core,
-    /// apply here.
-    pub peers: Vec<String>,
-}
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct SyncStatus {
@@ -74,15 +56,14 @@ pub struct SyncStatus {
     pub last_error: Option<String>,
 }
 
-pub(crate) type SharedStatus = Arc<Mutex<SyncStatus>>;
+pub type SharedStatus = Arc<Mutex<SyncStatus>>;
 
-fn tls(cfg: &UpstreamConfig) -> Result<Option<rumqttc::TlsConfiguration>, CoreError> {
+fn tls(cfg: &UpstreamConfig) -> Result<Option<rumqttc::TlsConfiguration>, SyncError> {
     let Some(ca_file) = &cfg.ca_file else {
         return Ok(None);
     };
     let read = |p: &PathBuf, key: &str| {
-        std::fs::read(p).map_err(|e| CoreError::Config {
-            file: "station config".into(),
+        std::fs::read(p).map_err(|e| SyncError::File {
             key: key.into(),
             reason: format!("cannot read {}: {e}", p.display()),
         })
@@ -104,12 +85,12 @@ fn tls(cfg: &UpstreamConfig) -> Result<Option<rumqttc::TlsConfiguration>, CoreEr
     }))
 }
 
-pub(crate) fn options(cfg: &UpstreamConfig) -> Result<MqttOptions, CoreError> {
+pub fn options(cfg: &UpstreamConfig) -> Result<MqttOptions, SyncError> {
     let mut o = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
     o.set_keep_alive(Duration::from_secs(15));
     o.set_clean_start(true);
     if let Some(user) = &cfg.username {
-        let pw = crate::secrets::resolve(&cfg.password, crate::config::UPSTREAM_PASSWORD_ENV)?;
+        let pw = crate::secrets::resolve(&cfg.password, ward_config::UPSTREAM_PASSWORD_ENV)?;
         o.set_credentials(user, pw.unwrap_or_default());
     }
     if let Some(t) = tls(cfg)? {
@@ -123,8 +104,8 @@ pub(crate) fn options(cfg: &UpstreamConfig) -> Result<MqttOptions, CoreError> {
 /// always; `waiting` is told each failure and it asks again every 10 s. `None` when stopped.
 async fn options_when_ready(
     cfg: &UpstreamConfig,
-    stop: &mut watch::Receiver<bool>,
-    mut waiting: impl FnMut(&CoreError),
+    stop: &CancellationToken,
+    mut waiting: impl FnMut(&SyncError),
 ) -> Option<MqttOptions> {
     loop {
         match options(cfg) {
@@ -132,7 +113,7 @@ async fn options_when_ready(
             Err(e) => {
                 waiting(&e);
                 tokio::select! {
-                    _ = stop.changed() => return None,
+                    _ = stop.cancelled() => return None,
                     _ = tokio::time::sleep(Duration::from_secs(10)) => {}
                 }
             }
@@ -140,11 +121,12 @@ async fn options_when_ready(
     }
 }
 
-pub(crate) struct Worker {
+pub struct Worker {
     pub cfg: UpstreamConfig,
     pub origin: String,
     pub db: PathBuf,
-    pub writer: Arc<Writer>,
+    /// The store writer: the watermark is written through it.
+    pub writer: Arc<dyn RecordSink>,
     pub status: SharedStatus,
 }
 
@@ -152,10 +134,11 @@ pub(crate) struct Worker {
 /// kept by the core for a day): while this station is cut off, the core queues its peers'
 /// acknowledgements and delivers them when it is back. The outbox client cannot do this: it
 /// starts clean so that it alone decides the order of what it sends.
-pub(crate) struct PeerListener {
+pub struct PeerListener {
     pub cfg: UpstreamConfig,
     pub status: SharedStatus,
-    pub alarms: std::sync::mpsc::Sender<crate::alarms::Input>,
+    /// Where peers' acknowledgements go (the station's alarm driver).
+    pub acks: Box<dyn Fn(PeerAck) + Send + Sync>,
 }
 
 /// How long the core keeps the peer session of a station that is away.
@@ -168,7 +151,7 @@ impl PeerListener {
         }
     }
 
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, stop: CancellationToken) {
         if self.cfg.peers.is_empty() {
             return;
         }
@@ -177,7 +160,7 @@ impl PeerListener {
             ..self.cfg.clone()
         };
         // The outbox worker shows why options cannot be made yet; this one only waits.
-        let Some(mut opts) = options_when_ready(&cfg, &mut stop, |_| {}).await else {
+        let Some(mut opts) = options_when_ready(&cfg, &stop, |_| {}).await else {
             return;
         };
         opts.set_clean_start(false);
@@ -186,7 +169,7 @@ impl PeerListener {
         let mut backoff = Duration::from_millis(500);
         loop {
             tokio::select! {
-                _ = stop.changed() => break,
+                _ = stop.cancelled() => break,
                 ev = eventloop.poll() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         backoff = Duration::from_millis(500);
@@ -203,7 +186,7 @@ impl PeerListener {
                         match remote_ack(&cfg.peers, &topic, &p.payload) {
                             Ok(Some(input)) => {
                                 self.set(|s| s.remote_acks += 1);
-                                let _ = self.alarms.send(input);
+                                (self.acks)(input);
                             }
                             Ok(None) => {}
                             Err(e) => {
@@ -215,7 +198,7 @@ impl PeerListener {
                     Ok(_) => {}
                     Err(_) => {
                         tokio::select! {
-                            _ = stop.changed() => break,
+                            _ = stop.cancelled() => break,
                             _ = tokio::time::sleep(backoff) => {}
                         }
                         backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -231,13 +214,21 @@ fn events_topic(prefix: &str, station: &str) -> String {
     format!("{}/station/{station}/events", prefix.trim_end_matches('/'))
 }
 
+/// An acknowledgement made at a peer station: the command for the alarm driver, and who
+/// made it where ("nurse.ana at station st-b").
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerAck {
+    pub command: AlarmCommand,
+    pub user: String,
+}
+
 /// A peer station's acknowledgement, from one event the core delivered. `None` for every
 /// other event; an error names what was unreadable.
-pub(crate) fn remote_ack(
+pub fn remote_ack(
     peers: &[String],
     topic: &str,
     payload: &[u8],
-) -> Result<Option<crate::alarms::Input>, String> {
+) -> Result<Option<PeerAck>, String> {
     #[derive(serde::Deserialize)]
     struct Event {
         origin: String,
@@ -270,10 +261,12 @@ pub(crate) fn remote_ack(
         // Station-level technical alarms belong to that station alone.
         return Ok(None);
     };
-    Ok(Some(crate::alarms::Input::RemoteAck {
-        bed,
-        key: row.condition,
-        acked_at_ms: row.t_ms,
+    Ok(Some(PeerAck {
+        command: AlarmCommand::PeerAcknowledge {
+            bed,
+            key: row.condition,
+            acked_at_ms: row.t_ms,
+        },
         user: format!("{} at station {}", ev.actor, ev.origin),
     }))
 }
@@ -304,7 +297,7 @@ impl Worker {
         });
     }
 
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, stop: CancellationToken) {
         let store = match Store::open_read_only(&self.db) {
             Ok(s) => s,
             Err(e) => {
@@ -313,7 +306,7 @@ impl Worker {
             }
         };
         // While waiting, the backlog keeps growing and the reason shows in metrics.
-        let opts = options_when_ready(&self.cfg, &mut stop, |e| {
+        let opts = options_when_ready(&self.cfg, &stop, |e| {
             tracing::error!(error = %e, "upstream sync waiting for its configuration");
             self.set(|s| s.last_error = Some(e.to_string()));
             // A connection of its own each time (every 10 s): the worker's is not shared
@@ -339,7 +332,7 @@ impl Worker {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = stop.changed() => break,
+                _ = stop.cancelled() => break,
                 ev = eventloop.poll() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         connected = true;
@@ -366,7 +359,7 @@ impl Worker {
                             }
                             let r = Record::SyncAck { upstream: self.cfg.name.clone(), seq: acked, t_ms: now_ms() };
                             // A full queue only delays the watermark; the next ack carries it.
-                            let _ = self.writer.offer(r);
+                            let _ = self.writer.append(vec![r]);
                         }
                     }
                     Ok(_) => {}
@@ -377,7 +370,7 @@ impl Worker {
                         connected = false;
                         self.set(|s| { s.connected = false; s.last_error = Some(e.to_string()); });
                         tokio::select! {
-                            _ = stop.changed() => break,
+                            _ = stop.cancelled() => break,
                             _ = tokio::time::sleep(backoff) => {}
                         }
                         backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -430,7 +423,6 @@ struct Upstream<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alarms::Input;
 
     fn event(origin: &str, kind: &str, actor: &str, detail: &str) -> Vec<u8> {
         serde_json::json!({
@@ -454,10 +446,13 @@ mod tests {
             &event("st-b", "alarm.acknowledged", "nurse.ana", ROW),
         );
         match got {
-            Ok(Some(Input::RemoteAck {
-                bed,
-                key,
-                acked_at_ms,
+            Ok(Some(PeerAck {
+                command:
+                    AlarmCommand::PeerAcknowledge {
+                        bed,
+                        key,
+                        acked_at_ms,
+                    },
                 user,
             })) => {
                 assert_eq!(
@@ -486,7 +481,7 @@ mod tests {
             ROW
         )));
         // Not a peer, or a peer's event on another station's topic: refused, with the reason.
-        let err = |r: Result<Option<Input>, String>| match r {
+        let err = |r: Result<Option<PeerAck>, String>| match r {
             Err(e) => e,
             Ok(_) => panic!("accepted"),
         };

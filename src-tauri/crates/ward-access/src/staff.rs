@@ -10,16 +10,15 @@
 //! reads the user's row from the database and keeps whichever of it and the in-memory copy
 //! is newer.
 
-use crate::access::{self, AccessPolicy, Action, Denial, Session, Sessions};
-use crate::alarms::Input;
-use crate::CoreError;
+use crate::error::AccessError;
+use crate::policy::{self as access, Action, Denial, Session, Sessions};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::mpsc::Sender;
-use std::sync::Mutex;
-use ward_model::{Role, Username};
-use ward_store::{AuditEvent, Record, Store, UserRow};
+use std::sync::{Arc, Mutex};
+use ward_config::AccessPolicy;
+use ward_model::{ErrorCode, Role, Username};
+use ward_store::{wall_clock_ms, AuditEvent, Record, RecordSink, Store, UserRow};
 
 /// Failed PIN or password unlocks a session survives; the next failure ends it, and the user
 /// signs in again with the password. A 4-digit PIN cannot be guessed through the window.
@@ -75,7 +74,7 @@ pub fn apply_change(
     now_ms: i64,
 ) -> Result<(UserRow, &'static str, serde_json::Value), Denial> {
     let name = Username::new(change.username.clone())
-        .map_err(|e| Denial::new("bad_username", e.to_string()))?;
+        .map_err(|e| Denial::new(ErrorCode::BadUsername, e.to_string()))?;
     let password = change
         .password
         .as_deref()
@@ -96,7 +95,7 @@ pub fn apply_change(
     if let Some(d) = display {
         if d.chars().count() > 80 {
             return Err(Denial::new(
-                "bad_name",
+                ErrorCode::BadName,
                 "a display name is at most 80 characters",
             ));
         }
@@ -107,12 +106,12 @@ pub fn apply_change(
             display_name: display.unwrap_or(name.as_str()).to_string(),
             role: change
                 .role
-                .ok_or_else(|| Denial::new("missing_role", "a new user needs a role"))?
+                .ok_or_else(|| Denial::new(ErrorCode::MissingRole, "a new user needs a role"))?
                 .as_str()
                 .to_string(),
-            secret_hash: password
-                .clone()
-                .ok_or_else(|| Denial::new("missing_password", "a new user needs a password"))?,
+            secret_hash: password.clone().ok_or_else(|| {
+                Denial::new(ErrorCode::MissingPassword, "a new user needs a password")
+            })?,
             pin_hash: pin.clone().flatten(),
             disabled: change.disabled.unwrap_or(false),
             t_ms: now_ms,
@@ -159,10 +158,10 @@ pub fn change_user_offline(
     origin: &str,
     by: &str,
     change: &UserChange,
-) -> Result<UserView, CoreError> {
+) -> Result<UserView, AccessError> {
     let mut store = Store::open(db)?;
     let existing = store.user(&change.username)?;
-    let now = crate::now_ms();
+    let now = wall_clock_ms();
     let (row, kind, detail) = apply_change(existing.as_ref(), change, by, now)?;
     let ev = AuditEvent {
         origin: origin.to_string(),
@@ -199,18 +198,18 @@ struct State {
     failed_unlocks: HashMap<String, u32>,
 }
 
-pub(crate) struct Staff {
+pub struct Staff {
     policy: AccessPolicy,
     db: PathBuf,
     origin: String,
-    out: Sender<Input>,
+    out: Arc<dyn RecordSink>,
     state: Mutex<State>,
 }
 
-pub(crate) fn new_token() -> Result<String, CoreError> {
+pub fn new_token() -> Result<String, AccessError> {
     let mut b = [0u8; 32];
     getrandom::fill(&mut b)
-        .map_err(|e| CoreError::Start(format!("no randomness for a session token: {e}")))?;
+        .map_err(|e| AccessError::Internal(format!("no randomness for a session token: {e}")))?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
@@ -219,8 +218,8 @@ impl Staff {
         policy: AccessPolicy,
         db: PathBuf,
         origin: String,
-        out: Sender<Input>,
-    ) -> Result<Self, CoreError> {
+        out: Arc<dyn RecordSink>,
+    ) -> Result<Self, AccessError> {
         let store = Store::open_read_only(&db)?;
         let users: BTreeMap<String, UserRow> = store
             .users()?
@@ -249,7 +248,7 @@ impl Staff {
         Ok(staff)
     }
 
-    fn create_demo_accounts(&self) -> Result<(), CoreError> {
+    fn create_demo_accounts(&self) -> Result<(), AccessError> {
         let mut st = self.lock_state()?;
         for (name, display, role, pin) in DEMO_ACCOUNTS {
             if st.users.contains_key(name) {
@@ -263,7 +262,7 @@ impl Staff {
                 pin: Some(pin.map(str::to_string)),
                 disabled: None,
             };
-            let (row, kind, detail) = apply_change(None, &change, "system", crate::now_ms())?;
+            let (row, kind, detail) = apply_change(None, &change, "system", wall_clock_ms())?;
             tracing::warn!(user = name, "demo account created ([access] demo_accounts)");
             st.users.insert(row.username.clone(), row.clone());
             self.emit(vec![Record::User(row)], "system", kind, None, detail);
@@ -271,10 +270,10 @@ impl Staff {
         Ok(())
     }
 
-    fn lock_state(&self) -> Result<std::sync::MutexGuard<'_, State>, CoreError> {
+    fn lock_state(&self) -> Result<std::sync::MutexGuard<'_, State>, AccessError> {
         self.state
             .lock()
-            .map_err(|_| CoreError::Start("the user directory lock is poisoned".into()))
+            .map_err(|_| AccessError::Internal("the user directory lock is poisoned".into()))
     }
 
     /// Queues records and their audit event on the driver's never-drop path.
@@ -288,13 +287,13 @@ impl Staff {
     ) {
         records.push(Record::Audit(AuditEvent {
             origin: self.origin.clone(),
-            t_ms: crate::now_ms(),
+            t_ms: wall_clock_ms(),
             actor: actor.to_string(),
             kind: kind.to_string(),
             bed: bed.map(str::to_string),
             detail: detail.to_string(),
         }));
-        if self.out.send(Input::Records(records)).is_err() {
+        if !self.out.append(records) {
             tracing::error!(kind, "audit event after the alarm driver stopped");
         }
     }
@@ -334,8 +333,8 @@ impl Staff {
         Some(newest)
     }
 
-    fn deny(&self, actor: &str, action: &str, bed: Option<&str>, d: Denial) -> CoreError {
-        tracing::warn!(user = actor, action, code = d.code, reason = %d.reason, "denied");
+    fn deny(&self, actor: &str, action: &str, bed: Option<&str>, d: Denial) -> AccessError {
+        tracing::warn!(user = actor, action, code = %d.code, reason = %d.reason, "denied");
         self.emit(
             vec![],
             actor,
@@ -343,10 +342,7 @@ impl Staff {
             bed,
             serde_json::json!({"action": action, "code": d.code, "reason": d.reason}),
         );
-        CoreError::Denied {
-            code: d.code,
-            reason: d.reason,
-        }
+        d.into()
     }
 
     pub fn login(
@@ -354,7 +350,7 @@ impl Staff {
         username: &str,
         secret: &str,
         now_ms: i64,
-    ) -> Result<(String, Session), CoreError> {
+    ) -> Result<(String, Session), AccessError> {
         let mut st = self.lock_state()?;
         self.poll(&mut st, now_ms);
         // A malformed name is not echoed into the trail: it may be a password typed into the
@@ -371,8 +367,8 @@ impl Staff {
                 serde_json::json!({"reason": reason}),
             );
             // One message for every failure: the window does not tell which names exist.
-            CoreError::Denied {
-                code: "bad_credentials",
+            AccessError::Denied {
+                code: ErrorCode::BadCredentials,
                 reason: "unknown user or wrong password".into(),
             }
         };
@@ -407,12 +403,12 @@ impl Staff {
     }
 
     /// Unlocks a locked session with the user's PIN (if they have one) or password.
-    pub fn unlock(&self, token: &str, secret: &str, now_ms: i64) -> Result<Session, CoreError> {
+    pub fn unlock(&self, token: &str, secret: &str, now_ms: i64) -> Result<Session, AccessError> {
         let mut st = self.lock_state()?;
         self.poll(&mut st, now_ms);
         let Some(s) = st.sessions.peek(token, now_ms).cloned() else {
-            return Err(CoreError::Denied {
-                code: "not_signed_in",
+            return Err(AccessError::Denied {
+                code: ErrorCode::NotSignedIn,
                 reason: "no one is signed in at this window".into(),
             });
         };
@@ -439,23 +435,26 @@ impl Staff {
             if ended {
                 st.sessions.close(token);
                 st.failed_unlocks.remove(token);
-                return Err(CoreError::Denied {
-                    code: "session_ended",
+                return Err(AccessError::Denied {
+                    code: ErrorCode::SessionEnded,
                     reason: format!(
                         "{n} wrong PINs or passwords: signed out; sign in with the password"
                     ),
                 });
             }
-            return Err(CoreError::Denied {
-                code: "bad_credentials",
+            return Err(AccessError::Denied {
+                code: ErrorCode::BadCredentials,
                 reason: "wrong PIN or password".into(),
             });
         }
         st.failed_unlocks.remove(token);
-        let s = st.sessions.unlock(token, now_ms).ok_or(CoreError::Denied {
-            code: "not_signed_in",
-            reason: "no one is signed in at this window".into(),
-        })?;
+        let s = st
+            .sessions
+            .unlock(token, now_ms)
+            .ok_or(AccessError::Denied {
+                code: ErrorCode::NotSignedIn,
+                reason: "no one is signed in at this window".into(),
+            })?;
         self.emit(
             vec![],
             &s.username,
@@ -514,7 +513,7 @@ impl Staff {
         token: &str,
         action: &Action,
         now_ms: i64,
-    ) -> Result<Session, CoreError> {
+    ) -> Result<Session, AccessError> {
         let mut st = self.lock_state()?;
         self.poll(&mut st, now_ms);
         let who = st
@@ -542,11 +541,11 @@ impl Staff {
         beds: &[String],
         known_beds: &BTreeSet<String>,
         now_ms: i64,
-    ) -> Result<(), CoreError> {
+    ) -> Result<(), AccessError> {
         let by = self.authorize(token, &Action::AssignBeds, now_ms)?;
         let mut st = self.lock_state()?;
-        let bad = |reason: String| CoreError::Denied {
-            code: "bad_assignment",
+        let bad = |reason: String| AccessError::Invalid {
+            code: ErrorCode::BadAssignment,
             reason,
         };
         let row = self
@@ -584,7 +583,7 @@ impl Staff {
         token: &str,
         change: &UserChange,
         now_ms: i64,
-    ) -> Result<UserView, CoreError> {
+    ) -> Result<UserView, AccessError> {
         let by = self.authorize(token, &Action::ManageUsers, now_ms)?;
         let mut st = self.lock_state()?;
         let existing = self.lookup(&mut st, &change.username);
@@ -610,14 +609,5 @@ impl Staff {
             .values()
             .map(|u| view(u, st.beds.get(&u.username).unwrap_or(&empty)))
             .collect()
-    }
-}
-
-impl From<Denial> for CoreError {
-    fn from(d: Denial) -> Self {
-        CoreError::Denied {
-            code: d.code,
-            reason: d.reason,
-        }
     }
 }

@@ -1,10 +1,33 @@
-//! Station configuration: raw TOML -> validated [`Config`].
+//! ward-config: the station's configuration, raw TOML -> validated [`Config`].
+//!
+//! What it is: a leaf. [`Config`] owns the type of every section (station, broker, store,
+//! alarms, access, upstream, sim, beds), so the crates that use a section import it from
+//! here and nothing here imports from them. What it is not: it starts nothing and reads no
+//! secret (the upstream password is named by [`PasswordSource`], resolved by `ward_sync`).
+//!
+//! Layout: this file (raw tables, validation, merge), `sections` (the validated types of the
+//! access and upstream sections).
 //!
 //! The defaults live in one place, assets/wardwatch.toml, compiled in. A user file is laid
 //! over them table by table (arrays replace), then command-line overrides on top; only then is
 //! the result deserialized and checked, so every error names the file, the key and the reason.
 
-use crate::CoreError;
+mod sections;
+
+pub use sections::{AccessPolicy, PasswordSource, UpstreamConfig, KEYRING_STORES};
+
+/// A configuration that cannot be used, naming the file, the key and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {file}: {}{reason}", if key.is_empty() { String::new() } else { format!("key `{key}`: ") })]
+    Invalid {
+        file: String,
+        key: String,
+        reason: String,
+    },
+}
+
+type CoreError = ConfigError;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -12,6 +35,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use ward_alarm::{Category, Escalation, Policy, Priority};
 use ward_model::{BedId, DeviceId};
+#[cfg(feature = "sim")]
 use ward_sim::Scenario;
 
 pub const DEFAULTS: &str = include_str!("../../../../assets/wardwatch.toml");
@@ -167,13 +191,15 @@ pub struct Config {
     pub prune_every: Duration,
     pub batch_interval: Duration,
     pub device_silent: Duration,
+    /// Simulated monitors started with the station (0 in a build without the `sim` feature).
     pub sim_beds: usize,
+    #[cfg(feature = "sim")]
     pub scenarios: Vec<Scenario>,
     pub beds: Vec<BedConfig>,
     pub alarm_policy: Policy,
     pub notifications: bool,
-    pub upstream: Option<crate::sync::UpstreamConfig>,
-    pub access: crate::access::AccessPolicy,
+    pub upstream: Option<UpstreamConfig>,
+    pub access: AccessPolicy,
 }
 
 impl Config {
@@ -190,21 +216,21 @@ impl Config {
         let mut merged: toml::Table =
             DEFAULTS
                 .parse()
-                .map_err(|e: toml::de::Error| CoreError::Config {
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
                     file: "built-in defaults".into(),
                     key: String::new(),
                     reason: e.to_string(),
                 })?;
         let source = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| CoreError::Config {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
                     file: path.display().to_string(),
                     key: String::new(),
                     reason: format!("cannot read: {e}"),
                 })?;
                 let user: toml::Table =
                     text.parse()
-                        .map_err(|e: toml::de::Error| CoreError::Config {
+                        .map_err(|e: toml::de::Error| ConfigError::Invalid {
                             file: path.display().to_string(),
                             key: String::new(),
                             reason: e.to_string().trim().to_string(),
@@ -219,7 +245,7 @@ impl Config {
     }
 
     fn from_table(table: toml::Table, source: &str) -> Result<Self, CoreError> {
-        let err = |key: &str, reason: String| CoreError::Config {
+        let err = |key: &str, reason: String| ConfigError::Invalid {
             file: source.to_string(),
             key: key.to_string(),
             reason,
@@ -395,7 +421,7 @@ impl Config {
         };
         let notifications = a.notifications;
         let upstream = upstream(&raw.upstream, &station_id, &err)?;
-        let access = crate::access::AccessPolicy {
+        let access = AccessPolicy {
             nurses_all_beds: raw.access.nurses_all_beds,
             // 0 turns auto-lock off; otherwise 30 s .. 12 h (a shift).
             auto_lock_ms: match raw.access.auto_lock_s {
@@ -405,7 +431,22 @@ impl Config {
             demo_accounts: raw.access.demo_accounts,
         };
 
+        // The shipped station has no simulator: a config that asks for one says so.
+        #[cfg(not(feature = "sim"))]
+        if sim_beds > 0 || !raw.sim.scenarios.is_empty() {
+            return Err(err(
+                if sim_beds > 0 {
+                    "sim.beds"
+                } else {
+                    "sim.scenarios"
+                },
+                "this build of Wardwatch has no simulated ward (built without the `sim` feature)"
+                    .into(),
+            ));
+        }
+        #[cfg(feature = "sim")]
         let mut scenarios = Vec::new();
+        #[cfg(feature = "sim")]
         for (i, text) in raw.sim.scenarios.iter().enumerate() {
             let s = Scenario::parse(text)
                 .map_err(|e| err(&format!("sim.scenarios[{i}]"), e.to_string()))?;
@@ -498,6 +539,7 @@ impl Config {
             batch_interval: Duration::from_millis(batch_ms),
             device_silent: Duration::from_secs(device_silent_s),
             sim_beds,
+            #[cfg(feature = "sim")]
             scenarios,
             beds,
             alarm_policy,
@@ -512,7 +554,7 @@ fn upstream(
     u: &RawUpstream,
     station_id: &str,
     err: &dyn Fn(&str, String) -> CoreError,
-) -> Result<Option<crate::sync::UpstreamConfig>, CoreError> {
+) -> Result<Option<UpstreamConfig>, CoreError> {
     if !u.enabled {
         return Ok(None);
     }
@@ -544,18 +586,17 @@ fn upstream(
         ));
     }
     let username = (!u.username.is_empty()).then(|| u.username.clone());
-    use crate::secrets::PasswordSource;
     let password = match u.password_from.as_str() {
         "none" => PasswordSource::None,
         "env" => PasswordSource::Env,
         "keyring" => {
             let store = match u.keyring_store.trim() {
-                "" => crate::secrets::default_store().to_string(),
-                s if crate::secrets::STORES.contains(&s) => s.to_string(),
+                "" => sections::default_keyring_store().to_string(),
+                s if KEYRING_STORES.contains(&s) => s.to_string(),
                 s => {
                     return Err(err(
                         "upstream.keyring_store",
-                        format!("{s:?} is not one of {}", crate::secrets::STORES.join(", ")),
+                        format!("{s:?} is not one of {}", KEYRING_STORES.join(", ")),
                     ))
                 }
             };
@@ -596,7 +637,7 @@ fn upstream(
         }
         peers.push(id.to_string());
     }
-    Ok(Some(crate::sync::UpstreamConfig {
+    Ok(Some(UpstreamConfig {
         name: format!("{}:{port}", u.host),
         host: u.host.clone(),
         port,
@@ -692,21 +733,26 @@ mod tests {
             ),
             (
                 "[sim]\nbeds = 4\nscenarios = [\"bed 9 goes silent at 1 s\"]\n",
-                "sim.scenarios[0]",
-                "not among",
+                if cfg!(feature = "sim") {
+                    "sim.scenarios[0]"
+                } else {
+                    "sim.beds"
+                },
+                if cfg!(feature = "sim") {
+                    "not among"
+                } else {
+                    "no simulated ward"
+                },
             ),
             ("[store\n", "", "TOML parse error"),
         ];
         for (text, key, reason) in cases {
             let e = load_text(&with_data_dir(text)).unwrap_err();
-            let CoreError::Config {
+            let ConfigError::Invalid {
                 file,
                 key: k,
                 reason: r,
-            } = &e
-            else {
-                panic!("{e}")
-            };
+            } = &e;
             assert!(file.ends_with("station.toml"), "{e}");
             assert_eq!(k, key, "{e}");
             assert!(r.contains(reason), "{e}");

@@ -13,8 +13,8 @@
 //! Layout: data gathering ([`StripData::load`], [`TrendData`]) is separate from drawing, which
 //! is generic over the plotters backend so PNG and SVG are the same code.
 
+use crate::error::ExportError;
 use crate::review::{self, ReviewTrend};
-use crate::CoreError;
 use chrono::TimeZone;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -52,7 +52,7 @@ pub enum Format {
 
 impl Format {
     /// From the output file's extension.
-    pub fn from_path(p: &Path) -> Result<Self, CoreError> {
+    pub fn from_path(p: &Path) -> Result<Self, ExportError> {
         match p
             .extension()
             .and_then(|e| e.to_str())
@@ -61,7 +61,7 @@ impl Format {
         {
             Some("png") => Ok(Self::Png),
             Some("svg") => Ok(Self::Svg),
-            _ => Err(CoreError::Export(format!(
+            _ => Err(ExportError::Render(format!(
                 "{}: the file name must end in .png or .svg",
                 p.display()
             ))),
@@ -78,9 +78,9 @@ pub struct Rendered {
 }
 
 impl Rendered {
-    pub fn write(&self, path: &Path) -> Result<(), CoreError> {
+    pub fn write(&self, path: &Path) -> Result<(), ExportError> {
         std::fs::write(path, &self.bytes)
-            .map_err(|e| CoreError::Export(format!("cannot write {}: {e}", path.display())))
+            .map_err(|e| ExportError::Render(format!("cannot write {}: {e}", path.display())))
     }
 }
 
@@ -97,12 +97,14 @@ pub fn strip_geometry(seconds: u32) -> (u32, u32, i32, i32) {
     )
 }
 
-fn fonts() -> Result<(), CoreError> {
+fn fonts() -> Result<(), ExportError> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     if *REGISTERED.get_or_init(|| register_font(FAMILY, FontStyle::Normal, FONT).is_ok()) {
         Ok(())
     } else {
-        Err(CoreError::Export("the bundled font cannot be read".into()))
+        Err(ExportError::Render(
+            "the bundled font cannot be read".into(),
+        ))
     }
 }
 
@@ -114,8 +116,8 @@ fn local(ms: i64, fmt: &str) -> String {
         .unwrap_or_else(|| format!("{ms} ms"))
 }
 
-fn err<E: std::fmt::Display>(e: E) -> CoreError {
-    CoreError::Export(e.to_string())
+fn err<E: std::fmt::Display>(e: E) -> ExportError {
+    ExportError::Render(e.to_string())
 }
 
 /// Everything a strip shows, read from the store.
@@ -139,16 +141,16 @@ impl StripData {
         bed_label: &str,
         from_ms: i64,
         seconds: u32,
-    ) -> Result<Self, CoreError> {
+    ) -> Result<Self, ExportError> {
         if !(10..=30).contains(&seconds) {
-            return Err(CoreError::Review(format!(
+            return Err(ExportError::BadRequest(format!(
                 "an ECG strip is 10 to 30 seconds long, not {seconds}"
             )));
         }
         let to_ms = from_ms + seconds as i64 * 1000;
         let w = review::wave(store, bed, codes::MDC_ECG_ELEC_POTL_II, from_ms, to_ms, 0)?;
         if w.samples == 0 {
-            return Err(CoreError::Review(format!(
+            return Err(ExportError::BadRequest(format!(
                 "no ECG is stored for {bed} between {} and {}",
                 local(from_ms, "%Y-%m-%d %H:%M:%S"),
                 local(to_ms, "%H:%M:%S")
@@ -200,7 +202,7 @@ impl StripData {
         })
     }
 
-    pub fn render(&self, format: Format) -> Result<Rendered, CoreError> {
+    pub fn render(&self, format: Format) -> Result<Rendered, ExportError> {
         let (w, h, _, _) = strip_geometry(self.seconds);
         render(format, w, h, self)
     }
@@ -208,22 +210,22 @@ impl StripData {
 
 /// Something drawn the same way on every plotters backend.
 trait Drawing {
-    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), CoreError>;
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), ExportError>;
 }
 
 impl Drawing for StripData {
-    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), CoreError> {
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), ExportError> {
         draw_strip(area, self)
     }
 }
 
 impl Drawing for TrendData {
-    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), CoreError> {
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), ExportError> {
         draw_report(area, self)
     }
 }
 
-fn render<D: Drawing>(format: Format, w: u32, h: u32, d: &D) -> Result<Rendered, CoreError> {
+fn render<D: Drawing>(format: Format, w: u32, h: u32, d: &D) -> Result<Rendered, ExportError> {
     fonts()?;
     let bytes = match format {
         Format::Png => {
@@ -263,7 +265,7 @@ fn render<D: Drawing>(format: Format, w: u32, h: u32, d: &D) -> Result<Rendered,
 fn draw_strip<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     d: &StripData,
-) -> Result<(), CoreError> {
+) -> Result<(), ExportError> {
     area.fill(&WHITE).map_err(err)?;
     let (w, _, top, left) = strip_geometry(d.seconds);
     let mm = PX_PER_MM;
@@ -407,7 +409,7 @@ impl Request {
         store: &Store,
         station: &str,
         bed_label: &str,
-    ) -> Result<Rendered, CoreError> {
+    ) -> Result<Rendered, ExportError> {
         match self {
             Request::Strip {
                 bed,
@@ -429,7 +431,7 @@ impl Request {
 
 /// A time as people type it: RFC 3339 (`2026-11-21T10:42:05+01:00`), local
 /// `2026-11-21 10:42[:05]`, or milliseconds since the epoch.
-pub fn parse_time(s: &str) -> Result<i64, CoreError> {
+pub fn parse_time(s: &str) -> Result<i64, ExportError> {
     let s = s.trim();
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);
@@ -444,7 +446,7 @@ pub fn parse_time(s: &str) -> Result<i64, CoreError> {
             }
         }
     }
-    Err(CoreError::Review(format!(
+    Err(ExportError::BadRequest(format!(
         "{s:?} is not a time: use 2026-11-21 10:42:05 (station time), RFC 3339 or milliseconds since 1970"
     )))
 }
@@ -472,7 +474,7 @@ impl TrendData {
         bed_label: &str,
         from_ms: i64,
         to_ms: i64,
-    ) -> Result<Self, CoreError> {
+    ) -> Result<Self, ExportError> {
         let trend = review::trend(store, bed, from_ms, to_ms)?;
         let title = format!(
             "{bed_label} ({bed})   {station}   trends {} – {} ({})   {}",
@@ -487,7 +489,7 @@ impl TrendData {
         Ok(Self { title, trend })
     }
 
-    pub fn render(&self, format: Format) -> Result<Rendered, CoreError> {
+    pub fn render(&self, format: Format) -> Result<Rendered, ExportError> {
         render(format, REPORT_SIZE.0, REPORT_SIZE.1, self)
     }
 }
@@ -495,7 +497,7 @@ impl TrendData {
 fn draw_report<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     d: &TrendData,
-) -> Result<(), CoreError> {
+) -> Result<(), ExportError> {
     area.fill(&WHITE).map_err(err)?;
     let (title, body) = area.split_vertically(60);
     title
@@ -593,7 +595,7 @@ fn draw_report<DB: DrawingBackend>(
         }
         for s in series {
             let mut run: Vec<(i64, f64)> = Vec::new();
-            let mut flush = |run: &mut Vec<(i64, f64)>| -> Result<(), CoreError> {
+            let mut flush = |run: &mut Vec<(i64, f64)>| -> Result<(), ExportError> {
                 if !run.is_empty() {
                     chart
                         .draw_series(LineSeries::new(

@@ -1,0 +1,470 @@
+//! What callers hold: [`StationHandle`], made of a few cheap, cloneable sub-handles, one per
+//! concern, so the window shell and the CLI hold what they need without one big lock:
+//! [`AlarmsHandle`] (alarm actions and state), [`StaffHandle`] (sign-in, sessions, users,
+//! assignments), [`ReviewHandle`] (review, exports, the alarm history), [`LiveHandle`]
+//! (the ward snapshot and binary live frames), [`AdminHandle`] (admission and discharge of
+//! monitors). Only the station handle itself can stop the station.
+
+use crate::alarms::{self, AlarmMetrics, AlarmSnapshot, Input};
+use crate::clock::now_ms;
+use crate::error::CoreError;
+use crate::lifecycle::Lifecycle;
+use crate::live::{self, BedView, FrameCursor, LiveState};
+use crate::writer::{StoreMetrics, Writer};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use ward_access::{Action, Session, Staff, UserChange, UserView};
+use ward_alarm::{AlarmCommand, LimitRule, LogEntry, Policy};
+use ward_annunciate::NotifyCounters;
+use ward_config::Config;
+use ward_model::ErrorCode;
+use ward_store::AlarmLogRow;
+
+/// What the simulated ward sent, filled in when it stops.
+#[cfg(feature = "sim")]
+pub(crate) type SimStatsSlot = Arc<Mutex<Option<ward_sim::SimStats>>>;
+#[cfg(not(feature = "sim"))]
+pub(crate) type SimStatsSlot = ();
+
+/// Everything the station counts, for the window, the summary and tests.
+#[derive(Debug, Clone, Serialize)]
+pub struct StationMetrics {
+    pub broker: ward_broker::MetricsSnapshot,
+    /// Accepted messages by topic kind, refused ones by reason (bad_json, bad_wave, ...).
+    pub ingest: BTreeMap<String, u64>,
+    pub store: StoreMetrics,
+    pub alarms: AlarmMetrics,
+    /// Store-and-forward to the hospital core: backlog and the oldest unsynced event.
+    pub sync: ward_sync::SyncStatus,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WardSnapshot {
+    pub station: String,
+    pub now_ms: i64,
+    pub broker: String,
+    pub beds: Vec<BedView>,
+    pub unassigned: Vec<live::DeviceView>,
+    pub alarms: AlarmSnapshot,
+    pub metrics: StationMetrics,
+}
+
+/// Alarm actions and the alarm system's state.
+#[derive(Clone)]
+pub struct AlarmsHandle {
+    pub(crate) tx: Sender<Input>,
+    pub(crate) shared: Arc<alarms::Shared>,
+    pub(crate) events: tokio::sync::broadcast::Sender<LogEntry>,
+    pub(crate) notify: Arc<NotifyCounters>,
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) staff: Arc<Staff>,
+}
+
+impl AlarmsHandle {
+    /// An alarm command by the user signed in with `token`, if their role and beds allow
+    /// it. Denials are answered with a reason and audited. Returns how many alarms it
+    /// applied to.
+    pub fn act(&self, token: &str, command: AlarmCommand) -> Result<usize, CoreError> {
+        let alarm_bed = match &command {
+            AlarmCommand::Acknowledge { id } => self
+                .shared
+                .alarms
+                .lock()
+                .ok()
+                .and_then(|a| a.iter().find(|x| x.id == *id).and_then(|x| x.bed.clone())),
+            _ => None,
+        };
+        let action = Action::alarm(command, alarm_bed);
+        let user = self.staff.authorize(token, &action, now_ms())?.username;
+        let Action::Alarm { command, .. } = action else {
+            return Err(CoreError::Internal(
+                "an alarm action lost its command".into(),
+            ));
+        };
+        self.run(command, user)
+    }
+
+    /// Runs a command in the alarm driver and waits (briefly) for its answer. No permission
+    /// check: callers are [`Self::act`] and the station itself (admissions).
+    pub(crate) fn run(&self, command: AlarmCommand, user: String) -> Result<usize, CoreError> {
+        let (reply, rx) = std::sync::mpsc::channel();
+        self.tx
+            .send(Input::Command {
+                command,
+                user,
+                reply: Some(reply),
+            })
+            .map_err(|_| CoreError::AlarmDriver("it has stopped"))?;
+        rx.recv_timeout(std::time::Duration::from_secs(2))
+            .map_err(|_| CoreError::AlarmDriver("no answer within 2 s"))?
+            .map_err(CoreError::Alarm)
+    }
+
+    pub fn snapshot(&self) -> AlarmSnapshot {
+        let s = &self.shared;
+        let p = &self.policy;
+        let hb = s.heartbeat_ms.load(std::sync::atomic::Ordering::Relaxed);
+        AlarmSnapshot {
+            alarms: s.alarms.lock().map(|a| a.clone()).unwrap_or_default(),
+            audio: s.audio.lock().ok().and_then(|a| a.clone()),
+            driver_ok: now_ms() - hb < 2_000,
+            audio_pause_s: p.audio_pause_ms / 1000,
+            alarm_pause_s: p.alarm_pause_ms / 1000,
+            allow_audio_off: p.allow_audio_off,
+            metrics: s.metrics(Some(&self.notify)),
+        }
+    }
+
+    /// Every alarm log entry as it happens (window attention, benchmarks).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<LogEntry> {
+        self.events.subscribe()
+    }
+
+    /// The window's heartbeat; once one has arrived, its absence is a technical alarm.
+    pub fn ui_heartbeat(&self) {
+        let _ = self.tx.send(Input::UiHeartbeat);
+    }
+
+    /// A bed's current limit rules.
+    pub fn limits(&self, bed: &str) -> Option<Vec<LimitRule>> {
+        self.shared
+            .rules
+            .lock()
+            .ok()
+            .and_then(|r| r.get(bed).cloned())
+    }
+}
+
+/// Sign-in, sessions, users and nurses' bed assignments; the clock is read here, once.
+#[derive(Clone)]
+pub struct StaffHandle {
+    pub(crate) staff: Arc<Staff>,
+    pub(crate) beds: Arc<BTreeSet<String>>,
+}
+
+impl StaffHandle {
+    /// Signs a user in at a window. The token stays with the caller (the shell keeps it on
+    /// the Rust side). Every failure is audited and answered with the same message.
+    pub fn login(&self, username: &str, secret: &str) -> Result<(String, Session), CoreError> {
+        Ok(self.staff.login(username, secret, now_ms())?)
+    }
+
+    /// Unlocks a locked session with the user's PIN or password.
+    pub fn unlock(&self, token: &str, secret: &str) -> Result<Session, CoreError> {
+        Ok(self.staff.unlock(token, secret, now_ms())?)
+    }
+
+    pub fn lock(&self, token: &str) {
+        self.staff.lock(token)
+    }
+
+    pub fn logout(&self, token: &str) {
+        self.staff.logout(token)
+    }
+
+    /// Activity at the window: postpones auto-lock.
+    pub fn touch(&self, token: &str) {
+        self.staff.touch(token, now_ms())
+    }
+
+    pub fn session(&self, token: &str) -> Option<Session> {
+        self.staff.session(token, now_ms())
+    }
+
+    pub fn users(&self) -> Vec<UserView> {
+        self.staff.users()
+    }
+
+    /// Creates or changes a user (IT administrators).
+    pub fn change_user(&self, token: &str, change: &UserChange) -> Result<UserView, CoreError> {
+        Ok(self.staff.change_user(token, change, now_ms())?)
+    }
+
+    /// Gives a nurse their beds for the shift (charge nurses).
+    pub fn assign_beds(&self, token: &str, nurse: &str, beds: &[String]) -> Result<(), CoreError> {
+        Ok(self
+            .staff
+            .assign(token, nurse, beds, &self.beds, now_ms())?)
+    }
+}
+
+/// Review, exports and the alarm history, read from the database.
+#[derive(Clone)]
+pub struct ReviewHandle {
+    pub(crate) cfg: Arc<Config>,
+    pub(crate) staff: Arc<Staff>,
+}
+
+impl ReviewHandle {
+    fn bed_label(&self, bed: &str) -> Result<String, CoreError> {
+        self.cfg
+            .beds
+            .iter()
+            .find(|b| b.id.as_str() == bed)
+            .map(|b| b.label.clone())
+            .ok_or_else(|| {
+                ward_export::ExportError::BadRequest(format!(
+                    "there is no bed {bed:?} in this unit"
+                ))
+                .into()
+            })
+    }
+
+    fn store(&self) -> Result<ward_store::Store, CoreError> {
+        Ok(ward_store::Store::open_read_only(&self.cfg.db_path())?)
+    }
+
+    /// Stored waveform of a bed for review (full disclosure). Viewing needs no sign-in, as
+    /// the live screen does not.
+    pub fn wave(
+        &self,
+        bed: &str,
+        channel: u32,
+        from_ms: i64,
+        to_ms: i64,
+        max_points: usize,
+    ) -> Result<ward_export::ReviewWave, CoreError> {
+        self.bed_label(bed)?;
+        Ok(ward_export::review::wave(
+            &self.store()?,
+            bed,
+            channel,
+            from_ms,
+            to_ms,
+            max_points,
+        )?)
+    }
+
+    /// A bed's trends with its alarm log rows in the window.
+    pub fn trend(
+        &self,
+        bed: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<ward_export::ReviewTrend, CoreError> {
+        self.bed_label(bed)?;
+        Ok(ward_export::review::trend(
+            &self.store()?,
+            bed,
+            from_ms,
+            to_ms,
+        )?)
+    }
+
+    /// Writes an ECG strip or trend report into `{data_dir}/exports` and returns its path.
+    /// Clinical staff only; audited as `export.strip` / `export.trend` with the file name.
+    pub fn export(
+        &self,
+        token: &str,
+        req: &ward_export::Request,
+    ) -> Result<std::path::PathBuf, CoreError> {
+        let bed = req.bed();
+        let label = self.bed_label(bed)?;
+        let user = self
+            .staff
+            .authorize(
+                token,
+                &Action::Export {
+                    bed: bed.to_string(),
+                },
+                now_ms(),
+            )?
+            .username;
+        let rendered = req.render(&self.store()?, &self.cfg.station_name, &label)?;
+        let dir = self.cfg.data_dir.join("exports");
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            ward_export::ExportError::Render(format!("cannot create {}: {e}", dir.display()))
+        })?;
+        let path = dir.join(req.file_name());
+        rendered.write(&path)?;
+        self.staff.audit(
+            &user,
+            req.audit_kind(),
+            Some(bed),
+            serde_json::json!({
+                "file": req.file_name(),
+                "from_ms": req.from_ms(),
+                "to_ms": req.to_ms(),
+            }),
+        );
+        Ok(path)
+    }
+
+    /// The alarm log from the database, newest first (one bed, or the unit).
+    pub fn alarm_history(
+        &self,
+        bed: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AlarmLogRow>, CoreError> {
+        Ok(self.store()?.alarm_log(bed, limit.min(10_000))?)
+    }
+}
+
+/// The live view: the ward snapshot, binary frames for the window, the counters.
+#[derive(Clone)]
+pub struct LiveHandle {
+    pub(crate) cfg: Arc<Config>,
+    pub(crate) broker_addr: SocketAddr,
+    pub(crate) broker: ward_broker::MetricsView,
+    pub(crate) live: Arc<Mutex<LiveState>>,
+    pub(crate) counters: crate::ingest::IngestCounters,
+    pub(crate) writer: Arc<Writer>,
+    pub(crate) sync: ward_sync::SharedStatus,
+    pub(crate) alarms: AlarmsHandle,
+}
+
+impl LiveHandle {
+    pub fn metrics(&self) -> StationMetrics {
+        let ingest = self
+            .counters
+            .lock()
+            .map(|c| c.iter().map(|(k, v)| (k.to_string(), *v)).collect())
+            .unwrap_or_default();
+        StationMetrics {
+            broker: self.broker.snapshot(),
+            ingest,
+            store: self.writer.counters.snapshot(),
+            alarms: self.alarms.shared.metrics(Some(&self.alarms.notify)),
+            sync: self.sync.lock().map(|s| s.clone()).unwrap_or_default(),
+        }
+    }
+
+    pub fn snapshot(&self) -> WardSnapshot {
+        let now = now_ms();
+        let (beds, unassigned) = match self.live.lock() {
+            Ok(l) => (l.beds(now), l.unassigned(now)),
+            Err(_) => (Vec::new(), Vec::new()),
+        };
+        WardSnapshot {
+            station: self.cfg.station_name.clone(),
+            now_ms: now,
+            broker: self.broker_addr.to_string(),
+            beds,
+            unassigned,
+            alarms: self.alarms.snapshot(),
+            metrics: self.metrics(),
+        }
+    }
+
+    /// One binary live frame for a viewer (see `live` for the layout).
+    pub fn frame(&self, cursor: &mut FrameCursor) -> Vec<u8> {
+        match self.live.lock() {
+            Ok(l) => l.frame(cursor, now_ms()),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// Admission and discharge of monitors (charge nurses).
+#[derive(Clone)]
+pub struct AdminHandle {
+    pub(crate) staff: Arc<Staff>,
+    pub(crate) live: Arc<Mutex<LiveState>>,
+    pub(crate) alarms: AlarmsHandle,
+}
+
+impl AdminHandle {
+    /// Admits `device` to an empty bed (charge nurses). Its liveness budget starts now: a
+    /// monitor that does not speak within it raises "No data".
+    pub fn admit(&self, token: &str, bed: &str, device: &str) -> Result<(), CoreError> {
+        let d = ward_model::DeviceId::new(device)
+            .map_err(|e| CoreError::invalid(ErrorCode::BadDevice, e.to_string()))?;
+        self.set_bed_device(token, bed, Some(d))
+    }
+
+    /// Discharges the bed's device (charge nurses): the bed's alarms end, logged with the
+    /// user, and the device's data is kept without a bed.
+    pub fn discharge(&self, token: &str, bed: &str) -> Result<(), CoreError> {
+        self.set_bed_device(token, bed, None)
+    }
+
+    fn set_bed_device(
+        &self,
+        token: &str,
+        bed: &str,
+        device: Option<ward_model::DeviceId>,
+    ) -> Result<(), CoreError> {
+        let user = self
+            .staff
+            .authorize(token, &Action::AdmitDischarge, now_ms())?
+            .username;
+        let bad = |reason: String| CoreError::invalid(ErrorCode::BadAdmission, reason);
+        let left = {
+            let mut live = self
+                .live
+                .lock()
+                .map_err(|_| CoreError::Internal("the live view lock is poisoned".into()))?;
+            live.set_device(bed, device.clone()).map_err(bad)?
+        };
+        if device.is_none() && left.is_none() {
+            return Err(bad(format!("{bed} has no device to discharge")));
+        }
+        let named = device.as_ref().or(left.as_ref()).map(|d| d.to_string());
+        let _ = self
+            .alarms
+            .tx
+            .send(Input::Records(vec![ward_store::Record::BedDevice {
+                bed: bed.to_string(),
+                device: device.as_ref().map(|d| d.to_string()),
+                t_ms: now_ms(),
+                user: user.clone(),
+            }]));
+        // The alarm log entry (admitted / discharged, with the device) is also the audit event.
+        self.alarms.run(
+            AlarmCommand::Monitor {
+                bed: bed.to_string(),
+                monitored: device.is_some(),
+                device: named,
+            },
+            user,
+        )?;
+        Ok(())
+    }
+}
+
+/// A running station: its sub-handles (cheap to clone, for whoever needs them) and its
+/// lifecycle (only this handle can stop it).
+pub struct StationHandle {
+    pub(crate) cfg: Arc<Config>,
+    pub(crate) broker_addr: SocketAddr,
+    pub(crate) alarms: AlarmsHandle,
+    pub(crate) staff: StaffHandle,
+    pub(crate) review: ReviewHandle,
+    pub(crate) live: LiveHandle,
+    pub(crate) admin: AdminHandle,
+    pub(crate) lifecycle: Lifecycle,
+    pub(crate) sim_stats: SimStatsSlot,
+}
+
+impl StationHandle {
+    pub fn broker_addr(&self) -> SocketAddr {
+        self.broker_addr
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn alarms(&self) -> &AlarmsHandle {
+        &self.alarms
+    }
+
+    pub fn staff(&self) -> &StaffHandle {
+        &self.staff
+    }
+
+    pub fn review(&self) -> &ReviewHandle {
+        &self.review
+    }
+
+    pub fn live(&self) -> &LiveHandle {
+        &self.live
+    }
+
+    pub fn admin(&self) -> &AdminHandle {
+        &self.admin
+    }
+}

@@ -1,0 +1,416 @@
+//! The composition: [`Station::start`] builds every part in dependency order and registers
+//! each one's stop with the [`Lifecycle`]; [`StationHandle::shutdown`] walks it.
+
+use crate::alarms::{self, Input};
+use crate::clock::now_ms;
+use crate::error::CoreError;
+use crate::handle::{
+    AdminHandle, AlarmsHandle, LiveHandle, ReviewHandle, SimStatsSlot, StaffHandle, StationHandle,
+};
+use crate::ingest;
+use crate::lifecycle::{Lifecycle, Stage};
+use crate::live;
+use crate::writer::Writer;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use ward_alarm::LimitRule;
+use ward_config::Config;
+use ward_store::{Record, RecordSink};
+
+/// Capacity of the in-process queue from broker to ingest. QoS 1/2 publishers wait when it
+/// is full; QoS 0 messages are dropped and counted by the broker.
+const INGEST_QUEUE: usize = 65_536;
+
+/// What a running station writes to `runtime.json` in its data directory, so operators and
+/// tests can find the port it actually bound.
+#[derive(Debug, Serialize)]
+struct RuntimeInfo<'a> {
+    pid: u32,
+    broker: String,
+    /// The TLS listener, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broker_tls: Option<String>,
+    database: String,
+    started_ms: i64,
+    station: &'a str,
+}
+
+/// The alarm driver's never-drop queue as a record sink (users, assignments, denials and
+/// their audit events, in the order they happened).
+struct DriverQueue(std::sync::mpsc::Sender<Input>);
+
+impl RecordSink for DriverQueue {
+    fn append(&self, records: Vec<Record>) -> bool {
+        self.0.send(Input::Records(records)).is_ok()
+    }
+}
+
+pub struct Station;
+
+/// An audit event about the station itself.
+fn station_event(cfg: &Config, kind: &str, detail: serde_json::Value) -> ward_store::AuditEvent {
+    ward_store::AuditEvent {
+        origin: cfg.station_id.clone(),
+        t_ms: now_ms(),
+        actor: "system".into(),
+        kind: kind.into(),
+        bed: None,
+        detail: detail.to_string(),
+    }
+}
+
+/// Each configured bed's limit rules: edited ones from the database, else the defaults of
+/// its patient category.
+fn bed_setups(cfg: &Config) -> Result<Vec<alarms::BedSetup>, CoreError> {
+    let stored: BTreeMap<String, String> = ward_store::Store::open_read_only(&cfg.db_path())?
+        .bed_rules()?
+        .into_iter()
+        .collect();
+    Ok(cfg
+        .beds
+        .iter()
+        .map(|b| {
+            let id = b.id.to_string();
+            let rules = stored
+                .get(&id)
+                .and_then(|json| match serde_json::from_str::<Vec<LimitRule>>(json) {
+                    Ok(r) if ward_alarm::rules::validate(&r).is_ok() => Some(r),
+                    _ => {
+                        tracing::error!(bed = %id, "stored limits are unreadable; using the category defaults");
+                        None
+                    }
+                })
+                .unwrap_or_else(|| ward_alarm::rules::defaults(b.category));
+            alarms::BedSetup {
+                id,
+                label: b.label.clone(),
+                rules,
+                monitored: b.device.is_some(),
+            }
+        })
+        .collect())
+}
+
+/// The config's device-to-bed map with the admissions and discharges made at the station
+/// laid over it (the station's decisions are newer than the file). A device admitted to a
+/// bed leaves the bed the file had it at.
+fn with_admitted_devices(mut cfg: Config) -> Result<Config, CoreError> {
+    let stored = ward_store::Store::open_read_only(&cfg.db_path())?.bed_devices()?;
+    for (bed, device) in stored {
+        let device = match device.map(ward_model::DeviceId::new).transpose() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(%bed, error = %e, "stored admission unreadable; keeping the config's");
+                continue;
+            }
+        };
+        if let Some(d) = &device {
+            for b in cfg.beds.iter_mut().filter(|b| b.device.as_ref() == Some(d)) {
+                b.device = None;
+            }
+        }
+        if let Some(b) = cfg.beds.iter_mut().find(|b| b.id.as_str() == bed) {
+            b.device = device;
+        }
+    }
+    Ok(cfg)
+}
+
+impl Station {
+    pub async fn start(cfg: Config) -> Result<StationHandle, CoreError> {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|source| CoreError::DataDir {
+            path: cfg.data_dir.display().to_string(),
+            source,
+        })?;
+        let mut lifecycle = Lifecycle::new();
+        let writer = Arc::new(Writer::start(
+            cfg.db_path(),
+            cfg.batch_interval,
+            cfg.prune_every,
+            cfg.retention,
+        )?);
+        {
+            let writer = writer.clone();
+            lifecycle.add(Stage::Writer, move || async move {
+                // The writer's thread ends once everything queued is written.
+                let _ = tokio::task::spawn_blocking(move || writer.finish()).await;
+            });
+        }
+        let cfg = Arc::new(with_admitted_devices(cfg)?);
+
+        // The alarm system starts before the broker accepts anyone, so the first value a
+        // monitor sends is already judged.
+        let (alarm_tx, alarm_rx) = std::sync::mpsc::channel();
+        let alarm_shared = Arc::new(alarms::Shared::default());
+        let (alarm_events, _) = tokio::sync::broadcast::channel(4096);
+        let driver = alarms::Driver::new(
+            cfg.station_id.clone(),
+            cfg.alarm_policy.clone(),
+            bed_setups(&cfg)?,
+            writer.clone(),
+            cfg.notifications,
+            alarm_events.clone(),
+            alarm_shared.clone(),
+        )?;
+        let notify_counters = driver.notify_counters();
+        let _ = alarm_tx.send(Input::Audit(station_event(
+            &cfg,
+            "station.start",
+            serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "config": cfg.source }),
+        )));
+        let staff = Arc::new(ward_access::Staff::start(
+            cfg.access.clone(),
+            cfg.db_path(),
+            cfg.station_id.clone(),
+            Arc::new(DriverQueue(alarm_tx.clone())),
+        )?);
+        let alarm_thread = std::thread::Builder::new()
+            .name("ward-alarms".into())
+            .spawn(move || driver.run(alarm_rx))
+            .map_err(|e| CoreError::Start(format!("cannot start the alarm driver: {e}")))?;
+        {
+            let tx = alarm_tx.clone();
+            let stop = station_event(&cfg, "station.stop", serde_json::json!({}));
+            lifecycle.add(Stage::AlarmDriver, move || async move {
+                // In the driver's own queue, so it comes after everything already sent.
+                let _ = tx.send(Input::Audit(stop));
+                let _ = tx.send(Input::Stop);
+                match tokio::task::spawn_blocking(move || alarm_thread.join()).await {
+                    Ok(Ok(())) => {}
+                    _ => tracing::error!("alarm driver thread panicked"),
+                }
+            });
+        }
+
+        let mut broker_cfg = cfg.broker.clone();
+        #[allow(unused_mut)]
+        let mut auth = cfg.broker_auth.clone();
+        // Simulated monitors authenticate like real ones when anonymous access is off: each
+        // device id gets this run's random password (hashed once, in memory only).
+        #[cfg(feature = "sim")]
+        let sim_password = if cfg.sim_beds > 0 && !auth.allow_anonymous {
+            let secret = ward_access::new_token()?;
+            let hash = ward_broker::auth::hash_password(&secret).map_err(|e| {
+                CoreError::Start(format!("cannot hash the simulator's password: {e}"))
+            })?;
+            for bed in 1..=cfg.sim_beds {
+                auth.passwords
+                    .insert(&ward_sim::device_id("sim", bed), hash.clone());
+            }
+            Some(secret)
+        } else {
+            None
+        };
+        broker_cfg.auth = ward_broker::AuthHook(Arc::new(auth));
+        let broker = ward_broker::start(broker_cfg).await?;
+        let broker_addr = broker.local_addr();
+        let broker_tls = broker.tls_addr();
+        let broker_view = broker.metrics_view();
+        let rx = broker.subscribe_local(ward_model::topic::DEVICE_FILTER, INGEST_QUEUE)?;
+        lifecycle.add(Stage::Broker, move || broker.shutdown());
+
+        let live = Arc::new(Mutex::new(live::LiveState::new(&cfg)));
+        let counters: ingest::IngestCounters = Arc::default();
+        let ingest = ingest::Ingest::new(
+            live.clone(),
+            writer.clone(),
+            counters.clone(),
+            alarm_tx.clone(),
+            cfg.station_id.clone(),
+        );
+        let token = lifecycle.token();
+        let task = tokio::spawn(ingest.run(rx, token.clone()));
+        lifecycle.add_task(Stage::Ingest, token, task);
+
+        let sync_status = ward_sync::SharedStatus::default();
+        if let Some(up) = &cfg.upstream {
+            if let Ok(mut s) = sync_status.lock() {
+                s.enabled = true;
+                s.upstream = up.name.clone();
+            }
+            let worker = ward_sync::Worker {
+                cfg: up.clone(),
+                origin: cfg.station_id.clone(),
+                db: cfg.db_path(),
+                writer: writer.clone(),
+                status: sync_status.clone(),
+            };
+            let tx = Mutex::new(alarm_tx.clone());
+            let peers = ward_sync::PeerListener {
+                cfg: up.clone(),
+                status: sync_status.clone(),
+                acks: Box::new(move |ack: ward_sync::PeerAck| {
+                    if let Ok(tx) = tx.lock() {
+                        let _ = tx.send(Input::Command {
+                            command: ack.command,
+                            user: ack.user,
+                            reply: None,
+                        });
+                    }
+                }),
+            };
+            tracing::info!(upstream = %up.name, tls = up.ca_file.is_some(), "store-and-forward to the hospital core");
+            let token = lifecycle.token();
+            let outbox = worker.run(token.clone());
+            let peers = peers.run(token.clone());
+            let task = tokio::spawn(async move {
+                tokio::join!(outbox, peers);
+            });
+            lifecycle.add_task(Stage::Sync, token, task);
+        }
+
+        #[cfg(feature = "sim")]
+        let sim_stats = start_sim(
+            &cfg,
+            &mut lifecycle,
+            broker_addr,
+            sim_password,
+            &broker_view,
+        );
+        #[cfg(not(feature = "sim"))]
+        let sim_stats = ();
+
+        let alarms = AlarmsHandle {
+            tx: alarm_tx,
+            shared: alarm_shared,
+            events: alarm_events,
+            notify: notify_counters,
+            policy: Arc::new(cfg.alarm_policy.clone()),
+            staff: staff.clone(),
+        };
+        let handle = StationHandle {
+            broker_addr,
+            staff: StaffHandle {
+                staff: staff.clone(),
+                beds: Arc::new(cfg.beds.iter().map(|b| b.id.to_string()).collect()),
+            },
+            review: ReviewHandle {
+                cfg: cfg.clone(),
+                staff: staff.clone(),
+            },
+            live: LiveHandle {
+                cfg: cfg.clone(),
+                broker_addr,
+                broker: broker_view,
+                live: live.clone(),
+                counters,
+                writer,
+                sync: sync_status,
+                alarms: alarms.clone(),
+            },
+            admin: AdminHandle {
+                staff,
+                live,
+                alarms: alarms.clone(),
+            },
+            alarms,
+            cfg,
+            lifecycle,
+            sim_stats,
+        };
+        write_runtime_file(&handle.cfg, broker_addr, broker_tls);
+        tracing::info!(broker = %broker_addr, db = %handle.cfg.db_path().display(), "station started");
+        Ok(handle)
+    }
+}
+
+/// The simulated ward: its stop waits, on the broker's connection count, until its monitors'
+/// connections have ended (each after routing every packet it read), so stopping the broker
+/// next cannot cut off what they sent.
+#[cfg(feature = "sim")]
+fn start_sim(
+    cfg: &Config,
+    lifecycle: &mut Lifecycle,
+    broker_addr: std::net::SocketAddr,
+    password: Option<String>,
+    broker: &ward_broker::MetricsView,
+) -> SimStatsSlot {
+    let slot = SimStatsSlot::default();
+    if cfg.sim_beds == 0 {
+        return slot;
+    }
+    let mut sim_cfg = ward_sim::SimConfig::new(broker_addr, cfg.sim_beds);
+    sim_cfg.scenarios = cfg.scenarios.clone();
+    sim_cfg.password = password;
+    // ward-sim stops on a watch channel of its own (it is also used without a station).
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    tracing::info!(beds = cfg.sim_beds, "starting simulated ward");
+    let task = tokio::spawn(ward_sim::run_ward(sim_cfg, stop_rx));
+    let beds = cfg.sim_beds as u64;
+    let broker = broker.clone();
+    let stats = slot.clone();
+    lifecycle.add(Stage::Simulator, move || async move {
+        let before = broker.snapshot().connections_active;
+        let _ = stop.send(true);
+        match task.await {
+            Ok(Ok(s)) => {
+                if let Ok(mut slot) = stats.lock() {
+                    *slot = Some(s);
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "simulator ended with an error"),
+            Err(e) => tracing::error!(error = %e, "simulator task failed"),
+        }
+        let target = before.saturating_sub(beds);
+        broker
+            .wait_connections(target, std::time::Duration::from_secs(5))
+            .await;
+    });
+    slot
+}
+
+fn write_runtime_file(
+    cfg: &Config,
+    broker: std::net::SocketAddr,
+    broker_tls: Option<std::net::SocketAddr>,
+) {
+    let info = RuntimeInfo {
+        pid: std::process::id(),
+        broker: broker.to_string(),
+        broker_tls: broker_tls.map(|a| a.to_string()),
+        database: cfg.db_path().display().to_string(),
+        started_ms: now_ms(),
+        station: &cfg.station_name,
+    };
+    let path = cfg.runtime_path();
+    // Write then rename, so a reader never sees half a file.
+    let tmp = path.with_extension("json.tmp");
+    let result = serde_json::to_vec_pretty(&info)
+        .map_err(std::io::Error::other)
+        .and_then(|b| std::fs::write(&tmp, b))
+        .and_then(|_| std::fs::rename(&tmp, &path));
+    if let Err(e) = result {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write runtime file");
+    }
+}
+
+impl StationHandle {
+    /// Orderly stop, in the lifecycle's stage order (see `lifecycle`). Returns what the
+    /// simulated ward sent, when there was one.
+    #[cfg(feature = "sim")]
+    pub async fn shutdown(self) -> Option<ward_sim::SimStats> {
+        let StationHandle {
+            cfg,
+            lifecycle,
+            sim_stats,
+            ..
+        } = self;
+        finish(&cfg, lifecycle).await;
+        let stats = sim_stats.lock().ok().and_then(|mut s| s.take());
+        stats
+    }
+
+    /// Orderly stop, in the lifecycle's stage order (see `lifecycle`).
+    #[cfg(not(feature = "sim"))]
+    pub async fn shutdown(self) {
+        let StationHandle { cfg, lifecycle, .. } = self;
+        finish(&cfg, lifecycle).await;
+    }
+}
+
+async fn finish(cfg: &Config, lifecycle: Lifecycle) {
+    lifecycle.shutdown().await;
+    let _ = std::fs::remove_file(cfg.runtime_path());
+    tracing::info!("station stopped");
+}

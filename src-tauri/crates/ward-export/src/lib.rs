@@ -1,0 +1,20 @@
+//! ward-export: the stored record shaped for people. Review (full disclosure and trends for
+//! the window) and printable exports (ECG strips and trend reports, PNG or SVG, drawn by
+//! plotters with a bundled font).
+//!
+//! What it is: read-only functions over a [`ward_store::Store`], with the time window passed
+//! in. What it is not: it decides nothing about who may see or export (the station asks
+//! `ward_access` first and audits the export), and it writes nothing but the file asked for.
+//!
+//! Layout: `review` (waveform segments with min/max reduction, trends with their alarm rows),
+//! `render` (strip and trend report: data gathering, then drawing generic over the plotters
+//! backend).
+
+mod error;
+pub mod render;
+pub mod review;
+
+pub use render::*;
+pub use review::{ReviewTrend, ReviewWave};
+
+pub use error::ExportError;

@@ -1,0 +1,21 @@
+//! ward-sync: the station and the hospital core. Store-and-forward of the audit trail
+//! (alarm events, acknowledgements, device and station events) over MQTT 5 to any broker,
+//! acknowledgements from peer stations of the unit, and the upstream password from the OS
+//! credential store.
+//!
+//! What it is: two tokio tasks (the outbox worker and the peer listener) that stop on a
+//! cancellation token, and the credential-store glue. What it is not: it decides no alarm.
+//! A peer's acknowledgement is handed to the station as a [`PeerAck`] (an
+//! `AlarmCommand::PeerAcknowledge` with "who at which station"), and the watermark is
+//! written through the [`ward_store::RecordSink`] the station gives it.
+//!
+//! Layout: `outbox` (the worker, the peer listener, status), `secrets` (keyring-core stores:
+//! Secret Service, keyutils, Windows).
+
+mod error;
+pub mod outbox;
+pub mod secrets;
+
+pub use outbox::{options, remote_ack, PeerAck, PeerListener, SharedStatus, SyncStatus, Worker};
+
+pub use error::{SecretError, SyncError};
