@@ -88,10 +88,15 @@ ui: deps-node
 build: ui
 	cargo build --workspace --all-targets
 
+# The simulated ward is a feature: `make run`, the tests and the benchmarks turn it on (the
+# same set as the workspace build, so switching between them rebuilds nothing); the shipped
+# station (`make package`) has no simulator.
+SIM_FEATURES := --features wardwatch-app/sim,ward-cli/sim
+
 # Extra station flags, e.g. ARGS='--scenario "bed 3 desaturates to 78 % at 20 s"'.
 ARGS ?=
 run: deps-apt ui
-	cargo build -p wardwatch-app -p ward-cli
+	cargo build -p wardwatch-app -p ward-cli $(SIM_FEATURES)
 	@if [ -n "$${DISPLAY:-}" ] && xdpyinfo >/dev/null 2>&1; then \
 	  echo "Opening the station window (broker on 127.0.0.1:1883, 16 simulated beds)"; \
 	  exec target/debug/wardwatch-station --sim-beds 16 --demo $(ARGS); \
@@ -103,6 +108,8 @@ run: deps-apt ui
 lint: ui
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	scripts/check-layering.sh
+	scripts/check-generated-types.sh
 	cd ui && npm run typecheck
 
 check-core:
@@ -132,7 +139,7 @@ test-fuzz: deps-tools
 # The ward run takes 10 minutes and the 72 h database about 20 GB of temporary disk; the frame
 # times use the debug window build (the page is the same code) under Xvfb.
 bench: deps-apt deps-py deps-tools build
-	cargo build --release -p ward-cli
+	cargo build --release -p ward-cli --features ward-cli/sim
 	RUST_LOG=warn target/release/wardwatch bench broker --out docs/BENCHMARKS.md
 	RUST_LOG=warn ALSA_CONFIG_PATH=$(TEST_ALSA) target/release/wardwatch bench alarm-latency --out docs/BENCHMARKS.md
 	RUST_LOG=warn ALSA_CONFIG_PATH=$(TEST_ALSA) target/release/wardwatch bench ward --out docs/BENCHMARKS.md

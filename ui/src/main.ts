@@ -2,6 +2,7 @@
 // trace), fed by snapshots (numerics, state; twice a second) and a binary live stream
 // (samples; one frame per station tick over a Tauri Channel).
 
+import type { ErrorCode } from "./gen/ErrorCode";
 import { Channel, invoke } from "@tauri-apps/api/core";
 import { decodeFrame, TraceKind } from "./frame";
 import {
@@ -318,7 +319,7 @@ let session: Session | null = null;
 let lastSnapshot: WardSnapshot | null = null;
 
 interface IpcError {
-  code: string;
+  code: ErrorCode;
   message: string;
 }
 
@@ -346,7 +347,7 @@ async function act(cmd: string, args: Record<string, unknown>): Promise<boolean>
     return true;
   } catch (e) {
     const err = e as Partial<IpcError>;
-    const r = refusal(err.code ?? "", err.message ?? String(e));
+    const r = refusal(err.code ?? "internal", err.message ?? String(e));
     notice(r.text);
     focusFor(r.focus);
     return false;
@@ -922,7 +923,7 @@ async function exportReview(kind: "strip" | "trend", format: "png" | "svg"): Pro
     must<HTMLElement>("review").dataset["exported"] = path;
   } catch (e) {
     const err = e as Partial<IpcError>;
-    const r = refusal(err.code ?? "", err.message ?? String(e));
+    const r = refusal(err.code ?? "internal", err.message ?? String(e));
     notice(r.text);
     focusFor(r.focus);
   }

@@ -1,5 +1,6 @@
 // Who is signed in at this window, and the hospital-core sync state, as text. Pure, so it is
 // tested without a window. The core decides every permission; the window only explains.
+import type { ErrorCode } from "./gen/ErrorCode";
 
 export type Role = "viewer" | "nurse" | "charge_nurse" | "it_admin";
 
@@ -72,7 +73,7 @@ export function syncText(y: SyncStatus | undefined, nowMs: number): { text: stri
 }
 
 /** What the window says when the core refuses an action, and which field to focus. */
-export function refusal(code: string, message: string): { text: string; focus: "signin" | "unlock" | null } {
+export function refusal(code: ErrorCode, message: string): { text: string; focus: "signin" | "unlock" | null } {
   if (code === "not_signed_in") return { text: "Sign in to act on alarms.", focus: "signin" };
   if (code === "locked") return { text: "The station is locked: unlock with your PIN or password.", focus: "unlock" };
   return { text: `Refused: ${message}`, focus: null };
