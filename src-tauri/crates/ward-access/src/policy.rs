@@ -115,18 +115,6 @@ pub fn authorize(
             "acknowledgements from other stations arrive only through the hospital core",
         ));
     }
-    if let Action::Alarm {
-        command: AlarmCommand::PeerAcknowledge { .. },
-        ..
-    } = action
-    {
-        // Another station's acknowledgement arrives through the hospital core with its
-        // user named there; no window session may claim one.
-        return Err(Denial::new(
-            ErrorCode::NotPermitted,
-            "acknowledgements from other stations arrive only through the hospital core",
-        ));
-    }
     match role {
         Role::Viewer => Err(Denial::new(ErrorCode::ViewOnly,
             format!("{} is not possible with a view-only account", describe(action)),
@@ -513,6 +501,22 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(d.reason, "bed 9 is not assigned to you (your beds: 3, 4)");
+    }
+
+    #[test]
+    fn no_window_session_may_send_a_peer_acknowledgement() {
+        let peer = Action::alarm(
+            AlarmCommand::PeerAcknowledge {
+                bed: "3".into(),
+                key: "limit:spo2_desat".into(),
+                acked_at_ms: 0,
+            },
+            None,
+        );
+        for role in Role::ALL {
+            let d = authorize(role, &beds(&["3"]), &AccessPolicy::default(), &peer).unwrap_err();
+            assert_eq!(d.code, "not_permitted", "{role:?}");
+        }
     }
 
     fn session(now: i64) -> Session {
