@@ -52,8 +52,10 @@ fn the_simulator_runs_on_its_own_against_a_station() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("sim: sent "));
-    let spo2 = wait_for("sim-02 SpO2", Duration::from_secs(10), || {
-        stored_vital(&st.db(), "sim-02", 150_456)
+    // The simulator has exited, but the station may still be writing its last batch: the
+    // first stored sample is the baseline, so wait for the fall rather than read once.
+    let spo2 = wait_for("sim-02 SpO2 below 96 %", Duration::from_secs(10), || {
+        stored_vital(&st.db(), "sim-02", 150_456).filter(|v| v.value.is_some_and(|x| x < 96.0))
     });
     assert!(
         spo2.value.unwrap() < 96.0,
