@@ -1,5 +1,10 @@
-//! Commands the window calls. Each is a few lines over the core handle; errors carry a stable
-//! code the UI can branch on.
+//! Commands the window calls. Each is a few lines over the core's sub-handles; errors carry a
+//! stable code the UI can branch on.
+//!
+//! Every command is async and runs its work on Tauri's blocking pool ([`off_main`]): a
+//! sign-in (argon2), an export (plotters), an alarm command (which waits for the alarm
+//! thread's answer) or a review query never runs on the main thread, where WebKitGTK paints
+//! the window, and takes no lock the live stream needs. The stream has its own handle.
 //!
 //! The window never sees a session token: the shell keeps the token of whoever signed in at
 //! this window and passes it to the core, which decides every permission (and audits every
@@ -25,18 +30,25 @@ impl From<CoreError> for IpcError {
     }
 }
 
-/// Runs `f` on the station's sub-handles. No lock: a slow command (argon2, an export, an
-/// alarm command's wait) holds up nothing else.
-fn with<T>(
-    state: &tauri::State<'_, AppState>,
-    f: impl FnOnce(&Handles) -> Result<T, IpcError>,
+/// Runs `f` with clones of the station's sub-handles and this window's session token on the
+/// blocking pool, and awaits it.
+async fn off_main<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Handles, &str) -> Result<T, IpcError> + Send + 'static,
 ) -> Result<T, IpcError> {
-    f(&state.station)
+    let handles = state.station.clone();
+    let t = token(state);
+    tauri::async_runtime::spawn_blocking(move || f(&handles, &t))
+        .await
+        .map_err(|e| IpcError {
+            code: ErrorCode::Internal,
+            message: format!("the command stopped before answering: {e}"),
+        })?
 }
 
 /// This window's session token ("" when no one is signed in: the core then answers
 /// `not_signed_in`).
-fn token(state: &tauri::State<'_, AppState>) -> String {
+fn token(state: &AppState) -> String {
     state
         .session
         .lock()
@@ -45,9 +57,8 @@ fn token(state: &tauri::State<'_, AppState>) -> String {
         .unwrap_or_default()
 }
 
-fn act(state: &tauri::State<'_, AppState>, a: AlarmCommand) -> Result<usize, IpcError> {
-    let t = token(state);
-    with(state, |s| Ok(s.alarms().act(&t, a)?))
+async fn act(state: &AppState, a: AlarmCommand) -> Result<usize, IpcError> {
+    off_main(state, move |s, t| Ok(s.alarms().act(t, a)?)).await
 }
 
 #[derive(Serialize)]
@@ -61,30 +72,30 @@ pub struct WindowSnapshot {
 /// The window polls this twice a second; each call is also its heartbeat to the alarm
 /// system (a window that stops asking raises "Display not responding").
 #[tauri::command]
-pub fn ward_snapshot(state: tauri::State<'_, AppState>) -> Result<WindowSnapshot, IpcError> {
-    let t = token(&state);
-    with(&state, |s| {
+pub async fn ward_snapshot(state: tauri::State<'_, AppState>) -> Result<WindowSnapshot, IpcError> {
+    off_main(&state, |s, t| {
         s.alarms().ui_heartbeat();
         Ok(WindowSnapshot {
             ward: s.live().snapshot(),
-            session: s.staff().session(&t),
+            session: s.staff().session(t),
         })
     })
+    .await
 }
 
 #[tauri::command]
-pub fn session_login(
+pub async fn session_login(
     state: tauri::State<'_, AppState>,
     username: String,
     secret: String,
 ) -> Result<Session, IpcError> {
-    let old = token(&state);
-    let (t, session) = with(&state, |s| {
+    let (t, session) = off_main(&state, move |s, old| {
         if !old.is_empty() {
-            s.staff().logout(&old);
+            s.staff().logout(old);
         }
         Ok(s.staff().login(&username, &secret)?)
-    })?;
+    })
+    .await?;
     if let Ok(mut slot) = state.session.lock() {
         *slot = Some(t);
     }
@@ -92,144 +103,155 @@ pub fn session_login(
 }
 
 #[tauri::command]
-pub fn session_logout(state: tauri::State<'_, AppState>) -> Result<(), IpcError> {
+pub async fn session_logout(state: tauri::State<'_, AppState>) -> Result<(), IpcError> {
     let t = state.session.lock().ok().and_then(|mut t| t.take());
+    // The token is taken out of this window's slot first, so `off_main` would see none.
     if let Some(t) = t {
-        with(&state, |s| {
-            s.staff().logout(&t);
-            Ok(())
-        })?;
+        let handles = state.station.clone();
+        tauri::async_runtime::spawn_blocking(move || handles.staff().logout(&t))
+            .await
+            .map_err(|e| IpcError {
+                code: ErrorCode::Internal,
+                message: format!("sign-out stopped before answering: {e}"),
+            })?;
     }
     Ok(())
 }
 
 #[tauri::command]
-pub fn session_lock(state: tauri::State<'_, AppState>) -> Result<(), IpcError> {
-    let t = token(&state);
-    with(&state, |s| {
-        s.staff().lock(&t);
+pub async fn session_lock(state: tauri::State<'_, AppState>) -> Result<(), IpcError> {
+    off_main(&state, |s, t| {
+        s.staff().lock(t);
         Ok(())
     })
+    .await
 }
 
 /// Unlock with the signed-in user's PIN or password.
 #[tauri::command]
-pub fn session_unlock(
+pub async fn session_unlock(
     state: tauri::State<'_, AppState>,
     secret: String,
 ) -> Result<Session, IpcError> {
-    let t = token(&state);
-    with(&state, |s| Ok(s.staff().unlock(&t, &secret)?))
+    off_main(&state, move |s, t| Ok(s.staff().unlock(t, &secret)?)).await
 }
 
 /// Keys and pointer at the window (throttled by the page): postpones auto-lock.
 #[tauri::command]
-pub fn session_touch(state: tauri::State<'_, AppState>) -> Result<(), IpcError> {
-    let t = token(&state);
-    with(&state, |s| {
-        s.staff().touch(&t);
+pub async fn session_touch(state: tauri::State<'_, AppState>) -> Result<(), IpcError> {
+    off_main(&state, |s, t| {
+        s.staff().touch(t);
         Ok(())
     })
+    .await
 }
 
 #[tauri::command]
-pub fn alarm_acknowledge(state: tauri::State<'_, AppState>, id: u64) -> Result<usize, IpcError> {
-    act(&state, AlarmCommand::Acknowledge { id })
+pub async fn alarm_acknowledge(
+    state: tauri::State<'_, AppState>,
+    id: u64,
+) -> Result<usize, IpcError> {
+    act(&state, AlarmCommand::Acknowledge { id }).await
 }
 
 /// Audio pause for one bed, or for every current alarm when `bed` is null.
 #[tauri::command]
-pub fn alarm_audio_pause(
+pub async fn alarm_audio_pause(
     state: tauri::State<'_, AppState>,
     bed: Option<String>,
 ) -> Result<usize, IpcError> {
-    act(&state, AlarmCommand::AudioPause { bed })
+    act(&state, AlarmCommand::AudioPause { bed }).await
 }
 
 /// Audio off (indefinite, with reminders); the core refuses it unless policy allows it.
 #[tauri::command]
-pub fn alarm_audio_off(
+pub async fn alarm_audio_off(
     state: tauri::State<'_, AppState>,
     bed: Option<String>,
 ) -> Result<usize, IpcError> {
-    act(&state, AlarmCommand::AudioOff { bed })
+    act(&state, AlarmCommand::AudioOff { bed }).await
 }
 
 #[tauri::command]
-pub fn alarm_pause(state: tauri::State<'_, AppState>, bed: String) -> Result<usize, IpcError> {
-    act(&state, AlarmCommand::AlarmPause { bed })
+pub async fn alarm_pause(
+    state: tauri::State<'_, AppState>,
+    bed: String,
+) -> Result<usize, IpcError> {
+    act(&state, AlarmCommand::AlarmPause { bed }).await
 }
 
 #[tauri::command]
-pub fn alarm_set_limits(
+pub async fn alarm_set_limits(
     state: tauri::State<'_, AppState>,
     bed: String,
     rules: Vec<LimitRule>,
 ) -> Result<usize, IpcError> {
-    act(&state, AlarmCommand::SetRules { bed, rules })
+    act(&state, AlarmCommand::SetRules { bed, rules }).await
 }
 
 #[tauri::command]
-pub fn alarm_history(
+pub async fn alarm_history(
     state: tauri::State<'_, AppState>,
     bed: Option<String>,
     limit: usize,
 ) -> Result<Vec<AlarmLogRow>, IpcError> {
-    with(&state, |s| {
+    off_main(&state, move |s, _| {
         Ok(s.review().alarm_history(bed.as_deref(), limit)?)
     })
+    .await
 }
 
 #[tauri::command]
-pub fn alarm_limits(
+pub async fn alarm_limits(
     state: tauri::State<'_, AppState>,
     bed: String,
 ) -> Result<Vec<LimitRule>, IpcError> {
-    with(&state, |s| {
+    off_main(&state, move |s, _| {
         s.alarms().limits(&bed).ok_or_else(|| IpcError {
             code: ErrorCode::UnknownBed,
             message: format!("no bed {bed:?}"),
         })
     })
+    .await
 }
 
 /// Users and their beds (no secrets), for the charge nurse's assignment panel.
 #[tauri::command]
-pub fn users_list(state: tauri::State<'_, AppState>) -> Result<Vec<UserView>, IpcError> {
-    with(&state, |s| Ok(s.staff().users()))
+pub async fn users_list(state: tauri::State<'_, AppState>) -> Result<Vec<UserView>, IpcError> {
+    off_main(&state, |s, _| Ok(s.staff().users())).await
 }
 
 #[tauri::command]
-pub fn beds_assign(
+pub async fn beds_assign(
     state: tauri::State<'_, AppState>,
     nurse: String,
     beds: Vec<String>,
 ) -> Result<(), IpcError> {
-    let t = token(&state);
-    with(&state, |s| Ok(s.staff().assign_beds(&t, &nurse, &beds)?))
+    off_main(&state, move |s, t| {
+        Ok(s.staff().assign_beds(t, &nurse, &beds)?)
+    })
+    .await
 }
 
 /// Admits a device to an empty bed (charge nurses; the core decides).
 #[tauri::command]
-pub fn bed_admit(
+pub async fn bed_admit(
     state: tauri::State<'_, AppState>,
     bed: String,
     device: String,
 ) -> Result<(), IpcError> {
-    let t = token(&state);
-    with(&state, |s| Ok(s.admin().admit(&t, &bed, &device)?))
+    off_main(&state, move |s, t| Ok(s.admin().admit(t, &bed, &device)?)).await
 }
 
 /// Discharges the bed's device: its alarms end, logged with the user.
 #[tauri::command]
-pub fn bed_discharge(state: tauri::State<'_, AppState>, bed: String) -> Result<(), IpcError> {
-    let t = token(&state);
-    with(&state, |s| Ok(s.admin().discharge(&t, &bed)?))
+pub async fn bed_discharge(state: tauri::State<'_, AppState>, bed: String) -> Result<(), IpcError> {
+    off_main(&state, move |s, t| Ok(s.admin().discharge(t, &bed)?)).await
 }
 
 /// Stored waveform of a bed (full disclosure), reduced to about `max_points` values.
 #[tauri::command]
-pub fn review_wave(
+pub async fn review_wave(
     state: tauri::State<'_, AppState>,
     bed: String,
     channel: u32,
@@ -237,31 +259,35 @@ pub fn review_wave(
     to_ms: i64,
     max_points: usize,
 ) -> Result<ward_core::review::ReviewWave, IpcError> {
-    with(&state, |s| {
+    off_main(&state, move |s, _| {
         Ok(s.review().wave(&bed, channel, from_ms, to_ms, max_points)?)
     })
+    .await
 }
 
 /// A bed's trends (HR, SpO2, RR, NIBP, Temp) and its alarm log rows in the window.
 #[tauri::command]
-pub fn review_trend(
+pub async fn review_trend(
     state: tauri::State<'_, AppState>,
     bed: String,
     from_ms: i64,
     to_ms: i64,
 ) -> Result<ward_core::review::ReviewTrend, IpcError> {
-    with(&state, |s| Ok(s.review().trend(&bed, from_ms, to_ms)?))
+    off_main(&state, move |s, _| {
+        Ok(s.review().trend(&bed, from_ms, to_ms)?)
+    })
+    .await
 }
 
 /// Writes an ECG strip or trend report into the station's exports folder (clinical staff;
 /// audited) and returns the file's path for the window to show.
 #[tauri::command]
-pub fn review_export(
+pub async fn review_export(
     state: tauri::State<'_, AppState>,
     request: ward_core::export::Request,
 ) -> Result<String, IpcError> {
-    let t = token(&state);
-    with(&state, |s| {
-        Ok(s.review().export(&t, &request)?.display().to_string())
+    off_main(&state, move |s, t| {
+        Ok(s.review().export(t, &request)?.display().to_string())
     })
+    .await
 }

@@ -59,12 +59,47 @@ pub struct AppState {
     pub stream_generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// Opens the station window as `[display] mode` says. It is built here rather than in
+/// tauri.conf.json so its size can come from the primary monitor before it is shown:
+/// maximizing is only a request to the window manager, and a kiosk PC may run none (nor
+/// does Xvfb), so the window also starts at the monitor's full work area. Every bed is in
+/// view either way.
+fn open_window(app: &tauri::App, mode: ward_core::config::DisplayMode) -> tauri::Result<()> {
+    use ward_core::config::DisplayMode;
+    let mut b = tauri::WebviewWindowBuilder::new(app, "main", tauri::WebviewUrl::default())
+        .title("Wardwatch \u{2014} Central Station")
+        .resizable(true)
+        .inner_size(1280.0, 800.0);
+    if mode != DisplayMode::Window {
+        match app.primary_monitor() {
+            Ok(Some(m)) => {
+                let scale = m.scale_factor();
+                let area = m.work_area();
+                let pos = area.position.to_logical::<f64>(scale);
+                let size = area.size.to_logical::<f64>(scale);
+                b = b
+                    .position(pos.x, pos.y)
+                    .inner_size(size.width, size.height)
+                    .maximized(true);
+            }
+            Ok(None) => tracing::warn!("no primary monitor reported; the window opens at 1280x800"),
+            Err(e) => tracing::warn!(error = %e, "cannot read the primary monitor"),
+        }
+    }
+    if mode == DisplayMode::Fullscreen {
+        b = b.fullscreen(true);
+    }
+    b.build()?;
+    Ok(())
+}
+
 pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     ward_cli::init_logging();
     let cfg = ward_cli::gui_config(args)?;
     let station = tauri::async_runtime::block_on(ward_core::Station::start(cfg))?;
     tracing::info!(broker = %station.broker_addr(), "station window starting");
     let alarm_events = station.alarms().subscribe();
+    let display = station.config().display;
 
     let app = tauri::Builder::default()
         .manage(AppState {
@@ -96,6 +131,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
             commands::review_export,
             stream::live_stream
         ])
+        .setup(move |app| Ok(open_window(app, display)?))
         .build(tauri::generate_context!())?;
     attention::spawn(app.handle().clone(), alarm_events);
 

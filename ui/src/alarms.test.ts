@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { barOrder, countdown, parseThreshold, stateText, tileAlarm, type Alarm } from "./alarms";
+import { audioText, barOrder, countdown, parseThreshold, stateText, tileAlarm, type Alarm, type AlarmSnapshot } from "./alarms";
 
 const alarm = (over: Partial<Alarm>): Alarm => ({
   id: 1,
@@ -61,5 +61,25 @@ describe("alarms", () => {
     expect(parseThreshold("")).toBeNull();
     expect(parseThreshold("9O")).toBeNull();
     expect(parseThreshold("1e400")).toBeNull();
+  });
+});
+
+describe("audioText", () => {
+  const snap = (over: Partial<AlarmSnapshot>): AlarmSnapshot => ({
+    alarms: [],
+    audio: { ok: true, detail: "", playing: null },
+    driver_ok: true,
+    audio_pause_s: 120,
+    alarm_pause_s: 120,
+    allow_audio_off: false,
+    ...over,
+  });
+  it("says sounding, paused with its countdown, unavailable, or ready", () => {
+    expect(audioText(snap({ audio: { ok: true, detail: "", playing: "high" } }), 0).text).toBe("Sounding: HIGH");
+    const paused = alarm({ inactivation: { state: "audio_paused", by: "n", until_ms: 65_000 } });
+    expect(audioText(snap({ alarms: [paused] }), 0).text).toBe("Audio paused 1:05");
+    expect(audioText(snap({ alarms: [paused] }), 70_000).text).toBe("Audio ready");
+    expect(audioText(snap({ audio: { ok: false, detail: "no device", playing: null } }), 0)).toEqual({ text: "AUDIO UNAVAILABLE", bad: true });
+    expect(audioText(snap({ audio: null }), 0).text).toBe("Audio starting");
   });
 });

@@ -138,3 +138,19 @@ export function parseThreshold(text: string): number | null {
   const v = Number(t);
   return Number.isFinite(v) ? v : null;
 }
+
+/** The header's audio line: what the annunciator does now, in one short phrase. */
+export function audioText(snap: AlarmSnapshot, nowMs: number): { text: string; bad: boolean } {
+  if (snap.audio === null) return { text: "Audio starting", bad: false };
+  if (!snap.audio.ok) return { text: "AUDIO UNAVAILABLE", bad: true };
+  if (snap.audio.playing !== null) return { text: `Sounding: ${snap.audio.playing.toUpperCase()}`, bad: false };
+  let pausedUntil = 0;
+  let off = false;
+  for (const a of snap.alarms) {
+    if (a.inactivation.state === "audio_paused") pausedUntil = Math.max(pausedUntil, a.inactivation.until_ms);
+    if (a.inactivation.state === "audio_off") off = true;
+  }
+  if (pausedUntil > nowMs) return { text: `Audio paused ${countdown(pausedUntil, nowMs)}`, bad: false };
+  if (off) return { text: "Audio OFF", bad: true };
+  return { text: "Audio ready", bad: false };
+}

@@ -47,3 +47,18 @@ describe("SweepTrace", () => {
     expect(t.queued).toBe(100);
   });
 });
+
+describe("SweepTrace stale columns", () => {
+  it("never reports the column ahead of the cursor with the previous sweep's value", () => {
+    const s = new SweepTrace({ columns: 4, windowSeconds: 4, delaySeconds: 0 });
+    // One sample per column at 1 Hz: two full sweeps, the second at a different level.
+    s.push(new Float32Array([1, 1, 1, 1]), 1);
+    s.advance(4);
+    s.push(new Float32Array([5]), 1);
+    const d = s.advance(1);
+    expect(d).not.toBeNull();
+    // Column 0 has the new value; column 1 (the cursor, no sample yet) is blank, not 1.
+    expect(s.max[0]).toBe(5);
+    expect(Number.isNaN(s.max[1] ?? 0)).toBe(true);
+  });
+});

@@ -94,6 +94,10 @@ export class SweepTrace {
       if (this.colSamples >= perColumn) {
         this.colSamples = 0;
         this.cursor = (this.cursor + 1) % this.columns;
+        // The new column holds the previous sweep's value until a sample lands in it; blank
+        // it now so it is never drawn (and joined to its neighbour) with stale data.
+        this.min[this.cursor] = Number.NaN;
+        this.max[this.cursor] = Number.NaN;
       }
     }
     const moved = (this.cursor - from + this.columns) % this.columns;

@@ -54,6 +54,7 @@ struct Raw {
     alarms: RawAlarms,
     access: RawAccess,
     upstream: RawUpstream,
+    display: RawDisplay,
     sim: RawSim,
     beds: Vec<RawBed>,
 }
@@ -151,6 +152,23 @@ struct RawLiveness {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawDisplay {
+    mode: String,
+}
+
+/// How the station window opens (`[display] mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisplayMode {
+    /// Maximized on the primary screen: every bed in view, title bar kept.
+    Maximized,
+    /// Fullscreen (kiosk) for a PC that is only a central station.
+    Fullscreen,
+    /// An ordinary 1280x800 window.
+    Window,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawSim {
     beds: u64,
     scenarios: Vec<String>,
@@ -200,6 +218,7 @@ pub struct Config {
     pub notifications: bool,
     pub upstream: Option<UpstreamConfig>,
     pub access: AccessPolicy,
+    pub display: DisplayMode,
 }
 
 impl Config {
@@ -431,6 +450,18 @@ impl Config {
             demo_accounts: raw.access.demo_accounts,
         };
 
+        let display = match raw.display.mode.as_str() {
+            "maximized" => DisplayMode::Maximized,
+            "fullscreen" => DisplayMode::Fullscreen,
+            "window" => DisplayMode::Window,
+            other => {
+                return Err(err(
+                    "display.mode",
+                    format!("{other:?} is not one of \"maximized\", \"fullscreen\", \"window\""),
+                ))
+            }
+        };
+
         // The shipped station has no simulator: a config that asks for one says so.
         #[cfg(not(feature = "sim"))]
         if sim_beds > 0 || !raw.sim.scenarios.is_empty() {
@@ -546,6 +577,7 @@ impl Config {
             notifications,
             upstream,
             access,
+            display,
         })
     }
 }
@@ -700,6 +732,14 @@ mod tests {
     }
 
     #[test]
+    fn the_window_opens_maximized_unless_told_otherwise() {
+        let c = load_text(&with_data_dir("")).unwrap();
+        assert_eq!(c.display, DisplayMode::Maximized);
+        let c = load_text(&with_data_dir("[display]\nmode = \"fullscreen\"\n")).unwrap();
+        assert_eq!(c.display, DisplayMode::Fullscreen);
+    }
+
+    #[test]
     fn user_file_overrides_only_what_it_names() {
         let c = load_text(&with_data_dir("[store]\nwaveform_hours = 6\n")).unwrap();
         assert_eq!(c.retention.waveforms, Duration::from_secs(6 * 3600));
@@ -745,6 +785,11 @@ mod tests {
                 },
             ),
             ("[store\n", "", "TOML parse error"),
+            (
+                "[display]\nmode = \"kiosk\"\n",
+                "display.mode",
+                "not one of",
+            ),
         ];
         for (text, key, reason) in cases {
             let e = load_text(&with_data_dir(text)).unwrap_err();

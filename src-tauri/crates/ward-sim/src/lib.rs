@@ -246,6 +246,9 @@ impl Monitor {
                 break;
             }
             for kind in [TraceKind::Ecg, TraceKind::Pleth, TraceKind::Resp] {
+                if self.gen.course.channel_stopped(kind, elapsed_us) {
+                    continue;
+                }
                 let packet = self.gen.wave_packet(kind, self.started_us, elapsed_us);
                 if let Some(p) = packet {
                     let n = p.samples.len() as u64;

@@ -4,11 +4,17 @@
 //! bed 3 desaturates to 82 % at 30 s
 //! bed 5 heart rate to 140 at 10 s
 //! bed 2 goes silent at 20 s
+//! bed 4 pleth stops at 5 s
 //! ```
+//!
+//! "goes silent" is a monitor that dies (no more messages, its will is published); "<ecg |
+//! pleth | resp> stops" is one channel that ends (a sensor taken off) while the monitor keeps
+//! sending the rest.
 //!
 //! Changes ramp over [`RAMP_S`] seconds from the bed's baseline, as a real desaturation does.
 
 use crate::SimError;
+use ward_model::codes::TraceKind;
 
 pub const RAMP_S: f64 = 10.0;
 
@@ -17,6 +23,7 @@ pub enum ScenarioKind {
     Desaturate { to_percent: f64 },
     HeartRate { to_bpm: f64 },
     Silent,
+    ChannelStops { kind: TraceKind },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,8 +89,11 @@ impl Scenario {
                     ScenarioKind::HeartRate { to_bpm }
                 }
                 ["goes", "silent"] => ScenarioKind::Silent,
+                ["ecg", "stops"] => ScenarioKind::ChannelStops { kind: TraceKind::Ecg },
+                ["pleth", "stops"] => ScenarioKind::ChannelStops { kind: TraceKind::Pleth },
+                ["resp", "stops"] => ScenarioKind::ChannelStops { kind: TraceKind::Resp },
                 _ => return Err(fail(
-                    "expected \"desaturates to <x> %\", \"heart rate to <x>\" or \"goes silent\"",
+                    "expected \"desaturates to <x> %\", \"heart rate to <x>\", \"goes silent\" or \"<ecg|pleth|resp> stops\"",
                 )),
             };
         Ok(Self { bed, at_s, kind })
@@ -113,6 +123,12 @@ mod tests {
         assert_eq!(
             Scenario::parse("bed 2 goes silent at 20 s").unwrap().kind,
             ScenarioKind::Silent
+        );
+        assert_eq!(
+            Scenario::parse("bed 4 Pleth stops at 5 s").unwrap().kind,
+            ScenarioKind::ChannelStops {
+                kind: TraceKind::Pleth
+            }
         );
         assert_eq!(
             Scenario::parse("bed 3 desaturates to 82% at 1.5 s")

@@ -62,6 +62,14 @@ impl Course {
         self.rr0
     }
 
+    /// Whether channel `kind` has stopped by `elapsed_us` ("bed 4 pleth stops at 5 s").
+    pub fn channel_stopped(&self, kind: TraceKind, elapsed_us: i64) -> bool {
+        let t_s = elapsed_us as f64 / 1e6;
+        self.scenarios
+            .iter()
+            .any(|s| s.kind == ScenarioKind::ChannelStops { kind } && t_s >= s.at_s)
+    }
+
     pub fn silent_at(&self, elapsed_us: i64) -> bool {
         let t_s = elapsed_us as f64 / 1e6;
         self.scenarios
@@ -262,5 +270,15 @@ mod tests {
         // Every numeric the simulator sends must pass the contract's own validation.
         let json = ward_model::VitalsMessage { ts_ms: None, obs }.to_json();
         ward_model::VitalsMessage::parse(json.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn a_stopped_channel_stops_only_itself_and_only_from_its_time() {
+        let s = Scenario::parse("bed 4 pleth stops at 5 s").unwrap();
+        let c = Course::new(4, vec![s]);
+        assert!(!c.channel_stopped(TraceKind::Pleth, 4_999_999));
+        assert!(c.channel_stopped(TraceKind::Pleth, 5_000_000));
+        assert!(!c.channel_stopped(TraceKind::Ecg, 60_000_000));
+        assert!(!c.silent_at(60_000_000));
     }
 }

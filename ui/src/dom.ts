@@ -1,0 +1,24 @@
+// Small DOM helpers shared by the views.
+
+export function must<T extends HTMLElement>(id: string): T {
+  const e = document.getElementById(id);
+  if (e === null) throw new Error(`missing element #${id}`);
+  return e as T;
+}
+
+export function el(tag: string, cls: string, text = ""): HTMLElement {
+  const e = document.createElement(tag);
+  e.className = cls;
+  if (text !== "") e.textContent = text;
+  return e;
+}
+
+/** Writes only when the text changed: a DOM write invalidates layout even when equal. */
+export function setText(e: HTMLElement, text: string): void {
+  if (e.textContent !== text) e.textContent = text;
+}
+
+export function testid<T extends HTMLElement>(e: T, id: string): T {
+  e.dataset["testid"] = id;
+  return e;
+}
