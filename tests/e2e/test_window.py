@@ -63,6 +63,10 @@ def click(drv, testid):
 
 
 def sign_in(drv, user, password):
+    # Sign-in is a dialog; a refused action may already have opened it.
+    if not drv.find_element(By.CSS_SELECTOR, '[data-testid="session-dialog"]').get_attribute("open"):
+        click(drv, "signin-open")
+    wait_until("the sign-in form", 10, lambda: drv.find_element(By.CSS_SELECTOR, '[data-testid="signin-user"]').is_displayed())
     drv.find_element(By.CSS_SELECTOR, '[data-testid="signin-user"]').send_keys(user)
     drv.find_element(By.CSS_SELECTOR, '[data-testid="signin-secret"]').send_keys(password)
     click(drv, "signin-submit")
@@ -170,6 +174,8 @@ def test_alarm_shows_in_the_bar_and_is_acknowledged_in_the_window(driver, statio
     wait_until("locked", 10, lambda: text_of(driver, "session-text") == "Locked: nurse.e2e (nurse)")
     click(driver, f"ack-{alarm_id}")
     wait_until("the locked notice", 10, lambda: "locked" in (text_of(driver, "notice") or ""))
+    # The refusal opened the unlock dialog with its field focused.
+    wait_until("the unlock dialog", 10, lambda: driver.find_element(By.CSS_SELECTOR, '[data-testid="unlock-secret"]').is_displayed())
     driver.find_element(By.CSS_SELECTOR, '[data-testid="unlock-secret"]').send_keys("2580")
     click(driver, "unlock-submit")
     wait_until("unlocked", 10, lambda: text_of(driver, "session-text") == "nurse.e2e (nurse)")

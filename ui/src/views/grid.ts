@@ -161,7 +161,7 @@ export class WardGrid {
     return {
       root,
       bandEls,
-      bands: KINDS.map((k) => new Band(k)),
+      bands: KINDS.map((k, i) => new Band(k, bandEls[i] ?? null)),
       hasDevice: bed.device !== null,
       connection: bed.connection,
       fields: { patient, device, state, seen, hr, spo2, rr, nibp, temp, alarm },

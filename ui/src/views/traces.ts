@@ -53,9 +53,13 @@ export class Band {
   shown: BandState = { live: false, reason: "" };
   lo: number;
   hi: number;
+  /** The band's place in the DOM: its `data-state` says "live" or the reason it is flat
+   *  (written only when the state changes), for assistive tech and the window tests. */
+  readonly el: HTMLElement | null;
 
-  constructor(kind: TraceKind) {
+  constructor(kind: TraceKind, el: HTMLElement | null = null) {
     this.kind = kind;
+    this.el = el;
     this.lo = KIND_STYLE[kind].lo;
     this.hi = KIND_STYLE[kind].hi;
   }
@@ -123,6 +127,7 @@ export class TraceCanvas {
         const want = bandState(t.hasDevice, t.connection, b.lastSampleAt, now);
         if (!sameState(want, b.shown)) {
           b.shown = want;
+          if (b.el !== null) b.el.dataset["state"] = want.live ? "live" : want.reason;
           g.clearRect(b.rect.x, b.rect.y, b.rect.w, b.rect.h);
           if (want.live) b.restart();
           else drawFlat(g, b, want.reason);
