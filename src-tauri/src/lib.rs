@@ -64,7 +64,11 @@ pub struct AppState {
 /// maximizing is only a request to the window manager, and a kiosk PC may run none (nor
 /// does Xvfb), so the window also starts at the monitor's full work area. Every bed is in
 /// view either way.
-fn open_window(app: &tauri::App, mode: ward_core::config::DisplayMode) -> tauri::Result<()> {
+fn open_window(
+    app: &tauri::App,
+    mode: ward_core::config::DisplayMode,
+    compositing: ward_core::config::Compositing,
+) -> tauri::Result<()> {
     use ward_core::config::DisplayMode;
     let mut b = tauri::WebviewWindowBuilder::new(app, "main", tauri::WebviewUrl::default())
         .title("Wardwatch \u{2014} Central Station")
@@ -89,8 +93,50 @@ fn open_window(app: &tauri::App, mode: ward_core::config::DisplayMode) -> tauri:
     if mode == DisplayMode::Fullscreen {
         b = b.fullscreen(true);
     }
-    b.build()?;
+    let window = b.build()?;
+    set_compositing(&window, compositing)?;
     Ok(())
+}
+
+/// `[display] compositing`. WebKitGTK's GPU compositor re-composites the whole window on every
+/// change; on a software rasterizer (llvmpipe: no GPU, or a VM) that costs tens of ms a frame
+/// at 1080p whatever changed, while software painting repaints only the changed region. So
+/// `auto` asks for the GPU only where a render node exists.
+fn set_compositing(
+    window: &tauri::WebviewWindow,
+    c: ward_core::config::Compositing,
+) -> tauri::Result<()> {
+    use ward_core::config::Compositing;
+    let software = match c {
+        Compositing::Software => true,
+        Compositing::Gpu => false,
+        Compositing::Auto => !has_render_node(),
+    };
+    tracing::info!(software, "window compositing");
+    #[cfg(target_os = "linux")]
+    window.with_webview(move |wv| {
+        use webkit2gtk::{HardwareAccelerationPolicy, SettingsExt, WebViewExt};
+        if let Some(s) = wv.inner().settings() {
+            s.set_hardware_acceleration_policy(if software {
+                HardwareAccelerationPolicy::Never
+            } else {
+                HardwareAccelerationPolicy::OnDemand
+            });
+        }
+    })?;
+    #[cfg(not(target_os = "linux"))]
+    let _ = (window, software);
+    Ok(())
+}
+
+/// A DRM render node (/dev/dri/renderD*) is how Mesa and the GPU drivers reach a GPU on Linux.
+fn has_render_node() -> bool {
+    std::fs::read_dir("/dev/dri")
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("renderD"))
+        })
+        .unwrap_or(false)
 }
 
 pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
@@ -100,6 +146,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     tracing::info!(broker = %station.broker_addr(), "station window starting");
     let alarm_events = station.alarms().subscribe();
     let display = station.config().display;
+    let compositing = station.config().compositing;
 
     let app = tauri::Builder::default()
         .manage(AppState {
@@ -131,7 +178,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
             commands::review_export,
             stream::live_stream
         ])
-        .setup(move |app| Ok(open_window(app, display)?))
+        .setup(move |app| Ok(open_window(app, display, compositing)?))
         .build(tauri::generate_context!())?;
     attention::spawn(app.handle().clone(), alarm_events);
 

@@ -17,7 +17,7 @@ import {
 } from "../format";
 import type { BedView } from "../ipc";
 import { fitGrid } from "../layout";
-import { Band, KINDS, TraceCanvas, type TraceTile } from "./traces";
+import { Band, KINDS, TileSurface, TracePainter, type TraceTile } from "./traces";
 
 const GAP = 6;
 const BAND_NAMES: Record<TraceKind, string> = {
@@ -35,6 +35,8 @@ const BAND_KEYS: Record<TraceKind, string> = {
 type Field = "patient" | "device" | "state" | "seen" | "hr" | "spo2" | "rr" | "nibp" | "temp" | "alarm";
 
 interface Tile extends TraceTile {
+  /** The snapshot's latest for this bed, applied when the tile's group paints. */
+  pending: { bed: BedView; alarms: Alarm[]; nowMs: number } | null;
   root: HTMLElement;
   bandEls: HTMLElement[];
   fields: Record<Field, HTMLElement>;
@@ -51,7 +53,7 @@ function numericBox(cls: string, label: string, unit: string, id: string): [HTML
 export class WardGrid {
   private readonly ward = must<HTMLElement>("ward");
   private readonly grid = must<HTMLElement>("grid");
-  private readonly traces = new TraceCanvas(must<HTMLCanvasElement>("traces"));
+  private readonly traces = new TracePainter();
   private tiles: Tile[] = [];
   /** Bed ids and devices the tiles were built for: a change rebuilds and re-lays out. */
   private shape = "";
@@ -75,16 +77,27 @@ export class WardGrid {
       this.grid.replaceChildren(...this.tiles.map((t) => t.root));
       this.layout();
     }
+    // Applied per tile when its group paints (paint below), not all at once: 64 tiles'
+    // numerics changing in one frame would repaint the whole screen in that frame.
     for (const bed of beds) {
       const t = this.tiles[bed.index];
       if (t === undefined) continue;
-      this.updateTile(t, bed, nowMs);
-      const a = tileAlarm(alarms, bed.id);
-      if (a.priority === null) delete t.root.dataset["alarm"];
-      else t.root.dataset["alarm"] = a.priority;
-      t.root.classList.toggle("flashing", a.flashing);
-      setText(t.fields.alarm, a.text);
+      t.pending = { bed, alarms, nowMs };
+      t.hasDevice = bed.device !== null;
+      t.connection = bed.connection;
     }
+  }
+
+  private apply(t: Tile): void {
+    const p = t.pending;
+    if (p === null) return;
+    t.pending = null;
+    this.updateTile(t, p.bed, p.nowMs);
+    const a = tileAlarm(p.alarms, p.bed.id);
+    if (a.priority === null) delete t.root.dataset["alarm"];
+    else t.root.dataset["alarm"] = a.priority;
+    t.root.classList.toggle("flashing", a.flashing);
+    setText(t.fields.alarm, a.text);
   }
 
   /** New samples from the live stream for bed index `bed`. */
@@ -93,7 +106,7 @@ export class WardGrid {
   }
 
   paint(now: number): void {
-    this.traces.paint(now, this.tiles);
+    this.traces.paint(now, this.tiles, (t) => this.apply(t));
   }
 
   /** Columns and tile size for the beds and the space; then every band's rectangle. */
@@ -109,13 +122,17 @@ export class WardGrid {
     s.setProperty("--big", `${fit.bigNumeric}px`);
     s.setProperty("--small", `${Math.max(10, Math.min(16, Math.round(fit.bigNumeric * 0.42)))}px`);
     this.grid.dataset["columns"] = String(fit.columns);
-    this.traces.resize(w, h);
-    const origin = this.ward.getBoundingClientRect();
-    for (const t of this.tiles) {
+    this.traces.groups = TracePainter.groupsFor(fit.rows);
+    for (const [i, t] of this.tiles.entries()) {
+      t.group = TracePainter.groupOf(Math.floor(i / fit.columns), fit.rows, this.traces.groups);
+      t.lastPaint = null;
+      const origin = t.surface.canvas.parentElement?.getBoundingClientRect();
+      if (origin === undefined) continue;
+      t.surface.resize(Math.round(origin.width), Math.round(origin.height));
       for (const [i, b] of t.bands.entries()) {
         const r = t.bandEls[i]?.getBoundingClientRect();
         if (r === undefined) continue;
-        // Whole pixels: a fractional clearRect leaves anti-aliased residue of the last sweep.
+        // Whole pixels: a fractional fill leaves anti-aliased residue of the last sweep.
         b.place({
           x: Math.round(r.left - origin.left),
           y: Math.round(r.top - origin.top),
@@ -146,6 +163,8 @@ export class WardGrid {
       waves.append(band);
       return band;
     });
+    const surface = new TileSurface();
+    waves.prepend(surface.canvas);
     const nums = el("div", "nums");
     const [hrBox, hr] = numericBox("big hr", "HR", "bpm", `hr-${bed.id}`);
     const [spo2Box, spo2] = numericBox("big spo2", "SpO₂", "%", `spo2-${bed.id}`);
@@ -162,6 +181,10 @@ export class WardGrid {
       root,
       bandEls,
       bands: KINDS.map((k, i) => new Band(k, bandEls[i] ?? null)),
+      surface,
+      group: 0,
+      lastPaint: null,
+      pending: null,
       hasDevice: bed.device !== null,
       connection: bed.connection,
       fields: { patient, device, state, seen, hr, spo2, rr, nibp, temp, alarm },

@@ -1,9 +1,10 @@
 // Live waveforms: ECG II, pleth and resp in three bands per tile, each with its own sweep,
 // erase bar, scale and colour, all on one canvas laid over the ward grid.
 //
-// Per frame the work is: advance every live band's sweep, clear the columns it swept, then
-// stroke all traces of one colour as one path (three strokes a frame for the whole ward,
-// not one per band). Why one canvas and these batches: see docs/BENCHMARKS.md, "Frames".
+// One small opaque canvas per tile (TileSurface), not one for the screen: WebKitGTK draws a
+// canvas this small in software and repaints only what changed, where a screen-sized canvas
+// is GPU-accelerated and, on a machine without a GPU (llvmpipe), costs most of every frame.
+// The measurements behind this choice are in docs/BENCHMARKS.md, "Frames".
 // A band whose channel has stopped is drawn once as a flat dashed line with its reason, and
 // then costs nothing per frame.
 
@@ -16,6 +17,8 @@ const SWEEP_SECONDS = 4;
 // Samples wait this long before drawing so the 30 Hz stream's jitter never shows.
 const PLAYBACK_DELAY_S = 0.15;
 const ERASE_GAP = 8;
+/** The tile background (styles.css --tile): each canvas paints its own. */
+export const TILE_BG = "#0d141d";
 
 export interface Rect {
   x: number;
@@ -87,48 +90,83 @@ export class Band {
 
 export interface TraceTile {
   bands: Band[];
+  surface: TileSurface;
+  /** Which of the painter's groups draws this tile (consecutive grid rows share one). */
+  group: number;
+  /** performance.now() of this tile's last paint. */
+  lastPaint: number | null;
   hasDevice: boolean;
   connection: ConnectionState;
 }
 
-export class TraceCanvas {
-  private readonly canvas: HTMLCanvasElement;
-  private readonly ctx: CanvasRenderingContext2D | null;
-  private lastPaint = performance.now();
-  /** Damages of this frame per kind, reused between frames (no allocation per frame). */
-  private readonly pending: [Band, Damage][][] = [[], [], []];
+/** One small opaque canvas per tile, behind its band labels. */
+export class TileSurface {
+  readonly canvas: HTMLCanvasElement;
+  readonly ctx: CanvasRenderingContext2D | null;
+
+  constructor() {
+    this.canvas = document.createElement("canvas");
+    this.canvas.className = "wave-canvas";
+    this.canvas.setAttribute("aria-hidden", "true");
+    // Opaque: composited without blending; the canvas paints the tile colour itself.
+    this.ctx = this.canvas.getContext("2d", { alpha: false });
+  }
+
+  /** Sizes the canvas to `w`x`h` CSS px and clears it to the tile colour. */
+  resize(w: number, h: number): void {
+    const dpr = window.devicePixelRatio || 1;
+    this.canvas.width = Math.max(1, Math.floor(w * dpr));
+    this.canvas.height = Math.max(1, Math.floor(h * dpr));
+    const g = this.ctx;
+    if (g === null) return;
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    g.fillStyle = TILE_BG;
+    g.fillRect(0, 0, w, h);
+  }
+}
+
+/**
+ * Draws the tiles in groups of consecutive grid rows, one group per frame, each tile with the
+ * time since its own last paint. Software painting repaints the bounding box of a frame's
+ * changes (past ten changed rectangles WebKit unites them): all tiles at once would repaint
+ * the whole screen every frame; one group repaints a band of rows. With four groups each tile
+ * moves at 15 Hz on a 60 Hz display, a few pixels a step at central-station sweep speeds.
+ */
+export class TracePainter {
+  private frame = 0;
+  groups = 1;
   /** Milliseconds the last paint() spent in script, for the frame benchmark. */
   lastScriptMs = 0;
 
-  constructor(canvas: HTMLCanvasElement) {
-    this.canvas = canvas;
-    this.ctx = canvas.getContext("2d", { alpha: true });
+  /** Tiles in `rows` grid rows: at most four groups, each of whole consecutive rows. */
+  static groupsFor(rows: number): number {
+    return Math.max(1, Math.min(4, rows));
   }
 
-  /** Sizes the canvas to `w`x`h` CSS px (clearing it). */
-  resize(w: number, h: number): void {
-    const dpr = window.devicePixelRatio || 1;
-    this.canvas.style.width = `${w}px`;
-    this.canvas.style.height = `${h}px`;
-    this.canvas.width = Math.floor(w * dpr);
-    this.canvas.height = Math.floor(h * dpr);
-    this.ctx?.setTransform(dpr, 0, 0, dpr, 0, 0);
+  static groupOf(row: number, rows: number, groups: number): number {
+    return Math.min(groups - 1, Math.floor((row * groups) / Math.max(1, rows)));
   }
 
-  paint(now: number, tiles: readonly TraceTile[]): void {
-    const g = this.ctx;
-    if (g === null) return;
+  /** Paints this frame's group; `before` runs first for each of its tiles (the grid applies
+   *  the tile's pending numerics there, so DOM changes land in the same region too). */
+  paint<T extends TraceTile>(now: number, tiles: readonly T[], before: (t: T) => void): void {
     const t0 = performance.now();
-    const dt = Math.min(0.25, Math.max(0, (now - this.lastPaint) / 1000));
-    this.lastPaint = now;
-    for (const p of this.pending) p.length = 0;
+    const group = this.frame++ % this.groups;
     for (const t of tiles) {
+      if (t.group !== group) continue;
+      before(t);
+      const g = t.surface.ctx;
+      if (g === null) continue;
+      const dt = t.lastPaint === null ? 0 : Math.min(0.25, Math.max(0, (now - t.lastPaint) / 1000));
+      t.lastPaint = now;
+      g.lineWidth = 1.25;
       for (const b of t.bands) {
         const want = bandState(t.hasDevice, t.connection, b.lastSampleAt, now);
         if (!sameState(want, b.shown)) {
           b.shown = want;
           if (b.el !== null) b.el.dataset["state"] = want.live ? "live" : want.reason;
-          g.clearRect(b.rect.x, b.rect.y, b.rect.w, b.rect.h);
+          g.fillStyle = TILE_BG;
+          g.fillRect(b.rect.x, b.rect.y, b.rect.w, b.rect.h);
           if (want.live) b.restart();
           else drawFlat(g, b, want.reason);
         }
@@ -136,23 +174,18 @@ export class TraceCanvas {
         const d = b.sweep.advance(dt);
         if (d === null) continue;
         eraseAhead(g, b, d);
-        this.pending[b.kind]?.push([b, d]);
+        g.strokeStyle = KIND_STYLE[b.kind].color;
+        g.beginPath();
+        addSegments(g, b, d);
+        g.stroke();
       }
-    }
-    for (const kind of KINDS) {
-      const list = this.pending[kind];
-      if (list === undefined || list.length === 0) continue;
-      g.strokeStyle = KIND_STYLE[kind].color;
-      g.lineWidth = 1.25;
-      g.beginPath();
-      for (const [b, d] of list) addSegments(g, b, d);
-      g.stroke();
     }
     this.lastScriptMs = performance.now() - t0;
   }
 }
 
-/** Clears the swept columns and the erase bar ahead of the cursor, wrapping at the edge. */
+/** Adds the swept columns and the erase bar ahead of the cursor to the frame's erase path
+ *  (filled once for all bands), wrapping at the edge. */
 function eraseAhead(g: CanvasRenderingContext2D, b: Band, d: Damage): void {
   const s = b.sweep;
   if (s === null) return;
@@ -160,8 +193,9 @@ function eraseAhead(g: CanvasRenderingContext2D, b: Band, d: Damage): void {
   const { x, y, h } = b.rect;
   const span = Math.min(cols, d.count + ERASE_GAP);
   const first = Math.min(span, cols - d.from);
-  g.clearRect(x + d.from, y, first, h);
-  if (span > first) g.clearRect(x, y, span - first, h);
+  g.fillStyle = TILE_BG;
+  g.fillRect(x + d.from, y, first, h);
+  if (span > first) g.fillRect(x, y, span - first, h);
   // A full sweep ended: pleth and resp take the range they just showed as the next scale.
   if (KIND_STYLE[b.kind].autoscale && d.from + d.count > cols) autoscale(b, s);
 }
@@ -231,7 +265,7 @@ function drawFlat(g: CanvasRenderingContext2D, b: Band, reason: string): void {
   const tw = g.measureText(label).width;
   // The reason sits on a dark patch just above the line, right of the band's DOM label.
   const tx = x + Math.min(44, w * 0.25);
-  g.fillStyle = "#0d141d";
+  g.fillStyle = TILE_BG;
   g.fillRect(tx - 2, mid - size - 2, tw + 4, size + 1);
   g.fillStyle = KIND_STYLE[b.kind].color;
   g.fillText(label, tx, mid - 1);

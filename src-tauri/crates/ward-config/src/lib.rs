@@ -154,6 +154,7 @@ struct RawLiveness {
 #[serde(deny_unknown_fields)]
 struct RawDisplay {
     mode: String,
+    compositing: String,
 }
 
 /// How the station window opens (`[display] mode`).
@@ -165,6 +166,19 @@ pub enum DisplayMode {
     Fullscreen,
     /// An ordinary 1280x800 window.
     Window,
+}
+
+/// How the window's web view composites (`[display] compositing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compositing {
+    /// GPU compositing where the machine has a GPU render node, software painting where it
+    /// has none (a GL compositor on a software rasterizer re-composites the whole screen on
+    /// every change: see docs/BENCHMARKS.md, "Frames").
+    Auto,
+    /// Always the GPU compositor.
+    Gpu,
+    /// Always software painting of only what changed.
+    Software,
 }
 
 #[derive(Deserialize)]
@@ -219,6 +233,7 @@ pub struct Config {
     pub upstream: Option<UpstreamConfig>,
     pub access: AccessPolicy,
     pub display: DisplayMode,
+    pub compositing: Compositing,
 }
 
 impl Config {
@@ -462,6 +477,18 @@ impl Config {
             }
         };
 
+        let compositing = match raw.display.compositing.as_str() {
+            "auto" => Compositing::Auto,
+            "gpu" => Compositing::Gpu,
+            "software" => Compositing::Software,
+            other => {
+                return Err(err(
+                    "display.compositing",
+                    format!("{other:?} is not one of \"auto\", \"gpu\", \"software\""),
+                ))
+            }
+        };
+
         // The shipped station has no simulator: a config that asks for one says so.
         #[cfg(not(feature = "sim"))]
         if sim_beds > 0 || !raw.sim.scenarios.is_empty() {
@@ -578,6 +605,7 @@ impl Config {
             upstream,
             access,
             display,
+            compositing,
         })
     }
 }
