@@ -99,10 +99,11 @@ def test_published_heart_rate_shows_on_its_bed_tile(driver, station_config):
     assert text_of(driver, "state-bed-05") == "Online"
     # The simulated beds stream too: numerics filled, live ECG drawn on the canvas.
     wait_until("simulated numerics", 20, lambda: (text_of(driver, "hr-bed-01") or "--") != "--")
+    # Green (ECG) pixels on the tiles' waveform canvases.
     count_trace_pixels = (
-        "const c = document.getElementById('traces');"
+        "let n = 0; for (const c of document.querySelectorAll('canvas.wave-canvas')) {"
         "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
-        "let n = 0; for (let i = 1; i < d.length; i += 4) if (d[i] > 100) n++; return n;"
+        "for (let i = 1; i < d.length; i += 4) if (d[i] > 100) n++; } return n;"
     )
     wait_until("ECG traces on the canvas", 20, lambda: driver.execute_script(count_trace_pixels) > 500)
     time.sleep(1.5)  # let the sweep cover more of the tile for a readable artifact

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { decodeFrame, FrameError, TraceKind } from "./frame";
+import golden from "./gen/live-frame.golden.bin?inline";
 
 function buildFrame(traces: { bed: number; kind: number; rateMhz: number; samples: number[] }[]): ArrayBuffer {
   const size = 20 + traces.reduce((n, t) => n + 12 + 4 * t.samples.length, 0);
@@ -50,5 +51,22 @@ describe("decodeFrame", () => {
     const bad = good.slice(0);
     new DataView(bad).setUint8(0, 88);
     expect(() => decodeFrame(bad)).toThrow(/bad magic/);
+  });
+});
+
+describe("the Rust-written golden frame", () => {
+  // Written by ward-core's live.rs test `export_bindings_live_frame_golden`; `make lint`
+  // fails when the committed file is not what the Rust encoder writes today.
+  it("decodes to what the Rust test encoded", () => {
+    // Vite inlines the file as a base64 data URL: the same bytes in any test environment.
+    const b64 = golden.slice(golden.indexOf(",") + 1);
+    const f = decodeFrame(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)).buffer);
+    expect(f.seq).toBe(2);
+    expect(f.stationTimeMs).toBe(1_764_806_400_123);
+    expect(f.traces.map((t) => [t.bed, t.kind, t.rateHz, [...t.samples]])).toEqual([
+      [0, TraceKind.Ecg, 250, [-1, 0, 1, -2]],
+      [3, TraceKind.Pleth, 125, [-0.5, 0.5]],
+      [3, TraceKind.Resp, 62.5, [2]],
+    ]);
   });
 });

@@ -399,4 +399,46 @@ mod tests {
         assert_eq!(live.beds(7_000)[0].connection, Connection::Offline);
         assert_eq!(beds[1].connection, Connection::Never);
     }
+
+    /// The golden live frame: written here, decoded by the window's own decoder in
+    /// ui/src/frame.test.ts, so the two sides of the binary layout cannot drift while both
+    /// suites pass. Two beds, all three kinds, known values; `make lint` regenerates it into a
+    /// scratch directory and fails when the committed file differs.
+    #[test]
+    fn export_bindings_live_frame_golden() {
+        let mut live = LiveState::new(&cfg());
+        let mut cursor = FrameCursor::default();
+        let wave = |kind: TraceKind, rate_mhz, samples: Vec<i16>| WavePacket {
+            channel: kind.code(),
+            rate_mhz,
+            t0_us: 0,
+            scale: 0.25,
+            offset: -1.0,
+            unit: 0,
+            samples,
+        };
+        // Prime the cursor so the frame carries only what follows (as a live viewer sees).
+        live.wave("sim-01", &wave(TraceKind::Ecg, 250_000, vec![0]));
+        live.wave("sim-04", &wave(TraceKind::Resp, 62_500, vec![0]));
+        live.wave("sim-04", &wave(TraceKind::Pleth, 125_000, vec![0]));
+        live.frame(&mut cursor, 0);
+        live.wave("sim-01", &wave(TraceKind::Ecg, 250_000, vec![0, 4, 8, -4]));
+        live.wave("sim-04", &wave(TraceKind::Pleth, 125_000, vec![2, 6]));
+        live.wave("sim-04", &wave(TraceKind::Resp, 62_500, vec![12]));
+        let frame = live.frame(&mut cursor, 1_764_806_400_123);
+        assert_eq!(
+            traces_in(&frame),
+            vec![
+                (0, 0, vec![-1.0, 0.0, 1.0, -2.0]),
+                (3, 1, vec![-0.5, 0.5]),
+                (3, 2, vec![2.0]),
+            ]
+        );
+        let dir = std::env::var_os("TS_RS_EXPORT_DIR").map(std::path::PathBuf::from);
+        let dir = dir.unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../ui/src/gen")
+        });
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("live-frame.golden.bin"), &frame).unwrap();
+    }
 }
