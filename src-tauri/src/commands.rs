@@ -15,6 +15,7 @@ use serde::Serialize;
 use ward_core::{AlarmCommand, AlarmLogRow, CoreError, ErrorCode, LimitRule, Session, UserView};
 
 #[derive(Debug, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct IpcError {
     /// One of `ui/src/gen/ErrorCode.ts` (generated from [`ErrorCode`]).
     pub code: ErrorCode,
@@ -62,6 +63,7 @@ async fn act(state: &AppState, a: AlarmCommand) -> Result<usize, IpcError> {
 }
 
 #[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct WindowSnapshot {
     #[serde(flatten)]
     pub ward: ward_core::WardSnapshot,
@@ -290,4 +292,29 @@ pub async fn review_export(
         Ok(s.review().export(t, &request)?.display().to_string())
     })
     .await
+}
+
+/// Writes the TypeScript of every type the window exchanges with these commands (and all the
+/// types they contain) into ui/src/gen (`TS_RS_EXPORT_DIR`). `make lint` regenerates them into
+/// a scratch directory and fails when the committed files differ, so a Rust IPC type cannot
+/// change without the window's types changing with it.
+#[cfg(test)]
+mod bindings {
+    use super::*;
+    use ts_rs::TS;
+
+    #[test]
+    fn export_bindings_ipc() {
+        // TS_RS_EXPORT_DIR and TS_RS_LARGE_INT come from .cargo/config.toml (or the caller).
+        let cfg = ts_rs::Config::from_env();
+        WindowSnapshot::export_all(&cfg).unwrap();
+        IpcError::export_all(&cfg).unwrap();
+        Session::export_all(&cfg).unwrap();
+        UserView::export_all(&cfg).unwrap();
+        LimitRule::export_all(&cfg).unwrap();
+        AlarmLogRow::export_all(&cfg).unwrap();
+        ward_core::review::ReviewWave::export_all(&cfg).unwrap();
+        ward_core::review::ReviewTrend::export_all(&cfg).unwrap();
+        ward_core::export::Request::export_all(&cfg).unwrap();
+    }
 }

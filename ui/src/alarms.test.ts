@@ -4,6 +4,7 @@ import { audioText, barOrder, countdown, parseThreshold, stateText, tileAlarm, t
 const alarm = (over: Partial<Alarm>): Alarm => ({
   id: 1,
   bed: "bed-03",
+  condition: { type: "limit", id: "spo2_low" },
   key: "limit:spo2_low",
   label: "SpO2 low",
   technical: false,
@@ -65,21 +66,35 @@ describe("alarms", () => {
 });
 
 describe("audioText", () => {
+  const bursts = { callbacks: 0, bursts_low: 0, bursts_medium: 0, bursts_high: 0 };
   const snap = (over: Partial<AlarmSnapshot>): AlarmSnapshot => ({
     alarms: [],
-    audio: { ok: true, detail: "", playing: null },
+    audio: { ok: true, detail: "", playing: null, ...bursts },
     driver_ok: true,
     audio_pause_s: 120,
     alarm_pause_s: 120,
     allow_audio_off: false,
+    metrics: {
+      active_high: 0,
+      active_medium: 0,
+      active_low: 0,
+      log_rows: 0,
+      log_rows_waiting: 0,
+      inputs: 0,
+      self_checks: 0,
+      self_check_failures: 0,
+      notifications_sent: 0,
+      notifications_failed: 0,
+      notifications_dropped: 0,
+    },
     ...over,
   });
   it("says sounding, paused with its countdown, unavailable, or ready", () => {
-    expect(audioText(snap({ audio: { ok: true, detail: "", playing: "high" } }), 0).text).toBe("Sounding: HIGH");
+    expect(audioText(snap({ audio: { ok: true, detail: "", playing: "high", ...bursts } }), 0).text).toBe("Sounding: HIGH");
     const paused = alarm({ inactivation: { state: "audio_paused", by: "n", until_ms: 65_000 } });
     expect(audioText(snap({ alarms: [paused] }), 0).text).toBe("Audio paused 1:05");
     expect(audioText(snap({ alarms: [paused] }), 70_000).text).toBe("Audio ready");
-    expect(audioText(snap({ audio: { ok: false, detail: "no device", playing: null } }), 0)).toEqual({ text: "AUDIO UNAVAILABLE", bad: true });
+    expect(audioText(snap({ audio: { ok: false, detail: "no device", playing: null, ...bursts } }), 0)).toEqual({ text: "AUDIO UNAVAILABLE", bad: true });
     expect(audioText(snap({ audio: null }), 0).text).toBe("Audio starting");
   });
 });

@@ -2,69 +2,15 @@
 // the pure decisions the window makes from them (what a tile shows, countdowns, the bar's
 // order). Drawing is in main.ts; everything here is unit-tested.
 
-export type Priority = "high" | "medium" | "low";
-
-export type Inactivation =
-  | { state: "none" }
-  | { state: "acknowledged"; by: string; at_ms: number }
-  | { state: "audio_paused"; by: string; until_ms: number }
-  | { state: "alarm_paused"; by: string; until_ms: number }
-  | { state: "audio_off"; by: string; next_reminder_ms: number };
-
-export interface Alarm {
-  id: number;
-  bed: string | null;
-  key: string;
-  label: string;
-  technical: boolean;
-  priority: Priority;
-  onset_ms: number;
-  cause_active: boolean;
-  escalated: boolean;
-  value: number | null;
-  limit: number | null;
-  inactivation: Inactivation;
-}
-
-export interface AudioStatus {
-  ok: boolean;
-  detail: string;
-  playing: Priority | null;
-}
-
-export interface AlarmSnapshot {
-  alarms: Alarm[];
-  audio: AudioStatus | null;
-  driver_ok: boolean;
-  audio_pause_s: number;
-  alarm_pause_s: number;
-  allow_audio_off: boolean;
-}
-
-export interface AlarmLogRow {
-  t_ms: number;
-  kind: string;
-  alarm_id: number | null;
-  bed: string | null;
-  condition: string;
-  label: string;
-  priority: Priority | null;
-  value: number | null;
-  limit: number | null;
-  user: string | null;
-  detail: string | null;
-}
-
-export interface LimitRule {
-  id: string;
-  label: string;
-  code: number;
-  direction: "low" | "high";
-  threshold: number;
-  priority: Priority;
-  hysteresis: number;
-  delay_ms: number;
-}
+// The types are generated from the Rust ones (ts-rs, src/gen): they cannot drift.
+import type { Alarm } from "./gen/Alarm";
+import type { AlarmSnapshot } from "./gen/AlarmSnapshot";
+import type { Priority } from "./gen/Priority";
+export type { Alarm, AlarmSnapshot, Priority };
+export type { Inactivation } from "./gen/Inactivation";
+export type { AudioStatus } from "./gen/AudioStatus";
+export type { AlarmLogRow } from "./gen/AlarmLogRow";
+export type { LimitRule } from "./gen/LimitRule";
 
 const RANK: Record<Priority, number> = { high: 3, medium: 2, low: 1 };
 

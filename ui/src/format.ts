@@ -1,15 +1,10 @@
 // Display formatting for numerics and connection state. Pure; tested in format.test.ts.
 
-export interface Numeric {
-  code: number;
-  label: string;
-  value: number | null;
-  unit: number;
-  unit_label: string;
-  ts_ms: number;
-}
-
-export type ConnectionState = "never" | "online" | "silent" | "offline";
+// The types are generated from the Rust ones (ts-rs, src/gen): they cannot drift.
+import type { Connection } from "./gen/Connection";
+import type { NumericView } from "./gen/NumericView";
+export type Numeric = NumericView;
+export type ConnectionState = Connection;
 
 export const CODES = {
   HR: 147842,

@@ -3,46 +3,22 @@
 // a command name or an argument key.
 
 import { Channel, invoke } from "@tauri-apps/api/core";
-import type { ErrorCode } from "./gen/ErrorCode";
-import type { AlarmLogRow, AlarmSnapshot, LimitRule } from "./alarms";
-import type { ConnectionState, Numeric } from "./format";
-import type { ReviewTrend, ReviewWave } from "./review";
-import type { Session, SyncStatus, UserView } from "./session";
+import type { AlarmLogRow } from "./gen/AlarmLogRow";
+import type { IpcError } from "./gen/IpcError";
+import type { LimitRule } from "./gen/LimitRule";
+import type { Request } from "./gen/Request";
+import type { ReviewTrend } from "./gen/ReviewTrend";
+import type { ReviewWave } from "./gen/ReviewWave";
+import type { Session } from "./gen/Session";
+import type { UserView } from "./gen/UserView";
+import type { WindowSnapshot } from "./gen/WindowSnapshot";
 
-export interface BedView {
-  index: number;
-  id: string;
-  label: string;
-  device: string | null;
-  connection: ConnectionState;
-  last_seen_ms: number | null;
-  numerics: Numeric[];
-}
-
-export interface WardSnapshot {
-  station: string;
-  now_ms: number;
-  broker: string;
-  beds: BedView[];
-  unassigned: { device: string; connection: ConnectionState; last_seen_ms: number | null }[];
-  alarms: AlarmSnapshot;
-  metrics: {
-    broker: { connections_active: number; messages_in: number; messages_dropped: number; malformed_packets: number };
-    ingest: Record<string, number>;
-    store: { records_written: number; queue_full: number; write_errors: number };
-    sync: SyncStatus;
-  };
-  session: Session | null;
-}
-
-export type ExportRequest =
-  | { kind: "strip"; bed: string; from_ms: number; seconds: number; format: "png" | "svg" }
-  | { kind: "trend"; bed: string; from_ms: number; to_ms: number; format: "png" | "svg" };
-
-export interface IpcError {
-  code: ErrorCode;
-  message: string;
-}
+// Every type here is generated from the Rust one (ts-rs, src/gen): a Rust IPC type cannot
+// change without these changing, and `make lint` fails when the committed files are stale.
+export type { BedView } from "./gen/BedView";
+export type { IpcError } from "./gen/IpcError";
+export type WardSnapshot = WindowSnapshot;
+export type ExportRequest = Request;
 
 /** The core's refusal or failure as {code, message}, whatever was thrown. */
 export function asIpcError(e: unknown): IpcError {
@@ -51,7 +27,7 @@ export function asIpcError(e: unknown): IpcError {
 }
 
 export const ipc = {
-  snapshot: () => invoke<WardSnapshot>("ward_snapshot"),
+  snapshot: () => invoke<WindowSnapshot>("ward_snapshot"),
   login: (username: string, secret: string) => invoke<Session>("session_login", { username, secret }),
   logout: () => invoke<null>("session_logout"),
   lock: () => invoke<null>("session_lock"),

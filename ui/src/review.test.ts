@@ -1,5 +1,20 @@
+import type { AlarmLogRow } from "./gen/AlarmLogRow";
 import { describe, expect, it } from "vitest";
 import { around, onsets, pan, tableStepMs, trendTable, valueRange, wavePaths, zoom, type ReviewTrend, type ReviewWave } from "./review";
+
+const row: AlarmLogRow = {
+  t_ms: 0,
+  kind: "raised",
+  alarm_id: 1,
+  bed: "bed-01",
+  condition: "limit:hr_high",
+  label: "HR high",
+  priority: "high",
+  value: 130,
+  limit: 120,
+  user: null,
+  detail: null,
+};
 
 describe("review windows", () => {
   it("opens 15 s either side of an alarm", () => {
@@ -72,8 +87,8 @@ describe("trend table", () => {
       { code: 2, label: "SpO2", unit: "%", points: [{ t_ms: 2_000, value: 97, min: 97, max: 97, n: 1 }] },
     ],
     alarms: [
-      { t_ms: 5_000, kind: "raised", priority: "high", label: "HR high" },
-      { t_ms: 9_000, kind: "acknowledged", priority: "high", label: "HR high" },
+      { ...row, t_ms: 5_000, kind: "raised" },
+      { ...row, t_ms: 9_000, kind: "acknowledged" },
     ],
   };
   it("has one row per bucket, newest first, with each series' last value", () => {

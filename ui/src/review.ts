@@ -2,52 +2,17 @@
 // (around an alarm, pan, zoom), turning stored segments into canvas paths, and the tabular
 // trend view.
 
-export interface WaveSegment {
-  t0_ms: number;
-  step_ms: number;
-  values: number[];
-}
-
-export interface ReviewWave {
-  bed: string;
-  channel: number;
-  from_ms: number;
-  to_ms: number;
-  samples: number;
-  reduced: boolean;
-  segments: WaveSegment[];
-}
-
-export interface TrendPoint {
-  t_ms: number;
-  value: number;
-  min: number;
-  max: number;
-  n: number;
-}
-
-export interface TrendSeries {
-  code: number;
-  label: string;
-  unit: string;
-  points: TrendPoint[];
-}
-
-export interface TrendAlarm {
-  t_ms: number;
-  kind: string;
-  priority: string | null;
-  label: string;
-}
-
-export interface ReviewTrend {
-  bed: string;
-  from_ms: number;
-  to_ms: number;
-  resolution: "raw" | "minute";
-  series: TrendSeries[];
-  alarms: TrendAlarm[];
-}
+// The types are generated from the Rust ones (ts-rs, src/gen): they cannot drift.
+export type { WaveSegment } from "./gen/WaveSegment";
+export type { ReviewWave } from "./gen/ReviewWave";
+export type { TrendPoint } from "./gen/TrendPoint";
+export type { TrendSeries } from "./gen/TrendSeries";
+export type { ReviewTrend } from "./gen/ReviewTrend";
+import type { AlarmLogRow } from "./gen/AlarmLogRow";
+import type { ReviewTrend } from "./gen/ReviewTrend";
+import type { ReviewWave } from "./gen/ReviewWave";
+/** An alarm marker on the trend: the bed's alarm log rows. */
+export type TrendAlarm = AlarmLogRow;
 
 /** Zoom steps of the waveform view, in seconds of screen. */
 export const ZOOMS_S = [10, 30, 60, 300];

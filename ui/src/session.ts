@@ -2,35 +2,12 @@
 // tested without a window. The core decides every permission; the window only explains.
 import type { ErrorCode } from "./gen/ErrorCode";
 
-export type Role = "viewer" | "nurse" | "charge_nurse" | "it_admin";
-
-export interface Session {
-  username: string;
-  display_name: string;
-  role: Role;
-  started_ms: number;
-  last_active_ms: number;
-  locked: boolean;
-  has_pin: boolean;
-}
-
-export interface SyncStatus {
-  enabled: boolean;
-  upstream: string;
-  connected: boolean;
-  backlog: number;
-  oldest_unsynced_ms: number | null;
-  last_error: string | null;
-}
-
-export interface UserView {
-  username: string;
-  display_name: string;
-  role: Role;
-  has_pin: boolean;
-  disabled: boolean;
-  beds: string[];
-}
+// The types are generated from the Rust ones (ts-rs, src/gen): they cannot drift.
+import type { Role } from "./gen/Role";
+import type { Session } from "./gen/Session";
+import type { SyncStatus } from "./gen/SyncStatus";
+export type { Role, Session, SyncStatus };
+export type { UserView } from "./gen/UserView";
 
 const ROLE_NAMES: Record<Role, string> = {
   viewer: "viewer",

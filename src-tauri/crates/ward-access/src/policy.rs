@@ -205,6 +205,7 @@ fn role_name(role: Role) -> &'static str {
 /// A signed-in user at a window. The token is what the shell holds; the window never sees
 /// it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Session {
     pub username: String,
     pub display_name: String,

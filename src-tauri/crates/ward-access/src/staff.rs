@@ -42,6 +42,7 @@ pub const DEMO_ACCOUNTS: [(&str, &str, Role, Option<&str>); 4] = [
 
 /// A user as the window and the CLI list them: no hashes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct UserView {
     pub username: String,
     pub display_name: String,

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use ward_model::Priority;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Technical {
     /// No message, heartbeat or will from the bed's device within its liveness budget, or
@@ -52,6 +53,7 @@ impl Technical {
 
 /// What an alarm is about, within its bed (or the station when `bed` is `None`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "type", content = "id", rename_all = "snake_case")]
 pub enum Condition {
     /// A limit rule, by its id.
@@ -83,6 +85,7 @@ impl Condition {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Inactivation {
     None,
@@ -108,6 +111,7 @@ pub enum Inactivation {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Alarm {
     pub id: u64,
     pub bed: Option<String>,

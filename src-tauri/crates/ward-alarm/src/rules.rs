@@ -11,6 +11,7 @@ use ward_model::codes::*;
 use ward_model::Priority;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Alarm when the value is below the threshold.
@@ -40,6 +41,7 @@ impl Category {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(deny_unknown_fields)]
 pub struct LimitRule {
     /// Stable name of the condition within a bed, e.g. `spo2_low`; it keys the alarm log.

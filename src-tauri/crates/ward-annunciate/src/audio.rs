@@ -54,6 +54,7 @@ struct Shared {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct AudioStatus {
     pub ok: bool,
     /// The device in use, or why there is none.

@@ -244,6 +244,7 @@ macro_rules! metrics {
 
         /// A snapshot of the counters, plus gauges read at snapshot time.
         #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+        #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
         pub struct MetricsSnapshot {
             $(pub $name: u64,)*
             pub sessions: u64,

@@ -20,6 +20,7 @@ pub mod ward_bench;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
+#[cfg(feature = "sim")]
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

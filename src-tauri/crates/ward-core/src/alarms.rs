@@ -75,6 +75,7 @@ pub(crate) enum Input {
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct AlarmMetrics {
     pub active_high: u64,
     pub active_medium: u64,
@@ -91,6 +92,7 @@ pub struct AlarmMetrics {
 
 /// What the window and the summary show.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct AlarmSnapshot {
     pub alarms: Vec<Alarm>,
     pub audio: Option<AudioStatus>,

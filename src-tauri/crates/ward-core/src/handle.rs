@@ -31,6 +31,7 @@ pub(crate) type SimStatsSlot = ();
 
 /// Everything the station counts, for the window, the summary and tests.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct StationMetrics {
     pub broker: ward_broker::MetricsSnapshot,
     /// Accepted messages by topic kind, refused ones by reason (bad_json, bad_wave, ...).
@@ -42,6 +43,7 @@ pub struct StationMetrics {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct WardSnapshot {
     pub station: String,
     pub now_ms: i64,
@@ -436,6 +438,8 @@ pub struct StationHandle {
     pub(crate) live: LiveHandle,
     pub(crate) admin: AdminHandle,
     pub(crate) lifecycle: Lifecycle,
+    /// The simulator's counts, read at shutdown (unit type without the `sim` feature).
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
     pub(crate) sim_stats: SimStatsSlot,
 }
 

@@ -66,6 +66,7 @@ impl TraceRing {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct NumericView {
     pub code: u32,
     pub label: String,
@@ -76,6 +77,7 @@ pub struct NumericView {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum Connection {
     /// Never heard from since the station started.
@@ -89,6 +91,7 @@ pub enum Connection {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct BedView {
     pub index: usize,
     pub id: String,
@@ -100,6 +103,7 @@ pub struct BedView {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct DeviceView {
     pub device: String,
     pub connection: Connection,

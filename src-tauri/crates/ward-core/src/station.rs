@@ -4,8 +4,10 @@
 use crate::alarms::{self, Input};
 use crate::clock::now_ms;
 use crate::error::CoreError;
+#[cfg(feature = "sim")]
+use crate::handle::SimStatsSlot;
 use crate::handle::{
-    AdminHandle, AlarmsHandle, LiveHandle, ReviewHandle, SimStatsSlot, StaffHandle, StationHandle,
+    AdminHandle, AlarmsHandle, LiveHandle, ReviewHandle, StaffHandle, StationHandle,
 };
 use crate::ingest;
 use crate::lifecycle::{Lifecycle, Stage};

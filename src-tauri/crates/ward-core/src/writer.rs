@@ -52,6 +52,7 @@ pub(crate) struct WriterCounters {
 const COMMIT_WINDOW: usize = 1000;
 
 #[derive(Debug, Clone, Serialize, Default)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct StoreMetrics {
     pub records_written: u64,
     pub batches: u64,

@@ -44,6 +44,7 @@ pub const TRACE: RGBColor = RGBColor(0, 0, 0);
 const TEXT: RGBColor = RGBColor(20, 20, 20);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     Png,
@@ -343,6 +344,7 @@ fn draw_strip<DB: DrawingBackend>(
 
 /// What to export, as the window, the CLI and the audit trail name it.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Request {
     /// ECG strip of `seconds` (10-30) from `from_ms`.

@@ -27,6 +27,7 @@ pub const MAX_WAVE_WINDOW_MS: i64 = 30 * 60_000;
 pub const MAX_TREND_WINDOW_MS: i64 = 31 * 86_400_000;
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct WaveSegment {
     /// Time of the first value (ms since the epoch, fractional).
     pub t0_ms: f64,
@@ -37,6 +38,7 @@ pub struct WaveSegment {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ReviewWave {
     pub bed: String,
     pub channel: u32,
@@ -49,6 +51,7 @@ pub struct ReviewWave {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TrendSeries {
     pub code: u32,
     pub label: String,
@@ -57,6 +60,7 @@ pub struct TrendSeries {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ReviewTrend {
     pub bed: String,
     pub from_ms: i64,

@@ -33,6 +33,7 @@ pub struct Heartbeat {
 /// Alarm priority (IEC 60601-1-8). Ordered: `Low < Medium < High`, so "the highest wins" is
 /// `max()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     Low,

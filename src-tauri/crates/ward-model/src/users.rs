@@ -7,6 +7,7 @@ use std::fmt;
 
 /// The four roles of a unit's central station (issue 5). A user has exactly one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Sees everything, acts on nothing (ward clerks, physicians passing by, trainees).

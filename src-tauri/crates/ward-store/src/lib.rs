@@ -90,6 +90,7 @@ pub struct DeviceEvent {
 
 /// One alarm log line: a state change of an alarm, or a bed-level action (pause, limits).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct AlarmLogRow {
     pub t_ms: i64,
     pub kind: String,

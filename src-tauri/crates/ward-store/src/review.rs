@@ -9,6 +9,7 @@ use rusqlite::params;
 
 /// Which table a trend reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum TrendResolution {
     /// Every stored value (1 Hz from the simulator).
@@ -29,6 +30,7 @@ impl TrendResolution {
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TrendPoint {
     /// The value's time (raw) or the minute's start (rollup).
     pub t_ms: i64,

@@ -35,6 +35,7 @@ use ward_store::{Record, Store};
 const WINDOW: usize = 32;
 
 #[derive(Debug, Clone, Serialize, Default)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SyncStatus {
     pub enabled: bool,
     /// `host:port` of the hospital core.
