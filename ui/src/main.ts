@@ -6,7 +6,7 @@
 import { decodeFrame } from "./frame";
 import { ipc } from "./ipc";
 import { state } from "./state";
-import { renderAlarmBar } from "./views/alarmbar";
+import { initAlarmBar, renderAlarmBar } from "./views/alarmbar";
 import { WardGrid } from "./views/grid";
 import { initHeader, renderHeader } from "./views/header";
 import { banner } from "./views/notice";
@@ -61,6 +61,7 @@ function paint(now: number): void {
 state.refresh = refresh;
 initSession();
 initHeader(() => void openBed(null, "Unit"));
+initAlarmBar(() => void openBed(null, "Unit"));
 initPanel();
 initReview();
 window.addEventListener("resize", resizeReview);

@@ -62,3 +62,19 @@ describe("SweepTrace stale columns", () => {
     expect(Number.isNaN(s.max[1] ?? 0)).toBe(true);
   });
 });
+
+describe("SweepTrace on a wide trace", () => {
+  it("keeps a slow channel at the sweep speed, each sample spanning its columns", () => {
+    // 20 columns over 1 s at 5 Hz: each sample covers 4 columns, so the sweep crosses the
+    // trace in 1 s like every other channel, with no gaps between samples.
+    const t = new SweepTrace({ columns: 20, windowSeconds: 1, delaySeconds: 0 });
+    t.push(ramp(3, 10), 5);
+    t.advance(0.6);
+    expect(t.position).toBe(12);
+    expect([...t.max.slice(0, 12)]).toEqual([10, 10, 10, 10, 11, 11, 11, 11, 12, 12, 12, 12]);
+    t.push(ramp(2, 13), 5);
+    t.advance(0.4);
+    expect(t.position).toBe(0); // a full sweep in 1 s
+    expect(t.max[19]).toBe(14);
+  });
+});

@@ -28,6 +28,7 @@ export class SweepTrace {
   private rateHz = 0;
   private cursor = 0;
   private colSamples = 0; // samples already folded into the current column
+  private sweepSample = 0; // samples since the sweep last started at column 0
   private due = 0; // fractional samples owed to the display
   private started = false;
   private readonly opts: SweepOptions;
@@ -53,6 +54,9 @@ export class SweepTrace {
       this.queue = [];
       this.head = 0;
       this.started = false;
+      this.cursor = 0;
+      this.colSamples = 0;
+      this.sweepSample = 0;
     }
     for (const s of samples) this.queue.push(s);
     // Never hold more than a window of backlog: a stalled window catches up, not lags.
@@ -79,21 +83,34 @@ export class SweepTrace {
     // Ran dry: wait for data instead of owing a burst that would jump the trace later.
     if (take < whole) this.due = 0;
     if (take <= 0) return null;
-    const perColumn = (this.rateHz * this.opts.windowSeconds) / this.columns;
+    // Sample k of a sweep lands in column floor(k * columns / samplesPerSweep): several
+    // samples share a column on a narrow trace (min and max kept), and on a wide one a
+    // slow channel's sample spans several columns (filled with its value, so the line is
+    // continuous and the sweep keeps the same speed as the other channels).
+    const perSweep = this.rateHz * this.opts.windowSeconds;
+    const columnOf = (k: number): number => Math.floor((k * this.columns) / perSweep + 1e-9);
     const from = this.cursor;
     for (let i = 0; i < take; i++) {
       const v = this.queue[this.head++] ?? 0;
+      const c = this.cursor;
       if (this.colSamples === 0) {
-        this.min[this.cursor] = v;
-        this.max[this.cursor] = v;
+        this.min[c] = v;
+        this.max[c] = v;
       } else {
-        this.min[this.cursor] = Math.min(this.min[this.cursor] ?? v, v);
-        this.max[this.cursor] = Math.max(this.max[this.cursor] ?? v, v);
+        this.min[c] = Math.min(this.min[c] ?? v, v);
+        this.max[c] = Math.max(this.max[c] ?? v, v);
       }
       this.colSamples += 1;
-      if (this.colSamples >= perColumn) {
+      this.sweepSample += 1;
+      const next = columnOf(this.sweepSample);
+      if (next > columnOf(this.sweepSample - 1)) {
+        for (let k = columnOf(this.sweepSample - 1) + 1; k < next && k < this.columns; k++) {
+          this.min[k] = v;
+          this.max[k] = v;
+        }
+        if (this.sweepSample >= perSweep - 1e-9) this.sweepSample = 0;
+        this.cursor = columnOf(this.sweepSample) % this.columns;
         this.colSamples = 0;
-        this.cursor = (this.cursor + 1) % this.columns;
         // The new column holds the previous sweep's value until a sample lands in it; blank
         // it now so it is never drawn (and joined to its neighbour) with stale data.
         this.min[this.cursor] = Number.NaN;

@@ -17,6 +17,9 @@ interface BarItem {
 }
 const barItems = new Map<number, BarItem>();
 const barNone = el("div", "alarm-none", "No active alarms");
+const barMore = el("button", "alarm-more");
+barMore.dataset["testid"] = "alarm-more";
+barMore.title = "Alarms that do not fit in the bar: open the unit's alarm list";
 
 function barItem(a: Alarm): BarItem {
   const root = el("div", "alarm-item");
@@ -66,4 +69,20 @@ export function renderAlarmBar(snap: AlarmSnapshot, nowMs: number): void {
   }
   if (list.length === 0 && barNone.parentElement !== bar) bar.append(barNone);
   if (list.length > 0) barNone.remove();
+  // Count the items past the bar's right edge (room kept for the counter itself).
+  if (barMore.parentElement !== bar) bar.append(barMore);
+  const limit = bar.clientWidth - 110;
+  let hidden = 0;
+  for (const item of barItems.values()) {
+    const past = item.root.offsetLeft + item.root.offsetWidth > limit;
+    item.root.style.visibility = past ? "hidden" : "";
+    if (past) hidden += 1;
+  }
+  barMore.hidden = hidden === 0;
+  setText(barMore, `+${hidden} more`);
+}
+
+/** The "+N more" counter opens the unit's alarm list. */
+export function initAlarmBar(openUnit: () => void): void {
+  barMore.addEventListener("click", openUnit);
 }

@@ -55,7 +55,7 @@ export class WardGrid {
   private readonly grid = must<HTMLElement>("grid");
   private readonly traces = new TracePainter();
   private tiles: Tile[] = [];
-  /** Bed ids and devices the tiles were built for: a change rebuilds and re-lays out. */
+  /** Bed ids and labels the tiles were built for: a change rebuilds and re-lays out. */
   private shape = "";
   private readonly onOpenBed: (bed: string, label: string) => void;
 
@@ -70,7 +70,8 @@ export class WardGrid {
 
   /** Applies a snapshot's beds: builds tiles when the beds changed, then updates them. */
   update(beds: BedView[], alarms: Alarm[], nowMs: number): void {
-    const shape = beds.map((b) => `${b.id}=${b.device ?? ""}`).join(",");
+    // Admitting or discharging a monitor updates its tile in place (no other sweep restarts).
+    const shape = beds.map((b) => `${b.id}=${b.label}`).join(",");
     if (shape !== this.shape) {
       this.shape = shape;
       this.tiles = beds.map((b) => this.buildTile(b));
@@ -197,6 +198,7 @@ export class WardGrid {
     t.connection = bed.connection;
     t.root.dataset["connection"] = bed.connection;
     t.root.classList.toggle("stale", bed.connection !== "online");
+    setText(t.fields.device, bed.device ?? "no monitor");
     setText(t.fields.state, connectionLabel(bed.connection));
     setText(t.fields.seen, bed.connection === "online" ? "" : formatLastSeen(nowMs, bed.last_seen_ms));
     setText(t.fields.hr, formatValue(numericValue(bed.numerics, CODES.HR)));
