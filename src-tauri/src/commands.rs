@@ -62,6 +62,35 @@ async fn act(state: &AppState, a: AlarmCommand) -> Result<usize, IpcError> {
     off_main(state, move |s, t| Ok(s.alarms().act(t, a)?)).await
 }
 
+/// The arguments of each command that takes any, one struct per command: the window sends
+/// `{ args: {...} }` and its TypeScript type is generated from the struct (ts-rs), so a
+/// command's arguments cannot change without the window's types changing with them.
+macro_rules! args {
+    ($($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? })*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, serde::Deserialize)]
+        #[cfg_attr(test, derive(ts_rs::TS))]
+        #[serde(deny_unknown_fields)]
+        pub struct $name { $(pub $field: $ty,)* }
+    )*};
+}
+
+args! {
+    LoginArgs { username: String, secret: String }
+    UnlockArgs { secret: String }
+    AlarmIdArgs { id: u64 }
+    /// `bed: null` is every current alarm.
+    BedOrUnitArgs { bed: Option<String> }
+    BedArgs { bed: String }
+    SetLimitsArgs { bed: String, rules: Vec<LimitRule> }
+    HistoryArgs { bed: Option<String>, limit: usize }
+    AssignArgs { nurse: String, beds: Vec<String> }
+    AdmitArgs { bed: String, device: String }
+    WaveArgs { bed: String, channel: u32, from_ms: i64, to_ms: i64, max_points: usize }
+    TrendArgs { bed: String, from_ms: i64, to_ms: i64 }
+    ExportArgs { request: ward_core::export::Request }
+}
+
 #[derive(Serialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub struct WindowSnapshot {
@@ -88,14 +117,13 @@ pub async fn ward_snapshot(state: tauri::State<'_, AppState>) -> Result<WindowSn
 #[tauri::command]
 pub async fn session_login(
     state: tauri::State<'_, AppState>,
-    username: String,
-    secret: String,
+    args: LoginArgs,
 ) -> Result<Session, IpcError> {
     let (t, session) = off_main(&state, move |s, old| {
         if !old.is_empty() {
             s.staff().logout(old);
         }
-        Ok(s.staff().login(&username, &secret)?)
+        Ok(s.staff().login(&args.username, &args.secret)?)
     })
     .await?;
     if let Ok(mut slot) = state.session.lock() {
@@ -133,9 +161,9 @@ pub async fn session_lock(state: tauri::State<'_, AppState>) -> Result<(), IpcEr
 #[tauri::command]
 pub async fn session_unlock(
     state: tauri::State<'_, AppState>,
-    secret: String,
+    args: UnlockArgs,
 ) -> Result<Session, IpcError> {
-    off_main(&state, move |s, t| Ok(s.staff().unlock(t, &secret)?)).await
+    off_main(&state, move |s, t| Ok(s.staff().unlock(t, &args.secret)?)).await
 }
 
 /// Keys and pointer at the window (throttled by the page): postpones auto-lock.
@@ -151,54 +179,53 @@ pub async fn session_touch(state: tauri::State<'_, AppState>) -> Result<(), IpcE
 #[tauri::command]
 pub async fn alarm_acknowledge(
     state: tauri::State<'_, AppState>,
-    id: u64,
+    args: AlarmIdArgs,
 ) -> Result<usize, IpcError> {
-    act(&state, AlarmCommand::Acknowledge { id }).await
+    act(&state, AlarmCommand::Acknowledge { id: args.id }).await
 }
 
 /// Audio pause for one bed, or for every current alarm when `bed` is null.
 #[tauri::command]
 pub async fn alarm_audio_pause(
     state: tauri::State<'_, AppState>,
-    bed: Option<String>,
+    args: BedOrUnitArgs,
 ) -> Result<usize, IpcError> {
-    act(&state, AlarmCommand::AudioPause { bed }).await
+    act(&state, AlarmCommand::AudioPause { bed: args.bed }).await
 }
 
 /// Audio off (indefinite, with reminders); the core refuses it unless policy allows it.
 #[tauri::command]
 pub async fn alarm_audio_off(
     state: tauri::State<'_, AppState>,
-    bed: Option<String>,
+    args: BedOrUnitArgs,
 ) -> Result<usize, IpcError> {
-    act(&state, AlarmCommand::AudioOff { bed }).await
+    act(&state, AlarmCommand::AudioOff { bed: args.bed }).await
 }
 
 #[tauri::command]
 pub async fn alarm_pause(
     state: tauri::State<'_, AppState>,
-    bed: String,
+    args: BedArgs,
 ) -> Result<usize, IpcError> {
-    act(&state, AlarmCommand::AlarmPause { bed }).await
+    act(&state, AlarmCommand::AlarmPause { bed: args.bed }).await
 }
 
 #[tauri::command]
 pub async fn alarm_set_limits(
     state: tauri::State<'_, AppState>,
-    bed: String,
-    rules: Vec<LimitRule>,
+    args: SetLimitsArgs,
 ) -> Result<usize, IpcError> {
+    let SetLimitsArgs { bed, rules } = args;
     act(&state, AlarmCommand::SetRules { bed, rules }).await
 }
 
 #[tauri::command]
 pub async fn alarm_history(
     state: tauri::State<'_, AppState>,
-    bed: Option<String>,
-    limit: usize,
+    args: HistoryArgs,
 ) -> Result<Vec<AlarmLogRow>, IpcError> {
     off_main(&state, move |s, _| {
-        Ok(s.review().alarm_history(bed.as_deref(), limit)?)
+        Ok(s.review().alarm_history(args.bed.as_deref(), args.limit)?)
     })
     .await
 }
@@ -206,12 +233,12 @@ pub async fn alarm_history(
 #[tauri::command]
 pub async fn alarm_limits(
     state: tauri::State<'_, AppState>,
-    bed: String,
+    args: BedArgs,
 ) -> Result<Vec<LimitRule>, IpcError> {
     off_main(&state, move |s, _| {
-        s.alarms().limits(&bed).ok_or_else(|| IpcError {
+        s.alarms().limits(&args.bed).ok_or_else(|| IpcError {
             code: ErrorCode::UnknownBed,
-            message: format!("no bed {bed:?}"),
+            message: format!("no bed {:?}", args.bed),
         })
     })
     .await
@@ -226,43 +253,42 @@ pub async fn users_list(state: tauri::State<'_, AppState>) -> Result<Vec<UserVie
 #[tauri::command]
 pub async fn beds_assign(
     state: tauri::State<'_, AppState>,
-    nurse: String,
-    beds: Vec<String>,
+    args: AssignArgs,
 ) -> Result<(), IpcError> {
     off_main(&state, move |s, t| {
-        Ok(s.staff().assign_beds(t, &nurse, &beds)?)
+        Ok(s.staff().assign_beds(t, &args.nurse, &args.beds)?)
     })
     .await
 }
 
 /// Admits a device to an empty bed (charge nurses; the core decides).
 #[tauri::command]
-pub async fn bed_admit(
-    state: tauri::State<'_, AppState>,
-    bed: String,
-    device: String,
-) -> Result<(), IpcError> {
-    off_main(&state, move |s, t| Ok(s.admin().admit(t, &bed, &device)?)).await
+pub async fn bed_admit(state: tauri::State<'_, AppState>, args: AdmitArgs) -> Result<(), IpcError> {
+    off_main(&state, move |s, t| {
+        Ok(s.admin().admit(t, &args.bed, &args.device)?)
+    })
+    .await
 }
 
 /// Discharges the bed's device: its alarms end, logged with the user.
 #[tauri::command]
-pub async fn bed_discharge(state: tauri::State<'_, AppState>, bed: String) -> Result<(), IpcError> {
-    off_main(&state, move |s, t| Ok(s.admin().discharge(t, &bed)?)).await
+pub async fn bed_discharge(
+    state: tauri::State<'_, AppState>,
+    args: BedArgs,
+) -> Result<(), IpcError> {
+    off_main(&state, move |s, t| Ok(s.admin().discharge(t, &args.bed)?)).await
 }
 
 /// Stored waveform of a bed (full disclosure), reduced to about `max_points` values.
 #[tauri::command]
 pub async fn review_wave(
     state: tauri::State<'_, AppState>,
-    bed: String,
-    channel: u32,
-    from_ms: i64,
-    to_ms: i64,
-    max_points: usize,
+    args: WaveArgs,
 ) -> Result<ward_core::review::ReviewWave, IpcError> {
     off_main(&state, move |s, _| {
-        Ok(s.review().wave(&bed, channel, from_ms, to_ms, max_points)?)
+        let a = args;
+        Ok(s.review()
+            .wave(&a.bed, a.channel, a.from_ms, a.to_ms, a.max_points)?)
     })
     .await
 }
@@ -271,12 +297,10 @@ pub async fn review_wave(
 #[tauri::command]
 pub async fn review_trend(
     state: tauri::State<'_, AppState>,
-    bed: String,
-    from_ms: i64,
-    to_ms: i64,
+    args: TrendArgs,
 ) -> Result<ward_core::review::ReviewTrend, IpcError> {
     off_main(&state, move |s, _| {
-        Ok(s.review().trend(&bed, from_ms, to_ms)?)
+        Ok(s.review().trend(&args.bed, args.from_ms, args.to_ms)?)
     })
     .await
 }
@@ -286,10 +310,10 @@ pub async fn review_trend(
 #[tauri::command]
 pub async fn review_export(
     state: tauri::State<'_, AppState>,
-    request: ward_core::export::Request,
+    args: ExportArgs,
 ) -> Result<String, IpcError> {
     off_main(&state, move |s, t| {
-        Ok(s.review().export(t, &request)?.display().to_string())
+        Ok(s.review().export(t, &args.request)?.display().to_string())
     })
     .await
 }
@@ -308,6 +332,18 @@ mod bindings {
         // TS_RS_EXPORT_DIR and TS_RS_LARGE_INT come from .cargo/config.toml (or the caller).
         let cfg = ts_rs::Config::from_env();
         WindowSnapshot::export_all(&cfg).unwrap();
+        LoginArgs::export_all(&cfg).unwrap();
+        UnlockArgs::export_all(&cfg).unwrap();
+        AlarmIdArgs::export_all(&cfg).unwrap();
+        BedOrUnitArgs::export_all(&cfg).unwrap();
+        BedArgs::export_all(&cfg).unwrap();
+        SetLimitsArgs::export_all(&cfg).unwrap();
+        HistoryArgs::export_all(&cfg).unwrap();
+        AssignArgs::export_all(&cfg).unwrap();
+        AdmitArgs::export_all(&cfg).unwrap();
+        WaveArgs::export_all(&cfg).unwrap();
+        TrendArgs::export_all(&cfg).unwrap();
+        ExportArgs::export_all(&cfg).unwrap();
         IpcError::export_all(&cfg).unwrap();
         Session::export_all(&cfg).unwrap();
         UserView::export_all(&cfg).unwrap();

@@ -62,10 +62,11 @@ const [user, password, bed] = [arguments[0], arguments[1], arguments[2]];
 const invoke = window.__TAURI_INTERNALS__.invoke;
 (async () => {
   const t0 = performance.now();
-  await invoke("session_login", { username: user, secret: password });
+  await invoke("session_login", { args: { username: user, secret: password } });
   const t1 = performance.now();
   const now = Date.now();
-  const path = await invoke("review_export", { request: { kind: "strip", bed, from_ms: now - 40000, seconds: 30, format: "png" } });
+  const request = { kind: "strip", bed, from_ms: now - 40000, seconds: 30, format: "png" };
+  const path = await invoke("review_export", { args: { request } });
   const t2 = performance.now();
   done([t0, t1, t2, path]);
 })().catch((e) => done(["error", JSON.stringify(e)]));

@@ -3,7 +3,19 @@
 // a command name or an argument key.
 
 import { Channel, invoke } from "@tauri-apps/api/core";
+import type { AdmitArgs } from "./gen/AdmitArgs";
+import type { AlarmIdArgs } from "./gen/AlarmIdArgs";
 import type { AlarmLogRow } from "./gen/AlarmLogRow";
+import type { AssignArgs } from "./gen/AssignArgs";
+import type { BedArgs } from "./gen/BedArgs";
+import type { BedOrUnitArgs } from "./gen/BedOrUnitArgs";
+import type { ExportArgs } from "./gen/ExportArgs";
+import type { HistoryArgs } from "./gen/HistoryArgs";
+import type { LoginArgs } from "./gen/LoginArgs";
+import type { SetLimitsArgs } from "./gen/SetLimitsArgs";
+import type { TrendArgs } from "./gen/TrendArgs";
+import type { UnlockArgs } from "./gen/UnlockArgs";
+import type { WaveArgs } from "./gen/WaveArgs";
 import type { IpcError } from "./gen/IpcError";
 import type { LimitRule } from "./gen/LimitRule";
 import type { Request } from "./gen/Request";
@@ -26,28 +38,34 @@ export function asIpcError(e: unknown): IpcError {
   return { code: err?.code ?? "internal", message: err?.message ?? String(e) };
 }
 
+// Each command's `args` type is generated from the struct the Rust command takes (gen/*Args).
 export const ipc = {
   snapshot: () => invoke<WindowSnapshot>("ward_snapshot"),
-  login: (username: string, secret: string) => invoke<Session>("session_login", { username, secret }),
+  login: (username: string, secret: string) =>
+    invoke<Session>("session_login", { args: { username, secret } satisfies LoginArgs }),
   logout: () => invoke<null>("session_logout"),
   lock: () => invoke<null>("session_lock"),
-  unlock: (secret: string) => invoke<Session>("session_unlock", { secret }),
+  unlock: (secret: string) => invoke<Session>("session_unlock", { args: { secret } satisfies UnlockArgs }),
   touch: () => invoke<null>("session_touch"),
-  acknowledge: (id: number) => invoke<number>("alarm_acknowledge", { id }),
-  audioPause: (bed: string | null) => invoke<number>("alarm_audio_pause", { bed }),
-  audioOff: (bed: string | null) => invoke<number>("alarm_audio_off", { bed }),
-  alarmPause: (bed: string) => invoke<number>("alarm_pause", { bed }),
-  setLimits: (bed: string, rules: LimitRule[]) => invoke<number>("alarm_set_limits", { bed, rules }),
-  history: (bed: string | null, limit: number) => invoke<AlarmLogRow[]>("alarm_history", { bed, limit }),
-  limits: (bed: string) => invoke<LimitRule[]>("alarm_limits", { bed }),
+  acknowledge: (id: number) => invoke<number>("alarm_acknowledge", { args: { id } satisfies AlarmIdArgs }),
+  audioPause: (bed: string | null) => invoke<number>("alarm_audio_pause", { args: { bed } satisfies BedOrUnitArgs }),
+  audioOff: (bed: string | null) => invoke<number>("alarm_audio_off", { args: { bed } satisfies BedOrUnitArgs }),
+  alarmPause: (bed: string) => invoke<number>("alarm_pause", { args: { bed } satisfies BedArgs }),
+  setLimits: (bed: string, rules: LimitRule[]) =>
+    invoke<number>("alarm_set_limits", { args: { bed, rules } satisfies SetLimitsArgs }),
+  history: (bed: string | null, limit: number) =>
+    invoke<AlarmLogRow[]>("alarm_history", { args: { bed, limit } satisfies HistoryArgs }),
+  limits: (bed: string) => invoke<LimitRule[]>("alarm_limits", { args: { bed } satisfies BedArgs }),
   users: () => invoke<UserView[]>("users_list"),
-  assignBeds: (nurse: string, beds: string[]) => invoke<null>("beds_assign", { nurse, beds }),
-  admit: (bed: string, device: string) => invoke<null>("bed_admit", { bed, device }),
-  discharge: (bed: string) => invoke<null>("bed_discharge", { bed }),
-  wave: (bed: string, channel: number, fromMs: number, toMs: number, maxPoints: number) =>
-    invoke<ReviewWave>("review_wave", { bed, channel, fromMs, toMs, maxPoints }),
-  trend: (bed: string, fromMs: number, toMs: number) => invoke<ReviewTrend>("review_trend", { bed, fromMs, toMs }),
-  exportReview: (request: ExportRequest) => invoke<string>("review_export", { request }),
+  assignBeds: (nurse: string, beds: string[]) =>
+    invoke<null>("beds_assign", { args: { nurse, beds } satisfies AssignArgs }),
+  admit: (bed: string, device: string) => invoke<null>("bed_admit", { args: { bed, device } satisfies AdmitArgs }),
+  discharge: (bed: string) => invoke<null>("bed_discharge", { args: { bed } satisfies BedArgs }),
+  wave: (bed: string, channel: number, from_ms: number, to_ms: number, max_points: number) =>
+    invoke<ReviewWave>("review_wave", { args: { bed, channel, from_ms, to_ms, max_points } satisfies WaveArgs }),
+  trend: (bed: string, from_ms: number, to_ms: number) =>
+    invoke<ReviewTrend>("review_trend", { args: { bed, from_ms, to_ms } satisfies TrendArgs }),
+  exportReview: (request: Request) => invoke<string>("review_export", { args: { request } satisfies ExportArgs }),
   liveStream: (onFrame: (buf: ArrayBuffer) => void) => {
     const channel = new Channel<ArrayBuffer>();
     channel.onmessage = onFrame;
