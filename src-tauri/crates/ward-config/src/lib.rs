@@ -465,29 +465,26 @@ impl Config {
             demo_accounts: raw.access.demo_accounts,
         };
 
-        let display = match raw.display.mode.as_str() {
-            "maximized" => DisplayMode::Maximized,
-            "fullscreen" => DisplayMode::Fullscreen,
-            "window" => DisplayMode::Window,
-            other => {
-                return Err(err(
-                    "display.mode",
-                    format!("{other:?} is not one of \"maximized\", \"fullscreen\", \"window\""),
-                ))
-            }
-        };
-
-        let compositing = match raw.display.compositing.as_str() {
-            "auto" => Compositing::Auto,
-            "gpu" => Compositing::Gpu,
-            "software" => Compositing::Software,
-            other => {
-                return Err(err(
-                    "display.compositing",
-                    format!("{other:?} is not one of \"auto\", \"gpu\", \"software\""),
-                ))
-            }
-        };
+        let display = one_of(
+            "display.mode",
+            &raw.display.mode,
+            &[
+                ("maximized", DisplayMode::Maximized),
+                ("fullscreen", DisplayMode::Fullscreen),
+                ("window", DisplayMode::Window),
+            ],
+            &err,
+        )?;
+        let compositing = one_of(
+            "display.compositing",
+            &raw.display.compositing,
+            &[
+                ("auto", Compositing::Auto),
+                ("gpu", Compositing::Gpu),
+                ("software", Compositing::Software),
+            ],
+            &err,
+        )?;
 
         // The shipped station has no simulator: a config that asks for one says so.
         #[cfg(not(feature = "sim"))]
@@ -608,6 +605,23 @@ impl Config {
             compositing,
         })
     }
+}
+
+/// A setting that is one of a few words: the value for `v`, or an error naming the choices.
+fn one_of<T: Copy>(
+    key: &str,
+    v: &str,
+    choices: &[(&str, T)],
+    err: &dyn Fn(&str, String) -> CoreError,
+) -> Result<T, CoreError> {
+    choices
+        .iter()
+        .find(|(name, _)| *name == v)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| {
+            let names: Vec<String> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
+            err(key, format!("{v:?} is not one of {}", names.join(", ")))
+        })
 }
 
 fn upstream(
