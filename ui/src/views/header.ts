@@ -8,7 +8,9 @@ import { syncText } from "../session";
 import { act } from "./session";
 
 export function renderHeader(snap: WardSnapshot): void {
-  setText(must("station-name"), snap.station);
+  const name = must<HTMLElement>("station-name");
+  setText(name, snap.station);
+  name.title = snap.station;
   setText(must("clock"), new Date(snap.now_ms).toLocaleTimeString());
   const m = snap.metrics;
   const refused = Object.entries(m.ingest)
@@ -25,7 +27,7 @@ export function renderHeader(snap: WardSnapshot): void {
   if (sync !== null) {
     setText(syncEl, sync.text);
     syncEl.classList.toggle("warn", sync.warn);
-    syncEl.title = m.sync.last_error ?? "";
+    syncEl.title = sync.text + (m.sync.last_error !== null ? `\n${m.sync.last_error}` : "");
   }
   renderAudio(snap.alarms, snap.now_ms);
 }

@@ -52,7 +52,9 @@ export async function act(call: () => Promise<unknown>): Promise<boolean> {
 
 export function renderAccount(s: Session | null): void {
   state.session = s;
-  setText(must("session-text"), sessionText(s));
+  const who = must<HTMLElement>("session-text");
+  setText(who, sessionText(s));
+  who.title = sessionText(s);
   must<HTMLElement>("signin-open").hidden = s !== null;
   must<HTMLElement>("unlock-open").hidden = s === null || !s.locked;
   must<HTMLElement>("lock").hidden = s === null || s.locked;

@@ -224,6 +224,14 @@ function addSegments(g: CanvasRenderingContext2D, b: Band, d: Damage): void {
   const k = h / (b.hi - b.lo);
   const cols = s.columns;
   let pen = false;
+  // Join the column drawn last frame to this frame's first, or every frame boundary leaves a
+  // one-pixel break (a dotted trace when each frame moves a few columns).
+  const prev = (d.from - 1 + cols) % cols;
+  const pHi = s.max[prev];
+  if (d.from > 0 && pHi !== undefined && !Number.isNaN(pHi)) {
+    g.moveTo(x + prev + 0.5, Math.max(y, Math.min(y + h, y + (b.hi - pHi) * k)));
+    pen = true;
+  }
   for (let i = 0; i < d.count; i++) {
     const c = (d.from + i) % cols;
     const lo = s.min[c];
@@ -235,7 +243,7 @@ function addSegments(g: CanvasRenderingContext2D, b: Band, d: Damage): void {
     const px = x + c + 0.5;
     const yHi = Math.max(y, Math.min(y + h, y + (b.hi - hi) * k));
     const yLo = Math.max(y, Math.min(y + h, y + (b.hi - lo) * k));
-    if (!pen || c === 0) g.moveTo(px, yHi);
+    if (!pen || (c === 0 && i > 0)) g.moveTo(px, yHi);
     else g.lineTo(px, yHi);
     g.lineTo(px, yLo);
     pen = true;
