@@ -22,3 +22,16 @@ export function testid<T extends HTMLElement>(e: T, id: string): T {
   e.dataset["testid"] = id;
   return e;
 }
+
+/** Sets `hidden` only when it changes: every attribute write invalidates style, and the
+ *  views re-apply their state twice a second. */
+export function setHidden(e: HTMLElement, hidden: boolean): void {
+  if (e.hidden !== hidden) e.hidden = hidden;
+}
+
+/** Sets (or, with null, removes) a data attribute only when it changes. */
+export function setData(e: HTMLElement, key: string, value: string | null): void {
+  if ((e.dataset[key] ?? null) === value) return;
+  if (value === null) delete e.dataset[key];
+  else e.dataset[key] = value;
+}

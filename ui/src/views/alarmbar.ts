@@ -17,6 +17,7 @@ interface BarItem {
 }
 const barItems = new Map<number, BarItem>();
 const barNone = el("div", "alarm-none", "No active alarms");
+let lastShape = "";
 const barMore = el("button", "alarm-more");
 barMore.dataset["testid"] = "alarm-more";
 barMore.title = "Alarms that do not fit in the bar: open the unit's alarm list";
@@ -69,7 +70,11 @@ export function renderAlarmBar(snap: AlarmSnapshot, nowMs: number): void {
   }
   if (list.length === 0 && barNone.parentElement !== bar) bar.append(barNone);
   if (list.length > 0) barNone.remove();
-  // Count the items past the bar's right edge (room kept for the counter itself).
+  // Count the items past the bar's right edge (room kept for the counter itself). Reading
+  // positions forces a layout, so only when the alarms, their states or the width changed.
+  const shape = `${window.innerWidth}|${list.map((a) => `${a.id}:${a.inactivation.state}:${alarmText(a)}`).join(",")}`;
+  if (shape === lastShape) return;
+  lastShape = shape;
   if (barMore.parentElement !== bar) bar.append(barMore);
   const limit = bar.clientWidth - 110;
   let hidden = 0;

@@ -4,7 +4,7 @@
 // (a nurse finds a patient by position), so admitting a monitor never moves other tiles.
 
 import { tileAlarm, type Alarm } from "../alarms";
-import { el, must, setText, testid } from "../dom";
+import { el, must, setData, setText, testid } from "../dom";
 import { TraceKind } from "../frame";
 import {
   CODES,
@@ -95,8 +95,7 @@ export class WardGrid {
     t.pending = null;
     this.updateTile(t, p.bed, p.nowMs);
     const a = tileAlarm(p.alarms, p.bed.id);
-    if (a.priority === null) delete t.root.dataset["alarm"];
-    else t.root.dataset["alarm"] = a.priority;
+    setData(t.root, "alarm", a.priority);
     t.root.classList.toggle("flashing", a.flashing);
     setText(t.fields.alarm, a.text);
   }
@@ -196,7 +195,7 @@ export class WardGrid {
   private updateTile(t: Tile, bed: BedView, nowMs: number): void {
     t.hasDevice = bed.device !== null;
     t.connection = bed.connection;
-    t.root.dataset["connection"] = bed.connection;
+    setData(t.root, "connection", bed.connection);
     t.root.classList.toggle("stale", bed.connection !== "online");
     setText(t.fields.device, bed.device ?? "no monitor");
     setText(t.fields.state, connectionLabel(bed.connection));

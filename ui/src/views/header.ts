@@ -2,15 +2,17 @@
 // audio state, the unit-wide buttons and who is signed in. Counters for IT sit in a tooltip.
 
 import { audioText, type AlarmSnapshot } from "../alarms";
-import { must, setText } from "../dom";
+import { must, setHidden, setText } from "../dom";
 import { ipc, type WardSnapshot } from "../ipc";
 import { syncText } from "../session";
 import { act } from "./session";
 
+let lastTip = 0;
+
 export function renderHeader(snap: WardSnapshot): void {
   const name = must<HTMLElement>("station-name");
   setText(name, snap.station);
-  name.title = snap.station;
+  if (name.title !== snap.station) name.title = snap.station;
   setText(must("clock"), new Date(snap.now_ms).toLocaleTimeString());
   const m = snap.metrics;
   const refused = Object.entries(m.ingest)
@@ -18,16 +20,23 @@ export function renderHeader(snap: WardSnapshot): void {
     .reduce((n, [, v]) => n + v, 0);
   const health = must<HTMLElement>("health");
   setText(health, `${m.broker.connections_active} devices`);
-  health.title =
+  const tip =
     `broker ${snap.broker} · ${m.broker.messages_in} messages · refused ${refused + m.broker.malformed_packets}` +
     ` · stored ${m.store.records_written}`;
+  // The counters change every refresh; a tooltip is only read when hovered, so it is
+  // written at most every few seconds rather than invalidating style twice a second.
+  if (Date.now() - lastTip > 5000) {
+    health.title = tip;
+    lastTip = Date.now();
+  }
   const sync = syncText(m.sync, snap.now_ms);
   const syncEl = must<HTMLElement>("sync");
-  syncEl.hidden = sync === null;
+  setHidden(syncEl, sync === null);
   if (sync !== null) {
     setText(syncEl, sync.text);
     syncEl.classList.toggle("warn", sync.warn);
-    syncEl.title = sync.text + (m.sync.last_error !== null ? `\n${m.sync.last_error}` : "");
+    const syncTip = sync.text + (m.sync.last_error !== null ? `\n${m.sync.last_error}` : "");
+    if (syncEl.title !== syncTip) syncEl.title = syncTip;
   }
   renderAudio(snap.alarms, snap.now_ms);
 }
@@ -37,7 +46,8 @@ function renderAudio(alarms: AlarmSnapshot, nowMs: number): void {
   const a = audioText(alarms, nowMs);
   setText(audio, a.text);
   audio.classList.toggle("bad", a.bad);
-  audio.title = alarms.audio?.detail ?? "";
+  const detail = alarms.audio?.detail ?? "";
+  if (audio.title !== detail) audio.title = detail;
   setText(must("audio-pause-all"), `Audio pause ${alarms.audio_pause_s} s`);
 }
 

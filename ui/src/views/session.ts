@@ -3,7 +3,7 @@
 // The core keeps the session and decides every permission; without signing in the window
 // still shows every bed and alarm.
 
-import { must, setText } from "../dom";
+import { must, setHidden, setText } from "../dom";
 import { asIpcError, ipc } from "../ipc";
 import { refusal, sessionText, type Session } from "../session";
 import { state } from "../state";
@@ -54,11 +54,11 @@ export function renderAccount(s: Session | null): void {
   state.session = s;
   const who = must<HTMLElement>("session-text");
   setText(who, sessionText(s));
-  who.title = sessionText(s);
-  must<HTMLElement>("signin-open").hidden = s !== null;
-  must<HTMLElement>("unlock-open").hidden = s === null || !s.locked;
-  must<HTMLElement>("lock").hidden = s === null || s.locked;
-  must<HTMLElement>("signout").hidden = s === null;
+  if (who.title !== sessionText(s)) who.title = sessionText(s);
+  setHidden(must("signin-open"), s !== null);
+  setHidden(must("unlock-open"), s === null || !s.locked);
+  setHidden(must("lock"), s === null || s.locked);
+  setHidden(must("signout"), s === null);
   document.body.classList.toggle("locked", s?.locked === true);
 }
 
