@@ -1,10 +1,10 @@
 // Live waveforms: ECG II, pleth and resp in three bands per tile, each with its own sweep,
-// erase bar, scale and colour, all on one canvas laid over the ward grid.
+// erase bar, scale and colour, on one small opaque canvas per tile (TileSurface).
 //
-// One small opaque canvas per tile (TileSurface), not one for the screen: WebKitGTK draws a
-// canvas this small in software and repaints only what changed, where a screen-sized canvas
-// is GPU-accelerated and, on a machine without a GPU (llvmpipe), costs most of every frame.
-// The measurements behind this choice are in docs/BENCHMARKS.md, "Frames".
+// Where WebKitGTK paints in software (no GPU: the shell turns the GL compositor off there), a
+// frame repaints the bounding box of everything that changed in it, so the painter draws one
+// group of grid rows per frame (TracePainter) and each frame repaints a band of the screen,
+// not all of it. The measurements behind this are in docs/BENCHMARKS.md, "Frames".
 // A band whose channel has stopped is drawn once as a flat dashed line with its reason, and
 // then costs nothing per frame.
 
