@@ -155,7 +155,10 @@ def measure(beds: int, seconds: float, commands: bool) -> dict:
         with virtual_display("1920x1080x24") as display:
             with station_window(APP, display, cfg, tmp / "tauri-driver.log") as drv:
                 drv.set_script_timeout(seconds + 60)
-                wait_until("the page", 60, lambda: drv.find_element(By.ID, "station-name").text == f"Frames {beds}")
+                wait_until(
+                    "the page", 60,
+                    lambda: drv.execute_script("return document.getElementById('station-name').textContent") == f"Frames {beds}",
+                )
                 wait_until(f"{beds} tiles", 60, lambda: len(drv.find_elements(By.CSS_SELECTOR, '[data-testid^="tile-bed-"]')) == beds)
                 sim = None
                 if beds > 0:
