@@ -135,15 +135,14 @@ pub async fn session_login(
 #[tauri::command]
 pub async fn session_logout(state: tauri::State<'_, AppState>) -> Result<(), IpcError> {
     let t = state.session.lock().ok().and_then(|mut t| t.take());
-    // The token is taken out of this window's slot first, so `off_main` would see none.
+    // The token is taken out of this window's slot first (so a second sign-out finds none);
+    // the closure uses the taken one.
     if let Some(t) = t {
-        let handles = state.station.clone();
-        tauri::async_runtime::spawn_blocking(move || handles.staff().logout(&t))
-            .await
-            .map_err(|e| IpcError {
-                code: ErrorCode::Internal,
-                message: format!("sign-out stopped before answering: {e}"),
-            })?;
+        off_main(&state, move |s, _| {
+            s.staff().logout(&t);
+            Ok(())
+        })
+        .await?;
     }
     Ok(())
 }

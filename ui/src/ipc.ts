@@ -29,8 +29,8 @@ import type { WindowSnapshot } from "./gen/WindowSnapshot";
 // change without these changing, and `make lint` fails when the committed files are stale.
 export type { BedView } from "./gen/BedView";
 export type { IpcError } from "./gen/IpcError";
-export type WardSnapshot = WindowSnapshot;
-export type ExportRequest = Request;
+export type { Request } from "./gen/Request";
+export type { WindowSnapshot } from "./gen/WindowSnapshot";
 
 /** The core's refusal or failure as {code, message}, whatever was thrown. */
 export function asIpcError(e: unknown): IpcError {

@@ -2,7 +2,7 @@
 // Views read it and write only their own part; main.ts wires the refresh loop.
 
 import type { AlarmSnapshot } from "./alarms";
-import type { WardSnapshot } from "./ipc";
+import type { WindowSnapshot } from "./ipc";
 import type { ReviewTrend } from "./review";
 import type { Session } from "./session";
 
@@ -17,7 +17,7 @@ export interface ReviewState {
 }
 
 export interface State {
-  snapshot: WardSnapshot | null;
+  snapshot: WindowSnapshot | null;
   alarms: AlarmSnapshot | null;
   /** Bed id to label, for the alarm bar and messages. */
   labels: Map<string, string>;

@@ -3,13 +3,13 @@
 
 import { audioText, type AlarmSnapshot } from "../alarms";
 import { must, setHidden, setText } from "../dom";
-import { ipc, type WardSnapshot } from "../ipc";
+import { ipc, type WindowSnapshot } from "../ipc";
 import { syncText } from "../session";
 import { act } from "./session";
 
 let lastTip = 0;
 
-export function renderHeader(snap: WardSnapshot): void {
+export function renderHeader(snap: WindowSnapshot): void {
   const name = must<HTMLElement>("station-name");
   setText(name, snap.station);
   if (name.title !== snap.station) name.title = snap.station;

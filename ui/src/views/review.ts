@@ -2,7 +2,7 @@
 // (alarms stay in sight while reviewing), with strip and report exports.
 
 import { el, must, setText } from "../dom";
-import { asIpcError, ipc, type ExportRequest } from "../ipc";
+import { asIpcError, ipc, type Request } from "../ipc";
 import {
   onsets,
   pan,
@@ -217,7 +217,7 @@ function renderTrendTable(t: ReviewTrend, shown: boolean): void {
 async function exportReview(kind: "strip" | "trend", format: "png" | "svg"): Promise<void> {
   if (state.review === null) return;
   const st = state.review;
-  let request: ExportRequest;
+  let request: Request;
   if (kind === "strip") {
     // The strip is 10-30 s: the window itself, or the 30 s at its centre.
     const seconds = Math.min(30, Math.max(10, Math.round((st.to - st.from) / 1000)));
