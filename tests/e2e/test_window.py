@@ -239,6 +239,7 @@ def test_alarm_shows_in_the_bar_and_is_acknowledged_in_the_window(driver, statio
     assert int(review.get_attribute("data-from")) == onset - 15_000
     assert int(review.get_attribute("data-to")) == onset + 15_000
     assert review.get_attribute("data-bed") == "bed-02"
+    assert text_of(driver, "review-title") == "Bed 2 — review"
     # The alarm bar stays in sight above the review.
     assert driver.find_element(By.CSS_SELECTOR, '[data-testid="alarm-bar"]').is_displayed()
     # Trends: the SpO2 fall is in the points, and the table view lists rows.

@@ -21,7 +21,7 @@ import { state, stationNow, type ReviewState } from "../state";
 import { notice } from "./notice";
 import { openSessionDialog } from "./session";
 
-// ---- state.review: full disclosure and trends from the ring buffer ----
+// ---- review: full disclosure and trends from the ring buffer ----
 
 const CHANNELS: [number, string][] = [
   [131330, "ECG II"],
@@ -42,7 +42,7 @@ function fmtDateTime(ms: number): string {
   return new Date(ms).toLocaleString();
 }
 
-/** Keeps the state.review below the header and alarm bar: alarms stay in sight while reviewing. */
+/** Keeps the review below the header and alarm bar: alarms stay in sight while reviewing. */
 export function placeReview(): void {
   const r = must<HTMLElement>("review");
   r.style.top = `${must<HTMLElement>("alarm-bar").getBoundingClientRect().bottom}px`;
@@ -55,7 +55,7 @@ export async function openReview(bed: string, label: string, from: number, to: n
   r.hidden = false;
   r.dataset["bed"] = bed;
   placeReview();
-  setText(must("review-title"), `${label} — state.review`);
+  setText(must("review-title"), `${label} — review`);
   await Promise.all([loadWave(), loadTrend()]);
 }
 
