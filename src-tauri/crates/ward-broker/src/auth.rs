@@ -197,19 +197,58 @@ impl Acl {
         granted
     }
 
-    /// A subscription is allowed when every topic it can match is readable: the filter lies
-    /// within a read rule, and no deny rule overlaps it.
-    pub fn can_subscribe(&self, id: &Identity, filter: &str) -> bool {
+    /// Whether `id` may read messages on `topic`: some read rule matches and no deny rule.
+    pub fn can_read(&self, id: &Identity, topic: &str) -> bool {
         let mut granted = false;
         for (access, rule) in self.applicable(id) {
-            match access {
-                Access::Deny if filters_overlap(filter, &rule) => return false,
-                Access::Read | Access::ReadWrite if filter_within(filter, &rule) => granted = true,
-                _ => {}
+            if topic_matches(topic, &rule) {
+                match access {
+                    Access::Deny => return false,
+                    Access::Read | Access::ReadWrite => granted = true,
+                    Access::Write => {}
+                }
             }
         }
         granted
     }
+
+    /// A subscription is granted when its filter lies within a read rule and not wholly
+    /// within a deny rule. One that merely overlaps a deny rule (`ward/v1/#` beside `deny
+    /// ward/v1/dev/mon-07/alarm`) is granted with a read check on each delivery, as
+    /// Mosquitto does, so a dashboard keeps the rest of the ward when one topic is denied.
+    pub fn subscribe_access(&self, id: &Identity, filter: &str) -> SubAccess {
+        let mut granted = false;
+        let mut overlaps_deny = false;
+        for (access, rule) in self.applicable(id) {
+            match access {
+                Access::Deny if filter_within(filter, &rule) => return SubAccess::Refused,
+                Access::Deny if filters_overlap(filter, &rule) => overlaps_deny = true,
+                Access::Read | Access::ReadWrite if filter_within(filter, &rule) => granted = true,
+                _ => {}
+            }
+        }
+        match (granted, overlaps_deny) {
+            (false, _) => SubAccess::Refused,
+            (true, false) => SubAccess::Granted,
+            (true, true) => SubAccess::CheckEach,
+        }
+    }
+
+    /// [`Acl::subscribe_access`] as a yes or no: granted, with or without per-message checks.
+    pub fn can_subscribe(&self, id: &Identity, filter: &str) -> bool {
+        self.subscribe_access(id, filter) != SubAccess::Refused
+    }
+}
+
+/// The answer to a SUBSCRIBE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubAccess {
+    Refused,
+    /// Everything the filter can match may be read.
+    Granted,
+    /// Granted, but some topics it matches may not be read: each delivery is checked with
+    /// [`Authorizer::read`].
+    CheckEach,
 }
 
 fn read_text(path: &Path) -> Result<String, AuthError> {
@@ -344,7 +383,10 @@ pub trait Authorizer: Send + Sync {
         cert_name: Option<&str>,
     ) -> Result<Identity, u8>;
     fn publish(&self, id: &Identity, topic: &str) -> bool;
-    fn subscribe(&self, id: &Identity, filter: &str) -> bool;
+    fn subscribe(&self, id: &Identity, filter: &str) -> SubAccess;
+    /// Whether a message on `topic` may be delivered to `id` (asked only for subscriptions
+    /// granted with [`SubAccess::CheckEach`]).
+    fn read(&self, id: &Identity, topic: &str) -> bool;
 }
 
 /// Password file + ACL, Mosquitto style.
@@ -393,8 +435,12 @@ impl Authorizer for FileAuth {
         self.acl.can_publish(id, topic)
     }
 
-    fn subscribe(&self, id: &Identity, filter: &str) -> bool {
-        self.acl.can_subscribe(id, filter)
+    fn subscribe(&self, id: &Identity, filter: &str) -> SubAccess {
+        self.acl.subscribe_access(id, filter)
+    }
+
+    fn read(&self, id: &Identity, topic: &str) -> bool {
+        self.acl.can_read(id, topic)
     }
 }
 
@@ -453,7 +499,18 @@ mod tests {
         assert!(!acl.can_subscribe(&user("integration", "i"), "public/x"));
         let integ = user("integration", "i1");
         assert!(acl.can_subscribe(&integ, "ward/v1/dev/+/alarm"));
-        assert!(!acl.can_subscribe(&integ, "ward/#"), "overlaps a deny rule");
+        assert_eq!(
+            acl.subscribe_access(&integ, "ward/#"),
+            SubAccess::CheckEach,
+            "overlaps a deny rule: granted, checked per message"
+        );
+        assert!(acl.can_read(&integ, "ward/v1/dev/m1/vitals"));
+        assert!(!acl.can_read(&integ, "ward/v1/dev/m1/wave/ecg"));
+        assert_eq!(
+            acl.subscribe_access(&integ, "ward/v1/dev/m1/wave/#"),
+            SubAccess::Refused,
+            "wholly denied"
+        );
         assert!(!acl.can_subscribe(&integ, "ward/v1/dev/m1/wave/ecg"));
         assert!(acl.can_publish(&integ, "clients/i1/out"));
         assert!(!acl.can_publish(&integ, "clients/i2/out"));

@@ -11,7 +11,7 @@
 //! committed. Such work waits in `pending`, in arrival order, while the connection keeps
 //! reading; one commit then releases many messages.
 
-use crate::auth::Identity;
+use crate::auth::{Identity, SubAccess};
 use crate::codec::{
     self, reason, ConnAckInfo, ConnectInfo, DecodeError, Inbound, Outbound, Proto, PublishIn,
     PublishOut, SubResult, Will,
@@ -19,7 +19,7 @@ use crate::codec::{
 use crate::persist::Op;
 use crate::router::{split_share, valid_filter, valid_topic_name, Entry, Target};
 use crate::session::{Delivery, Flight, Link, SessionSlot};
-use crate::{bump, now_ms, Message, Plan, Shared};
+use crate::{bump, now_ms, Message, NoRoom, Plan, Shared};
 use bytes::BytesMut;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -134,7 +134,7 @@ struct Conn<'a, W> {
     shared: &'a Shared,
     peer: SocketAddr,
     proto: Proto,
-    id: Identity,
+    id: Arc<Identity>,
     client_id: Arc<str>,
     owner: u64,
     slot: Arc<SessionSlot>,
@@ -379,9 +379,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
     let wake = Arc::new(Notify::new());
     let kill = Arc::new(Notify::new());
     let client_id: Arc<str> = Arc::from(client_id.as_str());
+    let id = Arc::new(id);
     let (slot, present) = attach(
         shared,
         &client_id,
+        &id,
         info.clean,
         expiry,
         Link {
@@ -538,6 +540,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
 async fn attach(
     shared: &Shared,
     client_id: &Arc<str>,
+    id: &Identity,
     clean: bool,
     expiry: u32,
     link: Link,
@@ -576,6 +579,8 @@ async fn attach(
         ops.push(Op::SessionUpsert {
             client: client_id.clone(),
             expiry,
+            username: id.username.clone(),
+            anonymous: id.anonymous,
         });
     } else if was_persistent {
         // Resumed with expiry 0: the session now ends with this connection, so a crash must
@@ -919,6 +924,7 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
                 return Flow::Continue;
             }
         }
+        let (qos, pkid) = (p.qos, p.pkid);
         let msg = Message {
             topic,
             payload: p.payload,
@@ -930,7 +936,10 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
             id: 0,
         };
         let mut ops = Vec::new();
-        let plan = self.shared.plan(msg, &mut ops);
+        let plan = match self.shared.plan(msg, &mut ops, true) {
+            Ok(plan) => plan,
+            Err(NoRoom(full)) => return self.refuse_no_room(qos, pkid, &full),
+        };
         let ack = match p.qos {
             0 => None,
             1 => Some(Outbound::PubAck {
@@ -954,6 +963,31 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
         Flow::Continue
     }
 
+    /// A QoS 1/2 PUBLISH that some subscriber's session has no room for, in memory or on
+    /// disk: refused before anything is acknowledged, so the client still owns it.
+    fn refuse_no_room(&mut self, qos: u8, pkid: u16, full: &str) -> Flow {
+        bump(&self.shared.metrics.refused_quota);
+        if qos == 2 {
+            // The flow ends here: the client will not send PUBREL for a refused PUBREC.
+            self.slot.lock().inbound_qos2.remove(&pkid);
+        }
+        tracing::warn!(peer = %self.peer, client = %self.client_id, subscriber = %full, "publish refused: a subscriber's queue is full in memory and on disk");
+        if self.proto == Proto::V4 {
+            // MQTT 3.1.1 has no negative acknowledgement; closing unacknowledged is the only
+            // refusal it understands (the client sends the message again when it reconnects).
+            bump(&self.shared.metrics.protocol_errors);
+            return Flow::Close(End::Abnormal);
+        }
+        let code = reason::QUOTA_EXCEEDED;
+        let ack = if qos == 1 {
+            Outbound::PubAck { pkid, reason: code }
+        } else {
+            Outbound::PubRec { pkid, reason: code }
+        };
+        self.enqueue(Vec::new(), false, Then::Send(ack));
+        Flow::Continue
+    }
+
     fn on_subscribe(&mut self, pkid: u16, filters: Vec<codec::SubReq>) -> Flow {
         let mut results = Vec::with_capacity(filters.len());
         let mut ops = Vec::new();
@@ -971,12 +1005,16 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
                 return self
                     .protocol_close(reason::PROTOCOL_ERROR, "no-local on a shared subscription");
             }
-            if !self.shared.cfg.auth.0.subscribe(&self.id, f) {
-                bump(&self.shared.metrics.acl_denied_subscribe);
-                tracing::warn!(peer = %self.peer, client = %self.client_id, user = self.id.username.as_deref().unwrap_or(""), filter = %req.filter, "subscribe denied by ACL");
-                results.push(SubResult::Refused(reason::NOT_AUTHORIZED));
-                continue;
-            }
+            let check = match self.shared.cfg.auth.0.subscribe(&self.id, f) {
+                SubAccess::Refused => {
+                    bump(&self.shared.metrics.acl_denied_subscribe);
+                    tracing::warn!(peer = %self.peer, client = %self.client_id, user = self.id.username.as_deref().unwrap_or(""), filter = %req.filter, "subscribe denied by ACL");
+                    results.push(SubResult::Refused(reason::NOT_AUTHORIZED));
+                    continue;
+                }
+                SubAccess::Granted => None,
+                SubAccess::CheckEach => Some(self.id.clone()),
+            };
             let opts = codec::SubOpts {
                 qos: req.opts.qos.min(2),
                 ..req.opts
@@ -993,6 +1031,7 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
                     share: share.map(str::to_string),
                     opts,
                     target: Target::Session(self.slot.clone()),
+                    check: check.clone(),
                 });
             }
             if self.slot.is_persistent() {
@@ -1009,8 +1048,14 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
                 let now = now_ms();
                 if let Ok(r) = self.shared.retained.read() {
                     for m in r.values() {
+                        let readable = || {
+                            check
+                                .as_ref()
+                                .is_none_or(|id| self.shared.cfg.auth.0.read(id, &m.topic))
+                        };
                         if crate::topic_matches(&m.topic, f)
                             && m.expires_at_ms.is_none_or(|e| e > now)
+                            && readable()
                         {
                             retained.push(Delivery {
                                 msg: m.clone(),
@@ -1018,6 +1063,7 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
                                 retain: true,
                                 sub_ids: opts.sub_id.into_iter().collect(),
                                 durable: false,
+                                spilled: None,
                             });
                         }
                     }
@@ -1075,6 +1121,7 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
                             d,
                             self.shared.cfg.max_queued_messages,
                             self.shared.cfg.max_queued_bytes,
+                            false,
                         )
                         .is_err()
                         {
@@ -1089,19 +1136,68 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
         self.pull();
     }
 
-    /// Sends what the session's queue holds, as far as the client's receive maximum allows.
+    /// Sends what the session's queue holds, as far as the client's receive maximum allows,
+    /// reading spilled payloads back from the store as they come to the front.
     fn pull(&mut self) {
+        while self.send_queued() {
+            self.load_spilled();
+        }
+    }
+
+    /// Reads back the payloads of spilled deliveries among the next few to send. A payload
+    /// that cannot be read (a failed disk) loses its message, counted and logged.
+    fn load_spilled(&mut self) {
+        let n = usize::from(self.shared.cfg.max_inflight).max(64);
+        let ids = self.slot.lock().spilled_ahead(n);
+        if ids.is_empty() {
+            return;
+        }
+        // The session's lock is not held while the store is read: publishers offering to
+        // this session are not held up by its disk reads.
+        let found = match self.shared.persist.as_ref().map(|p| p.payloads(&ids)) {
+            Some(Ok(found)) => found,
+            Some(Err(e)) => {
+                tracing::error!(client = %self.client_id, error = %e, "spilled messages cannot be read back from the broker store");
+                Default::default()
+            }
+            None => Default::default(),
+        };
+        let lost = self.slot.lock().unspill(n, found);
+        if lost.is_empty() {
+            return;
+        }
+        tracing::error!(client = %self.client_id, lost = lost.len(), "spilled messages missing from the broker store; not delivered");
+        let mut ops = Vec::new();
+        for d in lost {
+            bump(&self.shared.metrics.spill_read_failures);
+            bump(&self.shared.metrics.messages_dropped);
+            ops.push(Op::DeliveryDone {
+                client: self.client_id.clone(),
+                msg_id: d.msg.id,
+            });
+        }
+        self.shared.submit(ops);
+    }
+
+    /// Sends queued deliveries whose payload is in memory. True when it stopped at one whose
+    /// payload is still on disk (with room to send it).
+    fn send_queued(&mut self) -> bool {
         let slot = self.slot.clone();
         let mut s = slot.lock();
         // A connection being taken over leaves the queue to its successor.
         if s.link.as_ref().map(|l| l.owner) != Some(self.owner) {
-            return;
+            return false;
         }
         let budget = usize::from(self.client_receive_max.min(self.shared.cfg.max_inflight));
+        let mut at_spilled = false;
         let now = now_ms();
         let mut ops = Vec::new();
         while let Some(front) = s.queue.front() {
             if front.qos > 0 && s.inflight.len() >= budget {
+                break;
+            }
+            if front.spilled.is_some() {
+                at_spilled = true;
                 break;
             }
             let Some(d) = s.pop() else { break };
@@ -1134,6 +1230,7 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
         }
         drop(s);
         self.shared.submit(ops);
+        at_spilled
     }
 
     /// After a reconnect: unacknowledged PUBLISHes again with DUP, PUBRELs again.

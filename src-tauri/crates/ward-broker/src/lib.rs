@@ -27,7 +27,7 @@ mod router;
 mod session;
 pub mod tls;
 
-pub use auth::{Acl, Authorizer, FileAuth, Identity, Passwords};
+pub use auth::{Acl, Authorizer, FileAuth, Identity, Passwords, SubAccess};
 pub use codec::{reason, PubProps, Qos};
 pub use persist::PersistError;
 pub use router::{split_share, topic_matches, valid_filter, valid_topic_name};
@@ -121,10 +121,18 @@ pub struct BrokerConfig {
     /// Outbound QoS 1/2 messages in flight per client (also capped by the client's receive
     /// maximum). Reached: further messages wait in the session queue.
     pub max_inflight: u16,
-    /// Messages and payload bytes queued per session. Reached: the new message is dropped for
-    /// that session and counted (`dropped_queue_full`); other subscribers still get it.
+    /// Messages and payload bytes queued in memory per session. Reached: QoS 1/2 messages for
+    /// that session spill to the store (their payloads wait on disk, read back in order when
+    /// the client catches up); QoS 0 messages are dropped for that session and counted
+    /// (`dropped_queue_full`). Other subscribers are not affected either way.
     pub max_queued_messages: usize,
     pub max_queued_bytes: usize,
+    /// Payload bytes one session may have spilled to the store. Reached (or, without a store,
+    /// the in-memory limit reached): a QoS 1/2 PUBLISH that session would receive is refused
+    /// before it is acknowledged (MQTT 5: PUBACK/PUBREC 0x97 quota exceeded; MQTT 3.1.1, which
+    /// cannot say no: the connection is closed unacknowledged, so the client sends it again),
+    /// counted as `refused_quota`. Nothing acknowledged is dropped.
+    pub max_spilled_bytes: usize,
     /// PUBLISH packets per second per client (0: no limit). Exceeded: the broker stops reading
     /// from that client until it is back under the rate (TCP backpressure, nothing dropped),
     /// counted as `rate_limited`.
@@ -159,6 +167,7 @@ impl Default for BrokerConfig {
             max_inflight: 256,
             max_queued_messages: 10_000,
             max_queued_bytes: 64 * 1024 * 1024,
+            max_spilled_bytes: 1024 * 1024 * 1024,
             max_msg_rate: 0,
             topic_alias_max: 64,
             max_keep_alive: 600,
@@ -250,6 +259,7 @@ macro_rules! metrics {
             pub sessions: u64,
             pub sessions_persistent: u64,
             pub queued_messages: u64,
+            pub spilled_messages: u64,
             pub inflight_messages: u64,
             pub retained_messages: u64,
             pub subscriptions: u64,
@@ -280,6 +290,9 @@ metrics!(
     dropped_local_full,
     dropped_expired,
     dropped_too_large_for_client,
+    messages_spilled,
+    spill_read_failures,
+    refused_quota,
     malformed_packets,
     packets_too_large,
     invalid_topics,
@@ -309,7 +322,35 @@ pub(crate) struct Plan {
     pub targets: Targets,
     /// Per session target: a delivery row was written.
     pub durable: Vec<bool>,
+    /// Per session target: its in-memory queue was full, so it gets the message spilled (its
+    /// payload on disk only).
+    pub spill: Vec<bool>,
+    /// Per session target: room was reserved for it (QoS 1/2 to a session that keeps it).
+    pub reserved: Vec<bool>,
 }
+
+impl Drop for Plan {
+    /// A plan dropped without being dispatched (its connection ended before the commit)
+    /// gives back the room it reserved. `dispatch` empties the lists first.
+    fn drop(&mut self) {
+        let len = self.msg.payload.len();
+        for ((t, spill), reserved) in self
+            .targets
+            .sessions
+            .iter()
+            .zip(&self.spill)
+            .zip(&self.reserved)
+        {
+            if *reserved {
+                t.slot.lock().unreserve(*spill, len);
+            }
+        }
+    }
+}
+
+/// A session has no room for a QoS 1/2 message, in memory or on disk: the publish is refused.
+#[derive(Debug)]
+pub(crate) struct NoRoom(pub Arc<str>);
 
 pub(crate) struct Shared {
     pub cfg: BrokerConfig,
@@ -357,17 +398,71 @@ impl Shared {
 
     /// Decides where a message goes and which writes must be durable before it is
     /// acknowledged: a delivery row for each persistent session that gets it at QoS 1/2, and
-    /// the retained copy. Retained state changes now, in publish order.
-    pub fn plan(&self, mut msg: Message, ops: &mut Vec<Op>) -> Plan {
+    /// for each session whose in-memory queue is full (the spill), and the retained copy.
+    /// Retained state changes now, in publish order.
+    ///
+    /// A QoS 1/2 message that some session has no room for at all is refused here, before
+    /// anything is acknowledged or changed, when `may_refuse` (a client's publish); the
+    /// station's own publishes and wills are never refused and queue in memory past the limit.
+    pub fn plan(
+        &self,
+        mut msg: Message,
+        ops: &mut Vec<Op>,
+        may_refuse: bool,
+    ) -> Result<Plan, NoRoom> {
         let targets = match self.router.read() {
-            Ok(r) => r.targets(&msg.topic, &msg.client_id),
+            Ok(r) => r.targets(&msg.topic, &msg.client_id, &*self.cfg.auth.0),
             Err(_) => Targets::default(),
         };
-        let durable: Vec<bool> = targets
-            .sessions
-            .iter()
-            .map(|t| self.persist.is_some() && msg.qos.min(t.qos) > 0 && t.slot.is_persistent())
-            .collect();
+        let len = msg.payload.len();
+        let store = self.persist.is_some();
+        let n = targets.sessions.len();
+        let (mut durable, mut spill, mut reserved) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        // Room is reserved target by target; a refusal gives back what was reserved so far.
+        let give_back = |targets: &Targets, spill: &[bool], reserved: &[bool]| {
+            for ((t, sp), r) in targets.sessions.iter().zip(spill).zip(reserved) {
+                if *r {
+                    t.slot.lock().unreserve(*sp, len);
+                }
+            }
+        };
+        for t in &targets.sessions {
+            let (d, sp, r) = if msg.qos.min(t.qos) == 0 {
+                (false, false, false)
+            } else {
+                let persistent = t.slot.is_persistent();
+                let mut s = t.slot.lock();
+                let (d, sp, r) = if s.removed || (s.link.is_none() && s.expiry == 0) {
+                    // A clean session whose client is gone keeps nothing.
+                    (false, false, false)
+                } else if s.memory_has_room(
+                    len,
+                    self.cfg.max_queued_messages,
+                    self.cfg.max_queued_bytes,
+                ) {
+                    (store && persistent, false, true)
+                } else if store && s.spill_has_room(len, self.cfg.max_spilled_bytes) {
+                    (true, true, true)
+                } else if may_refuse {
+                    drop(s);
+                    give_back(&targets, &spill, &reserved);
+                    return Err(NoRoom(t.slot.client_id.clone()));
+                } else {
+                    (store && persistent, false, true)
+                };
+                if r {
+                    s.reserve(sp, len);
+                }
+                (d, sp, r)
+            };
+            durable.push(d);
+            spill.push(sp);
+            reserved.push(r);
+        }
         if let (Some(p), true) = (&self.persist, durable.iter().any(|d| *d)) {
             msg.id = p.next_msg_id();
             ops.push(Op::Msg(msg.stored()));
@@ -385,11 +480,13 @@ impl Shared {
         if msg.retain {
             self.update_retained(&msg, ops);
         }
-        Plan {
+        Ok(Plan {
             msg,
             targets,
             durable,
-        }
+            spill,
+            reserved,
+        })
     }
 
     fn update_retained(&self, msg: &Arc<Message>, ops: &mut Vec<Op>) {
@@ -416,27 +513,53 @@ impl Shared {
     }
 
     /// Hands a planned message to its subscribers.
-    pub async fn dispatch(&self, plan: Plan) {
-        let msg = plan.msg;
+    pub async fn dispatch(&self, mut plan: Plan) {
+        let msg = plan.msg.clone();
+        let targets = std::mem::take(&mut plan.targets);
+        let durables = std::mem::take(&mut plan.durable);
+        let spills = std::mem::take(&mut plan.spill);
+        let reserved = std::mem::take(&mut plan.reserved);
+        drop(plan);
+        let len = msg.payload.len();
+        // One payload-less copy of the message serves every session it spilled for.
+        let stub = spills.iter().any(|s| *s).then(|| {
+            let mut m = (*msg).clone();
+            m.payload = Bytes::new();
+            Arc::new(m)
+        });
         let mut done = Vec::new();
-        for (t, durable) in plan.targets.sessions.into_iter().zip(plan.durable) {
+        let sessions = targets.sessions.into_iter().zip(reserved);
+        for (((t, r), durable), spilled) in sessions.zip(durables).zip(spills) {
             let d = Delivery {
-                msg: msg.clone(),
+                msg: match (&stub, spilled) {
+                    (Some(stub), true) => stub.clone(),
+                    _ => msg.clone(),
+                },
                 qos: msg.qos.min(t.qos),
                 retain: msg.retain && t.retain_as_published,
                 sub_ids: t.sub_ids,
                 durable,
+                spilled: spilled.then_some(len),
             };
-            let r = t
-                .slot
-                .lock()
-                .offer(d, self.cfg.max_queued_messages, self.cfg.max_queued_bytes);
+            let r = {
+                let mut s = t.slot.lock();
+                if r {
+                    s.unreserve(spilled, len);
+                }
+                s.offer(
+                    d,
+                    self.cfg.max_queued_messages,
+                    self.cfg.max_queued_bytes,
+                    true,
+                )
+            };
             match r {
+                Ok(()) if spilled => bump(&self.metrics.messages_spilled),
                 Ok(()) => {}
                 Err(Refused::QueueFull) => {
                     bump(&self.metrics.messages_dropped);
                     bump(&self.metrics.dropped_queue_full);
-                    tracing::warn!(client = %t.slot.client_id, topic = %msg.topic, "session queue full; message dropped for this subscriber");
+                    tracing::debug!(client = %t.slot.client_id, topic = %msg.topic, "session queue full; QoS 0 message dropped for this subscriber");
                 }
                 Err(Refused::NotKept | Refused::Ended) => {}
             }
@@ -448,7 +571,7 @@ impl Shared {
             }
         }
         self.submit(done);
-        for (tx, sub_qos) in plan.targets.locals {
+        for (tx, sub_qos) in targets.locals {
             let mut m = (*msg).clone();
             m.qos = msg.qos.min(sub_qos);
             // The station applies backpressure for QoS 1/2, so what the broker acknowledged
@@ -471,7 +594,9 @@ impl Shared {
     /// A publish from inside the broker or station (wills, `$SYS`, the handle).
     pub async fn publish_internal(&self, msg: Message) {
         let mut ops = Vec::new();
-        let plan = self.plan(msg, &mut ops);
+        let Ok(plan) = self.plan(msg, &mut ops, false) else {
+            return;
+        };
         let ticket = self.submit(ops);
         self.wait(ticket).await;
         self.dispatch(plan).await;
@@ -490,7 +615,8 @@ impl Shared {
                 l.kill.notify_one();
             }
             s.drain_all();
-            let p = s.expiry > 0;
+            // A clean session that spilled has rows to delete too.
+            let p = s.expiry > 0 || s.has_rows;
             s.expiry = 0;
             slot.sync_flags(&s);
             p
@@ -518,6 +644,7 @@ impl Shared {
                 let s = slot.lock();
                 m.sessions_persistent += u64::from(s.expiry > 0);
                 m.queued_messages += s.queue.len() as u64;
+                m.spilled_messages += s.spilled as u64;
                 m.inflight_messages += s.inflight.len() as u64;
             }
         }
@@ -558,6 +685,7 @@ impl Shared {
                         retain: d.retain,
                         sub_ids: d.sub_ids,
                         durable: true,
+                        spilled: None,
                     };
                     match d.pkid {
                         Some(pkid) => {
@@ -574,16 +702,33 @@ impl Shared {
                 }
                 slot.sync_flags(&s);
             }
+            let id = Arc::new(Identity {
+                username: ls.username,
+                client_id: ls.client.clone(),
+                anonymous: ls.anonymous,
+            });
             if let Ok(mut r) = self.router.write() {
                 for (filter, opts) in ls.subs {
-                    if let Some((share, f)) = split_share(&filter) {
-                        r.subscribe(Entry {
-                            filter: f.to_string(),
-                            share: share.map(str::to_string),
-                            opts,
-                            target: Target::Session(slot.clone()),
-                        });
-                    }
+                    let Some((share, f)) = split_share(&filter) else {
+                        continue;
+                    };
+                    // Read rights are checked again: the ACL may have changed while the
+                    // station was down.
+                    let check = match self.cfg.auth.0.subscribe(&id, f) {
+                        auth::SubAccess::Refused => {
+                            tracing::warn!(client = %ls.client, filter = %filter, "restored subscription no longer allowed by the ACL; dropped");
+                            continue;
+                        }
+                        auth::SubAccess::Granted => None,
+                        auth::SubAccess::CheckEach => Some(id.clone()),
+                    };
+                    r.subscribe(Entry {
+                        filter: f.to_string(),
+                        share: share.map(str::to_string),
+                        opts,
+                        target: Target::Session(slot.clone()),
+                        check,
+                    });
                 }
             }
             map.insert(client, slot);
@@ -814,6 +959,7 @@ impl BrokerHandle {
                     sub_id: None,
                 },
                 target: Target::Local(owner, tx),
+                check: None,
             });
         Ok(rx)
     }

@@ -18,6 +18,7 @@
 
 use crate::codec::{PubProps, Qos, SubOpts};
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as smpsc;
@@ -83,6 +84,10 @@ pub(crate) enum Op {
     SessionUpsert {
         client: Arc<str>,
         expiry: u32,
+        /// Who the client authenticated as, so a restart can check its subscriptions'
+        /// read rights before the client is back.
+        username: Option<String>,
+        anonymous: bool,
     },
     SessionOffline {
         client: Arc<str>,
@@ -112,6 +117,8 @@ pub(crate) struct LoadedSession {
     pub client: String,
     pub expiry: u32,
     pub offline_since_ms: Option<i64>,
+    pub username: Option<String>,
+    pub anonymous: bool,
     pub subs: Vec<(String, SubOpts)>,
     pub inbound_qos2: Vec<u16>,
     /// Deliveries in the order they were queued: message, qos, retain flag, subscription ids,
@@ -157,6 +164,9 @@ pub(crate) struct Persist {
     /// the writer's watermark never passes a ticket it has not committed.
     tx: Mutex<(u64, smpsc::Sender<Batch>)>,
     committed: watch::Receiver<u64>,
+    /// A second connection for reading spilled payloads back while the writer commits (WAL
+    /// lets a reader and the writer work at once).
+    reader: Mutex<Connection>,
     next_msg_id: AtomicU64,
     pub errors: Arc<AtomicU64>,
     pub commits: Arc<AtomicU64>,
@@ -184,7 +194,32 @@ pub(crate) fn open(path: &Path, full_sync: bool) -> Result<(Persist, Loaded), Pe
     })
     .map_err(&e)?;
     conn.execute_batch(SCHEMA).map_err(&e)?;
+    // Stores from before the identity was kept get its columns (NULL: checked as nobody, so
+    // such a session's subscriptions that need a read check receive nothing until the
+    // client connects again).
+    for col in ["username TEXT", "anonymous INTEGER NOT NULL DEFAULT 0"] {
+        let has: bool = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('sessions') WHERE name = ?1",
+                [col.split(' ').next().unwrap_or_default()],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(&e)?
+            > 0;
+        if !has {
+            conn.execute_batch(&format!("ALTER TABLE sessions ADD COLUMN {col}"))
+                .map_err(&e)?;
+        }
+    }
+    // Rows of sessions that are gone: a clean session's spilled messages when the station
+    // stopped (a clean session does not outlive its connection, let alone a restart).
+    conn.execute_batch(
+        "DELETE FROM deliveries WHERE client NOT IN (SELECT client FROM sessions);
+         DELETE FROM msgs WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = msgs.id);",
+    )
+    .map_err(&e)?;
     let loaded = load(&conn).map_err(&e)?;
+    let reader = Connection::open(path).map_err(&e)?;
     let (tx, rx) = smpsc::channel::<Batch>();
     let (done_tx, done_rx) = watch::channel(0u64);
     let errors = Arc::new(AtomicU64::new(0));
@@ -201,6 +236,7 @@ pub(crate) fn open(path: &Path, full_sync: bool) -> Result<(Persist, Loaded), Pe
         Persist {
             tx: Mutex::new((1, tx)),
             committed: done_rx,
+            reader: Mutex::new(reader),
             next_msg_id: AtomicU64::new(next),
             errors,
             commits,
@@ -233,6 +269,20 @@ impl Persist {
                 0
             }
         }
+    }
+
+    /// Payloads of stored messages by id; an id without a row is left out.
+    pub fn payloads(&self, ids: &[u64]) -> rusqlite::Result<HashMap<u64, bytes::Bytes>> {
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = conn.prepare_cached("SELECT payload FROM msgs WHERE id = ?1")?;
+        let mut out = HashMap::with_capacity(ids.len());
+        for id in ids {
+            let p: Option<Vec<u8>> = q.query_row([*id as i64], |r| r.get(0)).optional()?;
+            if let Some(p) = p {
+                out.insert(*id, bytes::Bytes::from(p));
+            }
+        }
+        Ok(out)
     }
 
     pub fn committed(&self) -> watch::Receiver<u64> {
@@ -388,12 +438,19 @@ fn apply(conn: &mut Connection, batch: &[Batch]) -> rusqlite::Result<()> {
                     tx.prepare_cached("DELETE FROM inbound_qos2 WHERE client = ?1 AND pkid = ?2")?
                         .execute(params![&**client, pkid])?;
                 }
-                Op::SessionUpsert { client, expiry } => {
+                Op::SessionUpsert {
+                    client,
+                    expiry,
+                    username,
+                    anonymous,
+                } => {
                     tx.prepare_cached(
-                        "INSERT INTO sessions(client, expiry, offline_since) VALUES (?1, ?2, NULL)
-                         ON CONFLICT(client) DO UPDATE SET expiry = ?2, offline_since = NULL",
+                        "INSERT INTO sessions(client, expiry, offline_since, username, anonymous)
+                         VALUES (?1, ?2, NULL, ?3, ?4)
+                         ON CONFLICT(client) DO UPDATE SET expiry = ?2, offline_since = NULL,
+                         username = ?3, anonymous = ?4",
                     )?
-                    .execute(params![&**client, expiry])?;
+                    .execute(params![&**client, expiry, username, anonymous])?;
                 }
                 Op::SessionOffline { client, at_ms } => {
                     tx.prepare_cached("UPDATE sessions SET offline_since = ?2 WHERE client = ?1")?
@@ -456,12 +513,15 @@ fn load(conn: &Connection) -> rusqlite::Result<Loaded> {
         .optional()?
         .flatten();
     out.next_msg_id = max_id.map(|m| m as u64 + 1).unwrap_or(1);
-    let mut sessions = conn.prepare("SELECT client, expiry, offline_since FROM sessions")?;
+    let mut sessions =
+        conn.prepare("SELECT client, expiry, offline_since, username, anonymous FROM sessions")?;
     let rows = sessions.query_map([], |r| {
         Ok(LoadedSession {
             client: r.get(0)?,
             expiry: r.get(1)?,
             offline_since_ms: r.get(2)?,
+            username: r.get(3)?,
+            anonymous: r.get(4)?,
             subs: Vec::new(),
             inbound_qos2: Vec::new(),
             deliveries: Vec::new(),

@@ -8,6 +8,7 @@
 //! Subscriptions belong to sessions (by client id), so a persistent session keeps receiving
 //! into its queue while its client is away, or to in-process subscribers (the station).
 
+use crate::auth::{Authorizer, Identity};
 use crate::codec::{Qos, SubOpts};
 use crate::session::SessionSlot;
 use crate::Message;
@@ -28,6 +29,9 @@ pub(crate) struct Entry {
     pub share: Option<String>,
     pub opts: SubOpts,
     pub target: Target,
+    /// Granted over a filter that overlaps a deny rule: each message is checked against the
+    /// subscriber's read rights before it is delivered.
+    pub check: Option<Arc<Identity>>,
 }
 
 impl Entry {
@@ -120,12 +124,17 @@ impl Router {
     /// Where a message on `topic` from `publisher` goes. Overlapping subscriptions of one
     /// session give one delivery at the highest QoS, carrying all their identifiers; each
     /// shared group gives one delivery, to an online member when there is one.
-    pub fn targets(&self, topic: &str, publisher: &str) -> Targets {
+    pub fn targets(&self, topic: &str, publisher: &str, auth: &dyn Authorizer) -> Targets {
         let mut out = Targets::default();
         let mut groups: Vec<(&str, &str, Vec<&Entry>)> = Vec::new();
         for s in &self.subs {
             if !topic_matches(topic, &s.filter) {
                 continue;
+            }
+            if let Some(id) = &s.check {
+                if !auth.read(id, topic) {
+                    continue;
+                }
             }
             if let Some(g) = &s.share {
                 match groups

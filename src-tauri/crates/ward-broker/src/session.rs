@@ -23,6 +23,9 @@ pub(crate) struct Delivery {
     pub sub_ids: Vec<u32>,
     /// A delivery row for it is on disk (to delete when it completes).
     pub durable: bool,
+    /// Spilled: the payload (this many bytes) is only on disk and `msg` carries an empty one;
+    /// it is read back just before sending.
+    pub spilled: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +59,20 @@ pub(crate) struct Session {
     pub expiry: u32,
     pub subs: HashMap<String, SubOpts>,
     pub queue: VecDeque<Delivery>,
+    /// Payload bytes of the queued deliveries held in memory.
     pub queued_bytes: usize,
+    /// Queued deliveries whose payload is only on disk, and their payload bytes.
+    pub spilled: usize,
+    pub spilled_bytes: usize,
+    /// Room promised to messages planned (acknowledgement pending their commit) but not yet
+    /// queued: in memory (messages, bytes) and on disk (bytes). Counted in every room check,
+    /// so a burst of concurrent publishes cannot all be promised the same last place.
+    pub planned: usize,
+    pub planned_bytes: usize,
+    pub planned_spill: usize,
+    /// Some delivery of this session has a row on disk, so ending it must delete its rows
+    /// (a clean session has rows only once it has spilled).
+    pub has_rows: bool,
     pub inflight: VecDeque<OutFlight>,
     pkids: HashSet<u16>,
     next_pkid: u16,
@@ -96,6 +112,12 @@ impl SessionSlot {
                 subs: HashMap::new(),
                 queue: VecDeque::new(),
                 queued_bytes: 0,
+                spilled: 0,
+                spilled_bytes: 0,
+                planned: 0,
+                planned_bytes: 0,
+                planned_spill: 0,
+                has_rows: false,
                 inflight: VecDeque::new(),
                 pkids: HashSet::new(),
                 next_pkid: 0,
@@ -130,19 +152,76 @@ impl SessionSlot {
 }
 
 impl Session {
+    /// Deliveries queued with their payload in memory.
+    pub fn in_memory(&self) -> usize {
+        self.queue.len() - self.spilled
+    }
+
+    /// Whether one more payload of `len` bytes fits the in-memory limits, counting what is
+    /// already promised.
+    pub fn memory_has_room(&self, len: usize, max_msgs: usize, max_bytes: usize) -> bool {
+        self.in_memory() + self.planned < max_msgs
+            && self.queued_bytes + self.planned_bytes + len <= max_bytes
+    }
+
+    /// Whether `len` more bytes fit the spill budget, counting what is already promised.
+    pub fn spill_has_room(&self, len: usize, max_bytes: usize) -> bool {
+        self.spilled_bytes + self.planned_spill + len <= max_bytes
+    }
+
+    /// Promises room for one message of `len` bytes, in memory or (`spill`) on disk.
+    pub fn reserve(&mut self, spill: bool, len: usize) {
+        if spill {
+            self.planned_spill += len;
+        } else {
+            self.planned += 1;
+            self.planned_bytes += len;
+        }
+    }
+
+    /// Takes back a promise made by [`Session::reserve`] (the message is being queued now,
+    /// or was never acknowledged).
+    pub fn unreserve(&mut self, spill: bool, len: usize) {
+        if spill {
+            self.planned_spill = self.planned_spill.saturating_sub(len);
+        } else {
+            self.planned = self.planned.saturating_sub(1);
+            self.planned_bytes = self.planned_bytes.saturating_sub(len);
+        }
+    }
+
     /// Queues a delivery, waking the connection if there is one.
-    pub fn offer(&mut self, d: Delivery, max_msgs: usize, max_bytes: usize) -> Result<(), Refused> {
+    ///
+    /// `accepted` says the message was acknowledged to its publisher with this session's room
+    /// checked beforehand ([`crate::Shared::plan`]); such a delivery is never refused for
+    /// lack of room, as refusing it now would lose what was promised. The in-memory limits
+    /// may then be passed by the messages planned while the check ran, at most one group
+    /// commit's worth. Everything else (QoS 0, retained copies) is refused when full.
+    pub fn offer(
+        &mut self,
+        d: Delivery,
+        max_msgs: usize,
+        max_bytes: usize,
+        accepted: bool,
+    ) -> Result<(), Refused> {
         if self.removed {
             return Err(Refused::Ended);
         }
         if self.link.is_none() && (d.qos == 0 || self.expiry == 0) {
             return Err(Refused::NotKept);
         }
-        let len = d.msg.payload.len();
-        if self.queue.len() >= max_msgs || self.queued_bytes + len > max_bytes {
-            return Err(Refused::QueueFull);
+        if let Some(len) = d.spilled {
+            self.spilled += 1;
+            self.spilled_bytes += len;
+        } else {
+            let len = d.msg.payload.len();
+            let keep = accepted && d.qos > 0;
+            if !keep && !self.memory_has_room(len, max_msgs, max_bytes) {
+                return Err(Refused::QueueFull);
+            }
+            self.queued_bytes += len;
         }
-        self.queued_bytes += len;
+        self.has_rows |= d.durable;
         self.queue.push_back(d);
         if let Some(l) = &self.link {
             l.wake.notify_one();
@@ -152,8 +231,56 @@ impl Session {
 
     pub fn pop(&mut self) -> Option<Delivery> {
         let d = self.queue.pop_front()?;
-        self.queued_bytes = self.queued_bytes.saturating_sub(d.msg.payload.len());
+        match d.spilled {
+            Some(len) => {
+                self.spilled -= 1;
+                self.spilled_bytes = self.spilled_bytes.saturating_sub(len);
+            }
+            None => self.queued_bytes = self.queued_bytes.saturating_sub(d.msg.payload.len()),
+        }
         Some(d)
+    }
+
+    /// Ids of the spilled messages among the next `n` queued deliveries.
+    pub fn spilled_ahead(&self, n: usize) -> Vec<u64> {
+        self.queue
+            .iter()
+            .take(n)
+            .filter(|d| d.spilled.is_some())
+            .map(|d| d.msg.id)
+            .collect()
+    }
+
+    /// Puts payloads read back from disk into the spilled deliveries among the next `n`
+    /// queued (those `spilled_ahead(n)` named). One whose payload was not found is taken out
+    /// of the queue and returned: its row is gone (a failed disk), so it cannot be sent.
+    pub fn unspill(&mut self, n: usize, mut found: HashMap<u64, bytes::Bytes>) -> Vec<Delivery> {
+        let mut missing = Vec::new();
+        for (i, d) in self.queue.iter_mut().take(n).enumerate() {
+            let Some(len) = d.spilled else { continue };
+            let Some(p) = found.remove(&d.msg.id) else {
+                missing.push(i);
+                continue;
+            };
+            self.spilled -= 1;
+            self.spilled_bytes = self.spilled_bytes.saturating_sub(len);
+            self.queued_bytes += p.len();
+            let mut m = (*d.msg).clone();
+            m.payload = p;
+            d.msg = Arc::new(m);
+            d.spilled = None;
+        }
+        let mut lost = Vec::with_capacity(missing.len());
+        // Back to front, so the earlier indices stay valid.
+        for i in missing.into_iter().rev() {
+            if let Some(d) = self.queue.remove(i) {
+                self.spilled -= 1;
+                self.spilled_bytes = self.spilled_bytes.saturating_sub(d.spilled.unwrap_or(0));
+                lost.push(d);
+            }
+        }
+        lost.reverse();
+        lost
     }
 
     /// A packet id not in use by another message in flight (taken by `push_flight`).
@@ -199,6 +326,8 @@ impl Session {
     pub fn drain_all(&mut self) -> Vec<Delivery> {
         self.pkids.clear();
         self.queued_bytes = 0;
+        self.spilled = 0;
+        self.spilled_bytes = 0;
         let mut out: Vec<Delivery> = self.inflight.drain(..).map(|f| f.d).collect();
         out.extend(self.queue.drain(..));
         out
@@ -226,6 +355,7 @@ mod tests {
             retain: false,
             sub_ids: Vec::new(),
             durable: false,
+            spilled: None,
         }
     }
 
@@ -233,20 +363,20 @@ mod tests {
     fn offline_sessions_keep_only_qos1_and_2_and_only_when_persistent() {
         let slot = SessionSlot::new(Arc::from("c"), 60);
         let mut s = slot.lock();
-        assert_eq!(s.offer(d(0, 1), 10, 100), Err(Refused::NotKept));
-        assert_eq!(s.offer(d(1, 1), 10, 100), Ok(()));
+        assert_eq!(s.offer(d(0, 1), 10, 100, true), Err(Refused::NotKept));
+        assert_eq!(s.offer(d(1, 1), 10, 100, true), Ok(()));
         s.expiry = 0;
-        assert_eq!(s.offer(d(2, 1), 10, 100), Err(Refused::NotKept));
+        assert_eq!(s.offer(d(2, 1), 10, 100, true), Err(Refused::NotKept));
     }
 
     #[test]
     fn queue_limits_by_count_and_bytes() {
         let slot = SessionSlot::new(Arc::from("c"), 60);
         let mut s = slot.lock();
-        assert!(s.offer(d(1, 60), 2, 100).is_ok());
-        assert_eq!(s.offer(d(1, 60), 2, 100), Err(Refused::QueueFull));
-        assert!(s.offer(d(1, 40), 2, 100).is_ok());
-        assert_eq!(s.offer(d(1, 0), 2, 100), Err(Refused::QueueFull));
+        assert!(s.offer(d(1, 60), 2, 100, false).is_ok());
+        assert_eq!(s.offer(d(1, 60), 2, 100, false), Err(Refused::QueueFull));
+        assert!(s.offer(d(1, 40), 2, 100, false).is_ok());
+        assert_eq!(s.offer(d(1, 0), 2, 100, false), Err(Refused::QueueFull));
         assert_eq!(s.queued_bytes, 100);
         s.pop();
         assert_eq!(s.queued_bytes, 40);

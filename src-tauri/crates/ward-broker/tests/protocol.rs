@@ -1246,7 +1246,7 @@ async fn sessions_queued_messages_inbound_qos2_and_retained_survive_a_restart() 
 }
 
 #[tokio::test]
-async fn a_full_session_queue_drops_new_messages_for_that_subscriber_only() {
+async fn without_a_store_a_full_session_queue_refuses_qos1_before_acknowledging() {
     let b = broker(BrokerConfig {
         max_queued_messages: 3,
         ..Default::default()
@@ -1258,15 +1258,36 @@ async fn a_full_session_queue_drops_new_messages_for_that_subscriber_only() {
     let mut here = Client::open(&b, "here").await;
     here.subscribe("f/#", QoS::AtLeastOnce).await;
     let mut p = Client::open(&b, "p").await;
+    let mut codes = Vec::new();
     for i in 0..5u16 {
-        p.publish("f/x", QoS::AtLeastOnce, &i.to_string(), i + 1)
-            .await;
+        let mut m = Publish::new("f/x", QoS::AtLeastOnce, i.to_string(), None);
+        m.pkid = i + 1;
+        p.send(Packet::Publish(m)).await;
+        match p.recv().await {
+            Some(Packet::PubAck(a)) if a.pkid == i + 1 => codes.push(a.reason),
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
     }
-    for i in 0..5 {
+    use rumqttc::v5::mqttbytes::v5::PubAckReason::{QuotaExceeded, Success};
+    assert_eq!(
+        codes,
+        vec![Success, Success, Success, QuotaExceeded, QuotaExceeded],
+        "the away session's queue holds 3; the rest are refused before PUBACK, not dropped after"
+    );
+    // A refused message goes nowhere, so the publisher's resend cannot make a duplicate.
+    for i in 0..3 {
         assert_eq!(payload(&here.take().await), i.to_string());
     }
+    here.nothing_within(300).await;
+    // QoS 0 is never refused: it is dropped for a full session (counted) and still delivered
+    // to the others.
+    p.publish("f/x", QoS::AtMostOnce, "q0", 0).await;
+    assert_eq!(payload(&here.take().await), "q0");
     let m = b.metrics();
-    assert_eq!((m.dropped_queue_full, m.queued_messages), (2, 3));
+    assert_eq!(
+        (m.refused_quota, m.dropped_queue_full, m.queued_messages),
+        (2, 0, 3)
+    );
 }
 
 #[tokio::test]
