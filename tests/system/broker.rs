@@ -384,24 +384,42 @@ fn tls_and_mutual_tls_with_mosquitto_clients() {
     let _ = child.wait();
 }
 
-/// MQTT.js (npm), 3.1.1 and 5.0, plain and TLS: QoS 2 subscription granted, one copy of each
-/// QoS 0/1/2 message back at the QoS published.
+/// MQTT.js (npm), 3.1.1 and 5.0, over TCP, TLS, WebSockets and secure WebSockets: QoS 2
+/// subscription granted, one copy of each QoS 0/1/2 message back at the QoS published; and
+/// the same ACL on every transport (a denied topic refused for subscribe and publish, and not
+/// delivered through an overlapping wildcard).
 #[test]
-fn mqttjs_roundtrips_qos_0_1_2_in_both_versions_plain_and_tls() {
+fn mqttjs_roundtrips_qos_0_1_2_in_both_versions_over_tcp_tls_ws_and_wss() {
     let work = tempfile::tempdir().unwrap();
     make_certs(work.path());
     let p = |f: &str| work.path().join(f).display().to_string();
     let cfg = tls_config(work.path(), false);
+    let acl = work.path().join("acl");
+    std::fs::write(&acl, "topic readwrite #\ntopic deny interop/denied/#\n").unwrap();
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text += &format!(
+        "ws_listen = \"127.0.0.1:0\"\nwss_listen = \"127.0.0.1:0\"\nacl_file = {:?}\n",
+        acl.display().to_string()
+    );
+    std::fs::write(&cfg, text).unwrap();
     let st = Headless::start(&["--sim-beds", "0", "--config", cfg.to_str().unwrap()]);
     let runtime: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(st.dir.path().join("runtime.json")).unwrap())
             .unwrap();
-    let tls: std::net::SocketAddr = runtime["broker_tls"].as_str().unwrap().parse().unwrap();
+    let port = |key: &str| -> u16 {
+        let a: std::net::SocketAddr = runtime[key].as_str().unwrap().parse().unwrap();
+        a.port()
+    };
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/mqttjs_roundtrip.mjs");
     for (url, ca) in [
         (format!("mqtt://127.0.0.1:{}", st.addr.port()), None),
         (
-            format!("mqtts://127.0.0.1:{}", tls.port()),
+            format!("mqtts://127.0.0.1:{}", port("broker_tls")),
+            Some(p("ca.pem")),
+        ),
+        (format!("ws://127.0.0.1:{}/mqtt", port("broker_ws")), None),
+        (
+            format!("wss://127.0.0.1:{}/mqtt", port("broker_wss")),
             Some(p("ca.pem")),
         ),
     ] {
@@ -415,6 +433,14 @@ fn mqttjs_roundtrips_qos_0_1_2_in_both_versions_plain_and_tls() {
             assert!(out.status.success(), "{url} v{version}: {out:?}");
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             assert_eq!(v["granted"], serde_json::json!([2]), "{url} v{version}");
+            // Refused: 0x80 is all 3.1.1 can say; MQTT 5 says 0x87 not authorized.
+            let (sub_refused, pub_refused) = if version == "4" {
+                (serde_json::json!([128]), serde_json::Value::Null)
+            } else {
+                (serde_json::json!([135]), serde_json::json!(135))
+            };
+            assert_eq!(v["denied"], sub_refused, "{url} v{version}");
+            assert_eq!(v["publishDenied"], pub_refused, "{url} v{version}");
             let got: Vec<(String, u64)> = v["got"]
                 .as_array()
                 .unwrap()
@@ -429,7 +455,7 @@ fn mqttjs_roundtrips_qos_0_1_2_in_both_versions_plain_and_tls() {
             assert_eq!(
                 got,
                 vec![("q0".into(), 0), ("q1".into(), 1), ("q2".into(), 2)],
-                "{url} v{version}"
+                "{url} v{version}: each once, and nothing from the denied topic"
             );
         }
     }

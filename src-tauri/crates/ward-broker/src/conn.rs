@@ -31,11 +31,30 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
+/// What a listener speaks: MQTT straight on TCP, or within TLS, WebSockets or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    Tcp,
+    Tls,
+    Ws,
+    Wss,
+}
+
+impl Transport {
+    fn tls(self) -> bool {
+        matches!(self, Self::Tls | Self::Wss)
+    }
+
+    fn websocket(self) -> bool {
+        matches!(self, Self::Ws | Self::Wss)
+    }
+}
+
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
-    tls: bool,
+    transport: Transport,
 ) {
     loop {
         tokio::select! {
@@ -50,7 +69,7 @@ pub(crate) async fn accept_loop(
                     }
                     // Small packets (vitals, acks) should leave now, not after Nagle's delay.
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(run(shared.clone(), stream, peer, stop.clone(), tls));
+                    tokio::spawn(run(shared.clone(), stream, peer, stop.clone(), transport));
                 }
                 Err(e) => {
                     // Typically EMFILE; back off briefly instead of spinning.
@@ -67,7 +86,7 @@ async fn run(
     stream: TcpStream,
     peer: SocketAddr,
     stop: watch::Receiver<bool>,
-    tls: bool,
+    transport: Transport,
 ) {
     bump(&shared.metrics.connections_total);
     shared
@@ -76,7 +95,7 @@ async fn run(
         .fetch_add(1, Ordering::Relaxed);
     shared.connections_changed();
     let started = Instant::now();
-    if tls {
+    if transport.tls() {
         match shared.tls.as_ref().map(|t| t.acceptor()) {
             Some(acceptor) => {
                 // The handshake shares the CONNECT time limit: a client that opens a socket
@@ -86,7 +105,11 @@ async fn run(
                 {
                     Ok(Ok(s)) => {
                         let name = crate::tls::peer_name(s.get_ref().1.peer_certificates());
-                        serve(&shared, s, peer, stop, name, started).await;
+                        if transport.websocket() {
+                            crate::ws::serve(&shared, s, peer, stop, name, started).await;
+                        } else {
+                            serve(&shared, s, peer, stop, name, started).await;
+                        }
                     }
                     Ok(Err(e)) => {
                         bump(&shared.metrics.tls_handshake_failures);
@@ -100,6 +123,8 @@ async fn run(
             }
             None => tracing::error!(%peer, "TLS listener without TLS state"),
         }
+    } else if transport.websocket() {
+        crate::ws::serve(&shared, stream, peer, stop, None, started).await;
     } else {
         serve(&shared, stream, peer, stop, None, started).await;
     }
@@ -235,7 +260,7 @@ async fn send_raw<W: AsyncWrite + Unpin>(wr: &mut W, proto: Proto, p: Outbound) 
     }
 }
 
-async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
+pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
     shared: &Arc<Shared>,
     stream: S,
     peer: SocketAddr,
@@ -523,6 +548,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
     // then resends with DUP: QoS 1 may repeat, QoS 2 is caught by the inbound state).
     conn.release().await;
     let _ = conn.flush().await;
+    let spoke = conn.closed && !*stop.borrow();
     let detached = detach(shared, &conn.slot, owner);
     if let (End::Abnormal, Some(w)) = (end, will) {
         if let Some((expiry, generation)) = detached {
@@ -533,6 +559,27 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
             publish_will(shared, &conn.slot.client_id, w).await;
         }
     }
+    if spoke {
+        linger(&mut conn.wr, &mut rd).await;
+    }
+}
+
+/// Closes after a DISCONNECT so that the client reads it. Closing a socket whose receive
+/// buffer still holds unread bytes (a client that kept sending: the usual case for Receive
+/// Maximum exceeded or an oversized packet) makes the kernel send RST, and the client's
+/// kernel then discards the DISCONNECT it had not yet read. So: send FIN, read and discard
+/// until the client closes too, for at most a second.
+async fn linger<W: AsyncWrite + Unpin, R: AsyncRead + Unpin>(wr: &mut W, rd: &mut R) {
+    let _ = wr.shutdown().await;
+    let mut sink = vec![0u8; 16 * 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Ok(n) = rd.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Finds or creates the client's session and attaches this connection to it, taking over any

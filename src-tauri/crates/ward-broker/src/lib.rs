@@ -26,6 +26,7 @@ mod persist;
 mod router;
 mod session;
 pub mod tls;
+mod ws;
 
 pub use auth::{Acl, Authorizer, FileAuth, Identity, Passwords, SubAccess};
 pub use codec::{reason, PubProps, Qos};
@@ -108,6 +109,11 @@ pub struct BrokerConfig {
     pub listen: SocketAddr,
     /// Optional TLS listener beside the plain one.
     pub tls: Option<TlsConfig>,
+    /// MQTT over WebSockets (`ws://HOST:PORT/`, any path, subprotocol `mqtt`), for
+    /// dashboards and browser tools. Same authentication, ACL and limits as TCP.
+    pub ws_listen: Option<SocketAddr>,
+    /// MQTT over secure WebSockets (`wss://`), with the certificate of `tls` (required).
+    pub wss_listen: Option<SocketAddr>,
     /// Largest packet accepted, in bytes. Bigger: closed (v5: DISCONNECT 0x95).
     pub max_packet_size: usize,
     /// A connection must complete its TLS handshake and send CONNECT within this time, or is
@@ -160,6 +166,8 @@ impl Default for BrokerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
             tls: None,
+            ws_listen: None,
+            wss_listen: None,
             max_packet_size: 256 * 1024,
             connect_timeout: Duration::from_secs(10),
             max_connections: 1024,
@@ -306,6 +314,7 @@ metrics!(
     rate_limited,
     tls_handshake_failures,
     tls_handshake_timeouts,
+    websocket_handshake_failures,
     tls_reloads,
     tls_reload_failures,
     sessions_expired,
@@ -818,6 +827,8 @@ pub struct BrokerHandle {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
+    ws_addr: Option<SocketAddr>,
+    wss_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -840,6 +851,17 @@ pub async fn start(cfg: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
     };
     let tls_listener = match &cfg.tls {
         Some(t) => Some(bind(t.listen).await?),
+        None => None,
+    };
+    if cfg.wss_listen.is_some() && cfg.tls.is_none() {
+        return Err(BrokerError::NoTls);
+    }
+    let ws_listener = match cfg.ws_listen {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    let wss_listener = match cfg.wss_listen {
+        Some(a) => Some(bind(a).await?),
         None => None,
     };
     let (persist, loaded) = match &cfg.store {
@@ -871,8 +893,27 @@ pub async fn start(cfg: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
         listener,
         shared.clone(),
         stop_rx.clone(),
-        false,
+        conn::Transport::Tcp,
     ))];
+    let mut ws_addrs = [None, None];
+    for ((l, transport), slot) in [
+        (ws_listener, conn::Transport::Ws),
+        (wss_listener, conn::Transport::Wss),
+    ]
+    .into_iter()
+    .zip(&mut ws_addrs)
+    {
+        if let Some((l, addr)) = l {
+            *slot = Some(addr);
+            tasks.push(tokio::spawn(conn::accept_loop(
+                l,
+                shared.clone(),
+                stop_rx.clone(),
+                transport,
+            )));
+            tracing::info!(%addr, ?transport, "broker WebSocket listening");
+        }
+    }
     let mut tls_addr = None;
     if let Some((l, addr)) = tls_listener {
         tls_addr = Some(addr);
@@ -880,7 +921,7 @@ pub async fn start(cfg: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
             l,
             shared.clone(),
             stop_rx.clone(),
-            true,
+            conn::Transport::Tls,
         )));
         tasks.push(tokio::spawn(tls::watch_files(
             shared.clone(),
@@ -894,6 +935,8 @@ pub async fn start(cfg: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
         shared,
         local_addr,
         tls_addr,
+        ws_addr: ws_addrs[0],
+        wss_addr: ws_addrs[1],
         stop,
         tasks,
     })
@@ -928,6 +971,15 @@ impl BrokerHandle {
     /// The TLS listener's address, when one is configured.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.tls_addr
+    }
+
+    /// The WebSocket listeners' addresses (`ws://`, `wss://`), when configured.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
+    }
+
+    pub fn wss_addr(&self) -> Option<SocketAddr> {
+        self.wss_addr
     }
 
     /// Subscribes the station in-process. Messages arrive on the returned receiver.

@@ -884,17 +884,46 @@ async fn exceeding_the_servers_receive_maximum_is_disconnect_0x93() {
     })
     .await;
     let mut c = Client::open(&b, "greedy").await;
-    // QoS 2 flows held open (no PUBREL): the third is one too many.
-    for id in 1..=3u16 {
-        let mut p = Publish::new("x", QoS::ExactlyOnce, "x", None);
+    // QoS 2 flows held open (no PUBREL): the third is one too many. The client keeps
+    // sending (as a flooding device does), so the broker closes with unread bytes in its
+    // buffer: the DISCONNECT must still reach the client, not be lost to a reset.
+    let mut burst = BytesMut::new();
+    for id in 1..=2000u16 {
+        let mut p = Publish::new("x", QoS::ExactlyOnce, vec![b'x'; 200], None);
         p.pkid = id;
-        c.send(Packet::Publish(p)).await;
+        Packet::Publish(p).write(&mut burst, None).unwrap();
     }
+    let _ = c.s.write_all(&burst).await;
     assert!(matches!(c.recv().await, Some(Packet::PubRec(_))));
     assert!(matches!(c.recv().await, Some(Packet::PubRec(_))));
     c.expect_disconnect(DisconnectReasonCode::ReceiveMaximumExceeded)
         .await;
     assert_eq!(b.metrics().receive_max_exceeded, 1);
+}
+
+#[tokio::test]
+async fn an_oversized_packet_is_disconnect_0x95_even_with_more_bytes_behind_it() {
+    let b = broker(BrokerConfig {
+        max_packet_size: 1024,
+        ..Default::default()
+    })
+    .await;
+    let mut c = Client::open(&b, "big").await;
+    let mut out = BytesMut::new();
+    for _ in 0..50 {
+        Packet::Publish(Publish::new(
+            "x",
+            QoS::AtMostOnce,
+            vec![0u8; 8 * 1024],
+            None,
+        ))
+        .write(&mut out, None)
+        .unwrap();
+    }
+    let _ = c.s.write_all(&out).await;
+    c.expect_disconnect(DisconnectReasonCode::PacketTooLarge)
+        .await;
+    assert_eq!(b.metrics().packets_too_large, 1);
 }
 
 #[tokio::test]
@@ -1307,4 +1336,90 @@ async fn the_message_rate_limit_slows_a_flooding_client_without_dropping() {
     }
     assert!(b.metrics().rate_limited >= 1);
     assert_eq!(b.metrics().messages_dropped, 0);
+}
+
+/// A dashboard on `ward/v1/#` beside `deny ward/v1/dev/mon-07/alarm` is granted (as by
+/// Mosquitto) and gets the rest of the ward; the denied topic is checked out per message,
+/// live and retained, and after a restart from the store.
+#[tokio::test]
+async fn a_wildcard_overlapping_a_denied_topic_is_granted_and_the_denied_topic_filtered() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = ward_broker::auth::hash_password("secret-pw").unwrap();
+    let mut passwords = Passwords::default();
+    passwords.insert("mon-07", hash.clone());
+    passwords.insert("dash", hash);
+    let acl = Acl::parse(
+        "user mon-07\ntopic write ward/v1/dev/mon-07/#\nuser dash\ntopic readwrite #\ntopic deny ward/v1/dev/mon-07/alarm\n",
+        "acl",
+    )
+    .unwrap();
+    let cfg = || BrokerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        store: Some(dir.path().join("b.sqlite")),
+        auth: AuthHook(Arc::new(FileAuth {
+            allow_anonymous: false,
+            passwords: passwords.clone(),
+            acl: acl.clone(),
+        })),
+        ..Default::default()
+    };
+    let login = |u: &'static str| Opts {
+        login: Some((u, "secret-pw")),
+        ..persistent(600)
+    };
+    let b = ward_broker::start(cfg()).await.unwrap();
+    let (mut mon, _) = Client::connect_opts(b.local_addr(), "mon-07", login("mon-07")).await;
+    // Retained on the denied topic before the dashboard subscribes: not sent to it either.
+    mon.publish_props(
+        "ward/v1/dev/mon-07/alarm",
+        QoS::AtLeastOnce,
+        "kept-alarm",
+        1,
+        true,
+        None,
+    )
+    .await;
+    let (mut dash, ack) = Client::connect_opts(b.local_addr(), "dash", login("dash")).await;
+    assert_eq!(ack.code, ConnectReturnCode::Success);
+    let codes = dash
+        .subscribe_with(
+            2,
+            vec![
+                Filter::new("ward/v1/#", QoS::AtLeastOnce),
+                Filter::new("ward/v1/dev/mon-07/alarm", QoS::AtLeastOnce),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(
+        codes,
+        vec![
+            SubscribeReasonCode::Success(QoS::AtLeastOnce),
+            SubscribeReasonCode::NotAuthorized,
+        ],
+        "the overlapping wildcard is granted; the denied topic itself is refused"
+    );
+    mon.publish("ward/v1/dev/mon-07/alarm", QoS::AtLeastOnce, "alarm", 2)
+        .await;
+    mon.publish("ward/v1/dev/mon-07/vitals", QoS::AtLeastOnce, "vitals", 3)
+        .await;
+    assert_eq!(payload(&dash.take().await), "vitals");
+    dash.nothing_within(300).await;
+    dash.disconnect().await;
+    mon.disconnect().await;
+    b.shutdown().await;
+
+    // After a restart the session's subscription is restored with the dashboard's identity
+    // and the same check, before the dashboard is back.
+    let b = ward_broker::start(cfg()).await.unwrap();
+    let (mut mon, _) = Client::connect_opts(b.local_addr(), "mon-07", login("mon-07")).await;
+    mon.publish("ward/v1/dev/mon-07/alarm", QoS::AtLeastOnce, "alarm-2", 4)
+        .await;
+    mon.publish("ward/v1/dev/mon-07/vitals", QoS::AtLeastOnce, "vitals-2", 5)
+        .await;
+    let (mut dash, ack) = Client::connect_opts(b.local_addr(), "dash", login("dash")).await;
+    assert!(ack.session_present);
+    assert_eq!(payload(&dash.take().await), "vitals-2");
+    dash.nothing_within(300).await;
+    b.shutdown().await;
 }

@@ -28,6 +28,14 @@ pub(crate) enum BrokerCommand {
         /// Written once listening: {"broker": "ADDR"} (tools wait for it; port 0 allowed).
         #[arg(long)]
         ready_file: Option<PathBuf>,
+        /// Longest keep-alive a client may ask for, in seconds (0: any). MQTT 5 clients asking
+        /// for more, or for none, are told this value as Server Keep Alive.
+        #[arg(long, default_value_t = 600)]
+        max_keep_alive: u16,
+        /// MiB of QoS 1/2 messages one slow or absent subscriber may have spilled to the store
+        /// before publishes it would receive are refused (needs --store).
+        #[arg(long, default_value_t = 1024)]
+        max_spill_mb: usize,
     },
 }
 
@@ -41,6 +49,8 @@ pub(crate) async fn dispatch(c: BrokerCommand) -> anyhow::Result<()> {
             password_file,
             acl_file,
             ready_file,
+            max_keep_alive,
+            max_spill_mb,
         } => {
             let auth = ward_broker::FileAuth {
                 allow_anonymous,
@@ -59,6 +69,8 @@ pub(crate) async fn dispatch(c: BrokerCommand) -> anyhow::Result<()> {
             let b = ward_broker::start(ward_broker::BrokerConfig {
                 listen,
                 store,
+                max_keep_alive,
+                max_spilled_bytes: max_spill_mb.saturating_mul(1024 * 1024),
                 auth: ward_broker::AuthHook(Arc::new(auth)),
                 ..ward_broker::BrokerConfig::default()
             })

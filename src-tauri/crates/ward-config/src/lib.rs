@@ -125,9 +125,13 @@ struct RawBroker {
     fsync: bool,
     max_queued_messages: u64,
     max_queued_mb: u64,
+    max_spill_mb: u64,
+    max_keep_alive_s: u64,
     max_msg_rate: u64,
     sys_interval_s: u64,
     tls_listen: String,
+    ws_listen: String,
+    wss_listen: String,
     tls_cert: String,
     tls_key: String,
     tls_client_ca: String,
@@ -328,6 +332,19 @@ impl Config {
             10_000_000,
         )?;
         let max_queued_mb = in_range("broker.max_queued_mb", raw.broker.max_queued_mb, 1, 65_536)?;
+        let max_spill_mb = in_range(
+            "broker.max_spill_mb",
+            raw.broker.max_spill_mb,
+            0,
+            1024 * 1024,
+        )?;
+        // MQTT's keep-alive is a 16-bit number of seconds; 0 lets clients choose freely.
+        let max_keep_alive_s = in_range(
+            "broker.max_keep_alive_s",
+            raw.broker.max_keep_alive_s,
+            0,
+            u64::from(u16::MAX),
+        )?;
         let max_msg_rate = in_range("broker.max_msg_rate", raw.broker.max_msg_rate, 0, 1_000_000)?;
         let sys_interval_s = in_range(
             "broker.sys_interval_s",
@@ -376,6 +393,23 @@ impl Config {
                 reload_interval: Duration::from_secs(30),
             })
         };
+        let addr_of = |key: &str, v: &str| -> Result<Option<SocketAddr>, ConfigError> {
+            let v = v.trim();
+            if v.is_empty() {
+                return Ok(None);
+            }
+            v.parse()
+                .map(Some)
+                .map_err(|_| err(key, format!("{v:?} is not an address like 0.0.0.0:8080")))
+        };
+        let ws_listen = addr_of("broker.ws_listen", &raw.broker.ws_listen)?;
+        let wss_listen = addr_of("broker.wss_listen", &raw.broker.wss_listen)?;
+        if wss_listen.is_some() && tls.is_none() {
+            return Err(err(
+                "broker.wss_listen",
+                "needs broker.tls_listen, tls_cert and tls_key (its certificate)".into(),
+            ));
+        }
         if raw.broker.tls_require_client_cert && raw.broker.tls_client_ca.trim().is_empty() {
             return Err(err(
                 "broker.tls_require_client_cert",
@@ -572,11 +606,15 @@ impl Config {
             broker: ward_broker::BrokerConfig {
                 listen,
                 tls,
+                ws_listen,
+                wss_listen,
                 max_packet_size: max_packet_size as usize,
                 connect_timeout: Duration::from_secs(connect_timeout_s),
                 max_connections: max_connections as usize,
                 max_queued_messages: max_queued_messages as usize,
                 max_queued_bytes: (max_queued_mb * 1024 * 1024) as usize,
+                max_spilled_bytes: (max_spill_mb * 1024 * 1024) as usize,
+                max_keep_alive: max_keep_alive_s as u16,
                 max_msg_rate: max_msg_rate as u32,
                 store: broker_store,
                 fsync: raw.broker.fsync,

@@ -33,6 +33,11 @@ struct RuntimeInfo<'a> {
     /// The TLS listener, when configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     broker_tls: Option<String>,
+    /// The WebSocket listeners, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broker_ws: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broker_wss: Option<String>,
     database: String,
     started_ms: i64,
     station: &'a str,
@@ -207,7 +212,11 @@ impl Station {
         broker_cfg.auth = ward_broker::AuthHook(Arc::new(auth));
         let broker = ward_broker::start(broker_cfg).await?;
         let broker_addr = broker.local_addr();
-        let broker_tls = broker.tls_addr();
+        let listeners = Listeners {
+            tls: broker.tls_addr(),
+            ws: broker.ws_addr(),
+            wss: broker.wss_addr(),
+        };
         let broker_view = broker.metrics_view();
         let rx = broker.subscribe_local(ward_model::topic::DEVICE_FILTER, INGEST_QUEUE)?;
         lifecycle.add(Stage::Broker, move || broker.shutdown());
@@ -311,7 +320,7 @@ impl Station {
             lifecycle,
             sim_stats,
         };
-        write_runtime_file(&handle.cfg, broker_addr, broker_tls);
+        write_runtime_file(&handle.cfg, broker_addr, listeners);
         tracing::info!(broker = %broker_addr, db = %handle.cfg.db_path().display(), "station started");
         Ok(handle)
     }
@@ -362,15 +371,21 @@ fn start_sim(
     slot
 }
 
-fn write_runtime_file(
-    cfg: &Config,
-    broker: std::net::SocketAddr,
-    broker_tls: Option<std::net::SocketAddr>,
-) {
+/// The broker's listeners beside the plain one, as bound.
+struct Listeners {
+    tls: Option<std::net::SocketAddr>,
+    ws: Option<std::net::SocketAddr>,
+    wss: Option<std::net::SocketAddr>,
+}
+
+fn write_runtime_file(cfg: &Config, broker: std::net::SocketAddr, l: Listeners) {
+    let text = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string());
     let info = RuntimeInfo {
         pid: std::process::id(),
         broker: broker.to_string(),
-        broker_tls: broker_tls.map(|a| a.to_string()),
+        broker_tls: text(l.tls),
+        broker_ws: text(l.ws),
+        broker_wss: text(l.wss),
         database: cfg.db_path().display().to_string(),
         started_ms: now_ms(),
         station: &cfg.station_name,
