@@ -127,20 +127,25 @@ test-e2e: build deps-py deps-tools
 test: deps lint check-core test-ui test-rust test-fuzz test-e2e
 	@echo "make test: all suites passed"
 
-# A short fuzz run of the broker's packet decoder (cargo-fuzz, nightly, AddressSanitizer),
-# seeded with valid packets; any crash fails the build and leaves its input in
-# fuzz/artifacts/decode. Longer runs: make test-fuzz FUZZ_SECONDS=3600.
-FUZZ_SECONDS ?= 45
+# Short fuzz runs (cargo-fuzz, nightly, AddressSanitizer) of the broker's packet decoder,
+# seeded with valid packets, and of the connection machine fed packet sequences with its
+# invariants checked; any crash fails the build and leaves its input in fuzz/artifacts/NAME.
+# Longer runs: make test-fuzz FUZZ_SECONDS=3600 (each target).
+FUZZ_SECONDS ?= 30
 test-fuzz: deps-tools
-	mkdir -p fuzz/corpus/decode
+	mkdir -p fuzz/corpus/decode fuzz/corpus/sequence
 	cd fuzz && cargo +nightly fuzz run decode corpus/decode seeds/decode -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048
+	cd fuzz && cargo +nightly fuzz run sequence corpus/sequence -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048
 
 # Benchmarks, in release builds; results (with ratios) are written into docs/BENCHMARKS.md.
-# The ward run takes 10 minutes and the 72 h database about 20 GB of temporary disk; the frame
-# times use the debug window build (the page is the same code) under Xvfb.
+# The ward run takes 10 minutes (and 10 more for Mosquitto on the same ward) and the 72 h
+# database about 20 GB of temporary disk; the frame times use the debug window build (the page
+# is the same code) under Xvfb. The broker comparison pins the load generator to core 0 (each
+# broker runs on core 1) when the machine has two cores or more.
+PIN_LOADGEN := $(shell [ -x /usr/bin/taskset ] && [ $$(nproc) -ge 2 ] && echo taskset -c 0)
 bench: deps-apt deps-py deps-tools build
 	cargo build --release -p ward-cli --features ward-cli/sim
-	RUST_LOG=warn target/release/wardwatch bench broker --out docs/BENCHMARKS.md
+	RUST_LOG=warn $(PIN_LOADGEN) target/release/wardwatch bench broker --out docs/BENCHMARKS.md
 	RUST_LOG=warn ALSA_CONFIG_PATH=$(TEST_ALSA) target/release/wardwatch bench alarm-latency --out docs/BENCHMARKS.md
 	RUST_LOG=warn ALSA_CONFIG_PATH=$(TEST_ALSA) target/release/wardwatch bench ward --out docs/BENCHMARKS.md
 	RUST_LOG=warn target/release/wardwatch bench queries --out docs/BENCHMARKS.md

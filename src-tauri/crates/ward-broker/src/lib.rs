@@ -22,6 +22,7 @@
 pub mod auth;
 mod codec;
 mod conn;
+mod machine;
 mod persist;
 mod router;
 mod session;
@@ -34,9 +35,12 @@ pub use persist::PersistError;
 pub use router::{split_share, topic_matches, valid_filter, valid_topic_name};
 pub use tls::{TlsConfig, TlsError};
 
-/// The decode path as the fuzzer sees it (`fuzz/fuzz_targets/decode.rs`): not for other use.
+/// The decode path and the connection machine as the fuzzers see them
+/// (`fuzz/fuzz_targets/decode.rs`, `sequence.rs`): not for other use.
 #[doc(hidden)]
 pub mod fuzzing {
+    pub use crate::machine::fuzz::run_sequence;
+
     use crate::codec::{decode, Proto};
     use bytes::BytesMut;
 
@@ -377,6 +381,25 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    pub(crate) fn new(
+        cfg: BrokerConfig,
+        persist: Option<Persist>,
+        tls: Option<tls::TlsState>,
+    ) -> Self {
+        Self {
+            cfg,
+            router: RwLock::new(Router::default()),
+            metrics: Metrics::default(),
+            sessions: Mutex::new(HashMap::new()),
+            retained: RwLock::new(HashMap::new()),
+            persist,
+            tls,
+            next_owner: AtomicU64::new(1),
+            started: std::time::Instant::now(),
+            connections: watch::channel(0).0,
+        }
+    }
+
     pub fn connections_changed(&self) {
         let n = self.metrics.connections_active.load(Ordering::Relaxed);
         self.connections.send_replace(n);
@@ -871,18 +894,7 @@ pub async fn start(cfg: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
         }
         None => (None, None),
     };
-    let shared = Arc::new(Shared {
-        cfg,
-        router: RwLock::new(Router::default()),
-        metrics: Metrics::default(),
-        sessions: Mutex::new(HashMap::new()),
-        retained: RwLock::new(HashMap::new()),
-        persist,
-        tls: tls_state,
-        next_owner: AtomicU64::new(1),
-        started: std::time::Instant::now(),
-        connections: watch::channel(0).0,
-    });
+    let shared = Arc::new(Shared::new(cfg, persist, tls_state));
     if let Some(l) = loaded {
         let n = l.sessions.len();
         shared.restore(l);
