@@ -314,13 +314,16 @@ pub fn cases(quick: bool) -> Vec<Case> {
     v
 }
 
-pub async fn run(quick: bool) -> anyhow::Result<Vec<Row>> {
+pub async fn run(quick: bool, only: Option<&str>) -> anyhow::Result<Vec<Row>> {
     let dir = tempfile::tempdir()?;
     let ticks = 100.0;
     let ward = start_ward(dir.path())?;
     let mosq = start_mosquitto(dir.path())?;
     let mut rows = Vec::new();
-    for (n, case) in cases(quick).iter().enumerate() {
+    let chosen = cases(quick)
+        .into_iter()
+        .filter(|c| only.is_none_or(|o| c.label.contains(o)));
+    for (n, case) in chosen.enumerate() {
         // Alternate which broker goes first so neither always runs on a warmer machine.
         let order: [&Peer; 2] = if n % 2 == 0 {
             [&ward, &mosq]
@@ -328,7 +331,7 @@ pub async fn run(quick: bool) -> anyhow::Result<Vec<Row>> {
             [&mosq, &ward]
         };
         for peer in order {
-            let row = run_case(peer, case, n, ticks).await?;
+            let row = run_case(peer, &case, n, ticks).await?;
             eprintln!(
                 "{:<11} {:<18} {:>7}/{:<7} {:>9.0} msg/s {:>6.1} us/msg p50 {:.2} ms p99 {:.2} ms",
                 row.broker,

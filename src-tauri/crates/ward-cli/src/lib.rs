@@ -123,6 +123,9 @@ enum BenchCommand {
         /// 2,000 messages per publisher instead of 25,000 (a smoke run).
         #[arg(long)]
         quick: bool,
+        /// Only the cases whose label contains this (for profiling one case).
+        #[arg(long)]
+        only: Option<String>,
         /// Write the results into this Markdown file (between its bench markers).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -264,8 +267,8 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             bench::publish(&text, out.as_deref(), "ward")
         }
         #[cfg(feature = "sim")]
-        Command::Bench(BenchCommand::Broker { quick, out }) => {
-            let rows = broker_bench::run(quick).await?;
+        Command::Bench(BenchCommand::Broker { quick, only, out }) => {
+            let rows = broker_bench::run(quick, only.as_deref()).await?;
             bench::publish(&broker_bench::report(&rows), out.as_deref(), "broker")
         }
         #[cfg(feature = "sim")]
