@@ -1015,13 +1015,7 @@ impl BrokerHandle {
             .subscribe(Entry {
                 filter: f.to_string(),
                 share: share.map(str::to_string),
-                opts: codec::SubOpts {
-                    qos: 2,
-                    no_local: false,
-                    retain_as_published: true,
-                    retain_handling: 2,
-                    sub_id: None,
-                },
+                opts: router::LOCAL_OPTS,
                 target: Target::Local(owner, tx),
                 check: None,
             });

@@ -925,13 +925,7 @@ pub(crate) mod harness {
             r.subscribe(Entry {
                 filter: "#".into(),
                 share: None,
-                opts: codec::SubOpts {
-                    qos: 2,
-                    no_local: false,
-                    retain_as_published: true,
-                    retain_handling: 2,
-                    sub_id: None,
-                },
+                opts: crate::router::LOCAL_OPTS,
                 target: Target::Local(0, tx),
                 check: None,
             });

@@ -22,6 +22,16 @@ pub(crate) enum Target {
     Local(u64, mpsc::Sender<Message>),
 }
 
+/// An in-process subscriber's options: everything up to QoS 2, retain flags as published, no
+/// retained messages on subscribing (the station reads current state from its own store).
+pub(crate) const LOCAL_OPTS: SubOpts = SubOpts {
+    qos: 2,
+    no_local: false,
+    retain_as_published: true,
+    retain_handling: 2,
+    sub_id: None,
+};
+
 pub(crate) struct Entry {
     /// The filter as matched (for `$share/g/f`, just `f`).
     pub filter: String,
