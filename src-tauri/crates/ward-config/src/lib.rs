@@ -812,6 +812,21 @@ mod tests {
     }
 
     #[test]
+    fn broker_keep_alive_spill_and_websocket_settings_reach_the_broker() {
+        let c = load_text(&with_data_dir("")).unwrap();
+        assert_eq!(c.broker.max_keep_alive, 600);
+        assert_eq!(c.broker.max_spilled_bytes, 1024 * 1024 * 1024);
+        assert_eq!((c.broker.ws_listen, c.broker.wss_listen), (None, None));
+        let c = load_text(&with_data_dir(
+            "[broker]\nmax_keep_alive_s = 120\nmax_spill_mb = 8\nws_listen = \"127.0.0.1:9001\"\n",
+        ))
+        .unwrap();
+        assert_eq!(c.broker.max_keep_alive, 120);
+        assert_eq!(c.broker.max_spilled_bytes, 8 * 1024 * 1024);
+        assert_eq!(c.broker.ws_listen, Some("127.0.0.1:9001".parse().unwrap()));
+    }
+
+    #[test]
     fn the_window_opens_maximized_unless_told_otherwise() {
         let c = load_text(&with_data_dir("")).unwrap();
         assert_eq!(c.display, DisplayMode::Maximized);
@@ -869,6 +884,21 @@ mod tests {
                 "[display]\nmode = \"kiosk\"\n",
                 "display.mode",
                 "not one of",
+            ),
+            (
+                "[broker]\nmax_keep_alive_s = 70000\n",
+                "broker.max_keep_alive_s",
+                "outside 0..=65535",
+            ),
+            (
+                "[broker]\nws_listen = \"port 80\"\n",
+                "broker.ws_listen",
+                "not an address",
+            ),
+            (
+                "[broker]\nwss_listen = \"127.0.0.1:0\"\n",
+                "broker.wss_listen",
+                "needs broker.tls_listen",
             ),
         ];
         for (text, key, reason) in cases {
