@@ -724,7 +724,7 @@ impl Machine {
             }
             None => Default::default(),
         };
-        let lost = self.slot.lock().unspill(n, found);
+        let lost = self.slot.lock().unspill(&ids, found);
         if lost.is_empty() {
             return;
         }

@@ -220,6 +220,11 @@ pub(crate) fn open(path: &Path, full_sync: bool) -> Result<(Persist, Loaded), Pe
     .map_err(&e)?;
     let loaded = load(&conn).map_err(&e)?;
     let reader = Connection::open(path).map_err(&e)?;
+    // A WAL reader can still meet SQLITE_BUSY while the writer checkpoints; it waits for it
+    // rather than report spilled messages as unreadable.
+    reader
+        .busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(&e)?;
     let (tx, rx) = smpsc::channel::<Batch>();
     let (done_tx, done_rx) = watch::channel(0u64);
     let errors = Arc::new(AtomicU64::new(0));

@@ -251,13 +251,28 @@ impl Session {
             .collect()
     }
 
-    /// Puts payloads read back from disk into the spilled deliveries among the next `n`
-    /// queued (those `spilled_ahead(n)` named). One whose payload was not found is taken out
-    /// of the queue and returned: its row is gone (a failed disk), so it cannot be sent.
-    pub fn unspill(&mut self, n: usize, mut found: HashMap<u64, bytes::Bytes>) -> Vec<Delivery> {
+    /// Puts payloads read back from disk into the spilled deliveries `asked` named (ids from
+    /// `spilled_ahead`, all among the first entries, which only this session's connection
+    /// takes from). Stubs queued since, which were not asked for, stay spilled. One asked
+    /// for whose payload was not found is taken out of the queue and returned: its row is
+    /// gone (a failed disk), so it cannot be sent.
+    pub fn unspill(
+        &mut self,
+        asked: &[u64],
+        mut found: HashMap<u64, bytes::Bytes>,
+    ) -> Vec<Delivery> {
+        let asked: HashSet<u64> = asked.iter().copied().collect();
         let mut missing = Vec::new();
-        for (i, d) in self.queue.iter_mut().take(n).enumerate() {
+        let mut seen = 0;
+        for (i, d) in self.queue.iter_mut().enumerate() {
+            if seen == asked.len() {
+                break;
+            }
             let Some(len) = d.spilled else { continue };
+            if !asked.contains(&d.msg.id) {
+                continue;
+            }
+            seen += 1;
             let Some(p) = found.remove(&d.msg.id) else {
                 missing.push(i);
                 continue;
@@ -367,6 +382,38 @@ mod tests {
         assert_eq!(s.offer(d(1, 1), 10, 100, true), Ok(()));
         s.expiry = 0;
         assert_eq!(s.offer(d(2, 1), 10, 100, true), Err(Refused::NotKept));
+    }
+
+    fn stub(id: u64, n: usize) -> Delivery {
+        let mut x = d(1, 0);
+        let mut m = (*x.msg).clone();
+        m.id = id;
+        x.msg = Arc::new(m);
+        x.durable = true;
+        x.spilled = Some(n);
+        x
+    }
+
+    #[test]
+    fn stubs_spilled_while_their_payloads_are_read_stay_spilled_and_are_not_lost() {
+        let slot = SessionSlot::new(Arc::from("c"), 60);
+        let mut s = slot.lock();
+        s.offer(stub(1, 3), 10, 100, true).unwrap();
+        s.offer(stub(2, 3), 10, 100, true).unwrap();
+        let asked = s.spilled_ahead(64);
+        assert_eq!(asked, vec![1, 2]);
+        // Spilled after the ids were taken, before the payloads came back.
+        s.offer(stub(3, 3), 10, 100, true).unwrap();
+        let found = [1u64, 2]
+            .into_iter()
+            .map(|id| (id, bytes::Bytes::from_static(b"abc")))
+            .collect();
+        assert!(s.unspill(&asked, found).is_empty(), "nothing lost");
+        assert_eq!((s.spilled, s.spilled_bytes, s.queued_bytes), (1, 3, 6));
+        assert_eq!(s.spilled_ahead(64), vec![3]);
+        // A payload asked for and not found is taken out (its row is gone).
+        assert_eq!(s.unspill(&[3], HashMap::new()).len(), 1);
+        assert_eq!((s.queue.len(), s.spilled, s.spilled_bytes), (2, 0, 0));
     }
 
     #[test]

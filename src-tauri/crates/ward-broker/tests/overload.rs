@@ -101,13 +101,18 @@ async fn publish_unpaced(a: SocketAddr, p: usize, n: usize, q: u8) -> (Vec<usize
 }
 
 /// Reads the stalled subscriber until `want` messages arrived; returns them by publisher.
-async fn drain(mut ev: EventLoop, want: usize) -> HashMap<usize, Vec<usize>> {
+async fn drain(b: &BrokerHandle, mut ev: EventLoop, want: usize) -> HashMap<usize, Vec<usize>> {
     let mut got: HashMap<usize, Vec<usize>> = HashMap::new();
     let mut n = 0;
     while n < want {
         let e = tokio::time::timeout(Duration::from_secs(30), ev.poll())
             .await
-            .unwrap_or_else(|_| panic!("stalled subscriber got {n} of {want}, then nothing"))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "stalled subscriber got {n} of {want}, then nothing: {:?}",
+                    b.metrics()
+                )
+            })
             .unwrap();
         if let Event::Incoming(Packet::Publish(m)) = e {
             let text = std::str::from_utf8(&m.payload).unwrap();
@@ -172,7 +177,7 @@ async fn overload(q: u8) {
     assert!(m.messages_spilled > 0, "the backlog spilled: {m:?}");
     assert_eq!(m.messages_dropped, 0, "{m:?}");
 
-    let got = drain(stalled, total).await;
+    let got = drain(&b, stalled, total).await;
     for p in 0..PUBLISHERS {
         assert_eq!(
             got.get(&p).cloned().unwrap_or_default(),
@@ -223,7 +228,7 @@ async fn a_full_spill_budget_refuses_with_0x97_and_loses_nothing_acknowledged() 
     assert!(refused > 0, "the budget was reached: {m:?}");
     assert_eq!(m.refused_quota as usize, refused);
     let n_acked: usize = acked.values().map(Vec::len).sum();
-    let got = drain(stalled, n_acked).await;
+    let got = drain(&b, stalled, n_acked).await;
     for (p, want) in acked {
         assert_eq!(
             got.get(&p).cloned().unwrap_or_default(),
