@@ -377,6 +377,9 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
     )
     .await;
 
+    if present {
+        shared.recheck_subscriptions(&slot, &id);
+    }
     let server_keep_alive = match (proto, shared.cfg.max_keep_alive) {
         (Proto::V5, max) if max > 0 && (info.keep_alive == 0 || info.keep_alive > max) => Some(max),
         _ => None,

@@ -734,35 +734,17 @@ impl Shared {
                 }
                 slot.sync_flags(&s);
             }
-            let id = Arc::new(Identity {
-                username: ls.username,
-                client_id: ls.client.clone(),
-                anonymous: ls.anonymous,
+            // A row from before identities were stored has neither a username nor the
+            // anonymous flag: its subscriptions are restored as they were granted, and
+            // checked when the client connects again (`recheck_subscriptions`).
+            let id = (ls.username.is_some() || ls.anonymous).then(|| {
+                Arc::new(Identity {
+                    username: ls.username,
+                    client_id: ls.client.clone(),
+                    anonymous: ls.anonymous,
+                })
             });
-            if let Ok(mut r) = self.router.write() {
-                for (filter, opts) in ls.subs {
-                    let Some((share, f)) = split_share(&filter) else {
-                        continue;
-                    };
-                    // Read rights are checked again: the ACL may have changed while the
-                    // station was down.
-                    let check = match self.cfg.auth.0.subscribe(&id, f) {
-                        auth::SubAccess::Refused => {
-                            tracing::warn!(client = %ls.client, filter = %filter, "restored subscription no longer allowed by the ACL; dropped");
-                            continue;
-                        }
-                        auth::SubAccess::Granted => None,
-                        auth::SubAccess::CheckEach => Some(id.clone()),
-                    };
-                    r.subscribe(Entry {
-                        filter: f.to_string(),
-                        share: share.map(str::to_string),
-                        opts,
-                        target: Target::Session(slot.clone()),
-                        check,
-                    });
-                }
-            }
+            self.route_subscriptions(&slot, id.as_ref(), ls.subs);
             map.insert(client, slot);
         }
         drop(map);
@@ -771,6 +753,75 @@ impl Shared {
                 let m = Message::from_stored(m);
                 r.insert(m.topic.clone(), Arc::new(m));
             }
+        }
+    }
+
+    /// Puts a session's subscriptions into the router, with the read rights of `id` checked
+    /// again (the ACL may have changed while the client or the station was away): a filter no
+    /// longer allowed is dropped from the session (and its row), one overlapping a deny rule
+    /// gets its per-message check. `None`: granted as stored, unchecked (an identity not
+    /// known yet).
+    fn route_subscriptions(
+        &self,
+        slot: &Arc<SessionSlot>,
+        id: Option<&Arc<Identity>>,
+        subs: Vec<(String, codec::SubOpts)>,
+    ) {
+        let mut dropped = Vec::new();
+        if let Ok(mut r) = self.router.write() {
+            for (filter, opts) in subs {
+                let Some((share, f)) = split_share(&filter) else {
+                    continue;
+                };
+                let check = match id.map(|id| (id, self.cfg.auth.0.subscribe(id, f))) {
+                    None | Some((_, auth::SubAccess::Granted)) => None,
+                    Some((id, auth::SubAccess::CheckEach)) => Some(id.clone()),
+                    Some((_, auth::SubAccess::Refused)) => {
+                        tracing::warn!(client = %slot.client_id, filter = %filter, "subscription no longer allowed by the ACL; dropped");
+                        r.unsubscribe_client(&slot.client_id, f, share);
+                        dropped.push(filter);
+                        continue;
+                    }
+                };
+                r.subscribe(Entry {
+                    filter: f.to_string(),
+                    share: share.map(str::to_string),
+                    opts,
+                    target: Target::Session(slot.clone()),
+                    check,
+                });
+            }
+        }
+        if dropped.is_empty() {
+            return;
+        }
+        let mut ops = Vec::new();
+        {
+            let mut s = slot.lock();
+            for filter in dropped {
+                s.subs.remove(&filter);
+                if s.expiry > 0 {
+                    ops.push(Op::SubRemove {
+                        client: slot.client_id.clone(),
+                        filter,
+                    });
+                }
+            }
+        }
+        self.submit(ops);
+    }
+
+    /// A client is back on its session: its subscriptions are checked against who it
+    /// authenticated as now.
+    pub(crate) fn recheck_subscriptions(&self, slot: &Arc<SessionSlot>, id: &Arc<Identity>) {
+        let subs: Vec<(String, codec::SubOpts)> = slot
+            .lock()
+            .subs
+            .iter()
+            .map(|(f, o)| (f.clone(), *o))
+            .collect();
+        if !subs.is_empty() {
+            self.route_subscriptions(slot, Some(id), subs);
         }
     }
 

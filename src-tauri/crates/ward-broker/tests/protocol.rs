@@ -1423,3 +1423,46 @@ async fn a_wildcard_overlapping_a_denied_topic_is_granted_and_the_denied_topic_f
     dash.nothing_within(300).await;
     b.shutdown().await;
 }
+
+/// The ACL changes while the station is down: a restored session's subscription is checked
+/// against the new rules before its client is back (the newly denied topic is not queued for
+/// it), and a filter no longer allowed at all is dropped.
+#[tokio::test]
+async fn restored_subscriptions_follow_an_acl_changed_while_the_station_was_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |acl: &str| BrokerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        store: Some(dir.path().join("b.sqlite")),
+        auth: AuthHook(Arc::new(FileAuth {
+            allow_anonymous: true,
+            passwords: Passwords::default(),
+            acl: Acl::parse(acl, "acl").unwrap(),
+        })),
+        ..Default::default()
+    };
+    let b = ward_broker::start(cfg("topic readwrite #\n"))
+        .await
+        .unwrap();
+    let (mut dash, _) = Client::connect_opts(b.local_addr(), "dash", persistent(600)).await;
+    dash.subscribe("ward/#", QoS::AtLeastOnce).await;
+    dash.subscribe_with(2, vec![Filter::new("lab/#", QoS::AtLeastOnce)], None)
+        .await;
+    dash.disconnect().await;
+    b.shutdown().await;
+
+    let b = ward_broker::start(cfg(
+        "topic readwrite ward/#\ntopic deny ward/secret\ntopic write lab/#\n",
+    ))
+    .await
+    .unwrap();
+    let mut p = Client::open(&b, "p").await;
+    p.publish("ward/secret", QoS::AtLeastOnce, "secret", 1)
+        .await;
+    p.publish("lab/x", QoS::AtLeastOnce, "lab", 2).await;
+    p.publish("ward/ok", QoS::AtLeastOnce, "ok", 3).await;
+    let (mut dash, ack) = Client::connect_opts(b.local_addr(), "dash", persistent(600)).await;
+    assert!(ack.session_present);
+    assert_eq!(payload(&dash.take().await), "ok");
+    dash.nothing_within(300).await;
+    b.shutdown().await;
+}
