@@ -10,13 +10,16 @@
 //! topic aliases both ways, subscription identifiers, no-local, retain-as-published, retain
 //! handling, message expiry, request/response properties, user properties, server keep-alive,
 //! assigned client ids, reason codes, shared subscriptions), durable sessions and messages in
-//! SQLite with group commit, TLS and mutual TLS, argon2 passwords and Mosquitto-style ACLs,
+//! SQLite with group commit, a slow subscriber's backlog spilled to SQLite (nothing
+//! acknowledged is dropped), MQTT over WebSockets, TLS and mutual TLS, argon2 passwords and Mosquitto-style ACLs,
 //! limits with counters, and `$SYS` metrics.
 //!
 //! Layout: `codec` (both protocol versions), `router` (subscriptions, matching), `session`
-//! (state that outlives a connection), `conn` (one task per connection), `persist` (SQLite),
-//! `auth` (identities, passwords, ACL), `tls` (rustls listener), this file (config, shared
-//! state, routing, handle, metrics).
+//! (state that outlives a connection, its queue and spill), `machine` (a connection's
+//! protocol as a machine without I/O), `conn` (its tokio driver, one task per connection),
+//! `ws` (MQTT over WebSockets), `persist` (SQLite), `auth` (identities, passwords, ACL),
+//! `tls` (rustls listener), this file (config, shared state, planning and routing, handle,
+//! metrics).
 #![forbid(unsafe_code)]
 
 pub mod auth;
