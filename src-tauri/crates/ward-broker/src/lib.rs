@@ -11,8 +11,8 @@
 //! handling, message expiry, request/response properties, user properties, server keep-alive,
 //! assigned client ids, reason codes, shared subscriptions), durable sessions and messages in
 //! SQLite with group commit, a slow subscriber's backlog spilled to SQLite (nothing
-//! acknowledged is dropped), MQTT over WebSockets, TLS and mutual TLS, argon2 passwords and Mosquitto-style ACLs,
-//! limits with counters, and `$SYS` metrics.
+//! acknowledged is dropped), MQTT over WebSockets, TLS and mutual TLS, argon2 passwords and
+//! Mosquitto-style ACLs, limits with counters, and `$SYS` metrics.
 //!
 //! Layout: `codec` (both protocol versions), `router` (subscriptions, matching), `session`
 //! (state that outlives a connection, its queue and spill), `machine` (a connection's
