@@ -457,14 +457,9 @@ impl Shared {
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
-        // Room is reserved target by target; a refusal gives back what was reserved so far.
-        let give_back = |targets: &Targets, spill: &[bool], reserved: &[bool]| {
-            for ((t, sp), r) in targets.sessions.iter().zip(spill).zip(reserved) {
-                if *r {
-                    t.slot.lock().unreserve(*sp, len);
-                }
-            }
-        };
+        // Room is reserved target by target; on a refusal the partial plan is dropped, and its
+        // Drop gives back what was reserved so far.
+        let mut no_room = None;
         for t in &targets.sessions {
             let (d, sp, r) = if msg.qos.min(t.qos) == 0 {
                 (false, false, false)
@@ -483,9 +478,8 @@ impl Shared {
                 } else if store && s.spill_has_room(len, self.cfg.max_spilled_bytes) {
                     (true, true, true)
                 } else if may_refuse {
-                    drop(s);
-                    give_back(&targets, &spill, &reserved);
-                    return Err(NoRoom(t.slot.client_id.clone()));
+                    no_room = Some(t.slot.client_id.clone());
+                    break;
                 } else {
                     (store && persistent, false, true)
                 };
@@ -497,6 +491,16 @@ impl Shared {
             durable.push(d);
             spill.push(sp);
             reserved.push(r);
+        }
+        if let Some(full) = no_room {
+            drop(Plan {
+                msg: Arc::new(msg),
+                targets,
+                durable,
+                spill,
+                reserved,
+            });
+            return Err(NoRoom(full));
         }
         if let (Some(p), true) = (&self.persist, durable.iter().any(|d| *d)) {
             msg.id = p.next_msg_id();

@@ -369,30 +369,7 @@ impl Config {
             passwords,
             acl,
         };
-        let tls = if raw.broker.tls_listen.trim().is_empty() {
-            None
-        } else {
-            let tls_listen: SocketAddr = raw.broker.tls_listen.trim().parse().map_err(|_| {
-                err(
-                    "broker.tls_listen",
-                    format!(
-                        "{:?} is not an address like 0.0.0.0:8883",
-                        raw.broker.tls_listen
-                    ),
-                )
-            })?;
-            let need = |key: &str, v: &str| {
-                file_of(v).ok_or_else(|| err(key, "needed when broker.tls_listen is set".into()))
-            };
-            Some(ward_broker::TlsConfig {
-                listen: tls_listen,
-                cert: need("broker.tls_cert", &raw.broker.tls_cert)?,
-                key: need("broker.tls_key", &raw.broker.tls_key)?,
-                client_ca: file_of(&raw.broker.tls_client_ca),
-                require_client_cert: raw.broker.tls_require_client_cert,
-                reload_interval: Duration::from_secs(30),
-            })
-        };
+        // The optional listeners: empty means none.
         let addr_of = |key: &str, v: &str| -> Result<Option<SocketAddr>, ConfigError> {
             let v = v.trim();
             if v.is_empty() {
@@ -400,7 +377,24 @@ impl Config {
             }
             v.parse()
                 .map(Some)
-                .map_err(|_| err(key, format!("{v:?} is not an address like 0.0.0.0:8080")))
+                .map_err(|_| err(key, format!("{v:?} is not an address like 0.0.0.0:8883")))
+        };
+        let tls = match addr_of("broker.tls_listen", &raw.broker.tls_listen)? {
+            None => None,
+            Some(tls_listen) => {
+                let need = |key: &str, v: &str| {
+                    file_of(v)
+                        .ok_or_else(|| err(key, "needed when broker.tls_listen is set".into()))
+                };
+                Some(ward_broker::TlsConfig {
+                    listen: tls_listen,
+                    cert: need("broker.tls_cert", &raw.broker.tls_cert)?,
+                    key: need("broker.tls_key", &raw.broker.tls_key)?,
+                    client_ca: file_of(&raw.broker.tls_client_ca),
+                    require_client_cert: raw.broker.tls_require_client_cert,
+                    reload_interval: Duration::from_secs(30),
+                })
+            }
         };
         let ws_listen = addr_of("broker.ws_listen", &raw.broker.ws_listen)?;
         let wss_listen = addr_of("broker.wss_listen", &raw.broker.wss_listen)?;
