@@ -2,6 +2,12 @@
 //! and log out (`poll`, `alarms`, `annunciation`, `drain_log`). No clock, no I/O, no threads,
 //! so every transition can be tested on explicit time.
 //!
+//! Two clocks, both passed in. Every `now` is monotonic (it never jumps): condition delays,
+//! liveness budgets, pauses, reminders and escalation count on it, so an NTP step or a person
+//! setting the time moves none of them. The wall clock, given by [`Engine::set_clock`], only
+//! stamps what leaves the engine (log rows, onset, the pause ends shown in `alarms()`); its
+//! steps are logged.
+//!
 //! One alarm exists per (bed, condition) at a time. Its life:
 //!
 //! ```text
@@ -87,6 +93,8 @@ impl Condition {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "state", rename_all = "snake_case")]
+/// Inside the engine `until_ms` and `next_reminder_ms` are monotonic; [`Engine::alarms`] hands
+/// them out as wall-clock times. `at_ms` is a wall-clock stamp.
 pub enum Inactivation {
     None,
     /// Sound off for this condition only, until it ends (IEC 60601-1-8 AMD2 ACKNOWLEDGED).
@@ -121,7 +129,12 @@ pub struct Alarm {
     pub technical: bool,
     /// Current priority (after escalation).
     pub priority: Priority,
+    /// When it began, on the wall clock (what people and other stations read).
     pub onset_ms: Ms,
+    /// When it began, on the engine's monotonic clock (what escalation counts from).
+    #[serde(skip)]
+    #[cfg_attr(feature = "ts", ts(skip))]
+    pub onset_mono_ms: Ms,
     /// False once the cause has ended but the alarm is latched.
     pub cause_active: bool,
     pub escalated: bool,
@@ -163,7 +176,15 @@ pub enum LogKind {
     Admitted,
     /// The bed's device was discharged: the bed's alarms end with it.
     Discharged,
+    /// The wall clock moved against the monotonic clock by more than
+    /// [`CLOCK_STEP_TOLERANCE_MS`] (an NTP step, a person setting the time). A technical
+    /// event for the log: no timer moves with it.
+    ClockStepped,
 }
+
+/// A wall clock that drifts against the monotonic one by less than this between two
+/// readings is slewing (NTP's normal correction), not stepping: it is followed silently.
+pub const CLOCK_STEP_TOLERANCE_MS: Ms = 1_000;
 
 /// One line of the alarm log (IEC 60601-1-8 6.12): every state change with time, bed,
 /// condition, value, limit and who acted.
@@ -229,6 +250,11 @@ pub struct Engine {
     log: Vec<LogEntry>,
     ui_last: Option<Ms>,
     reminder: Option<Priority>,
+    /// Wall-clock minus monotonic milliseconds, as of the last [`Engine::set_clock`]. Every
+    /// timer runs on the monotonic `now` the caller passes; only stamps (log rows, onset,
+    /// the times shown in `alarms()`) add this.
+    wall_offset: Ms,
+    clock_set: bool,
 }
 
 /// A log line about a bed rather than one alarm (pauses, limit changes).
@@ -282,7 +308,44 @@ impl Engine {
             log: Vec::new(),
             ui_last: None,
             reminder: None,
+            wall_offset: 0,
+            clock_set: false,
         }
+    }
+
+    /// Tells the engine both clocks as read now: `mono` is the clock every other method's
+    /// `now` comes from (it never jumps), `wall` is the time of day. Timers keep running on
+    /// `mono` whatever `wall` does; a jump of `wall` against `mono` of more than
+    /// [`CLOCK_STEP_TOLERANCE_MS`] is logged as [`LogKind::ClockStepped`] with its size.
+    /// Without a call, wall time equals `mono` (the tests' explicit time).
+    pub fn set_clock(&mut self, mono: Ms, wall: Ms) {
+        let offset = wall - mono;
+        let step = offset - self.wall_offset;
+        if self.clock_set && step.abs() > CLOCK_STEP_TOLERANCE_MS {
+            self.log.push(LogEntry {
+                t_ms: wall,
+                kind: LogKind::ClockStepped,
+                alarm_id: None,
+                bed: None,
+                condition: "tech:clock_step".into(),
+                label: "Wall clock changed".into(),
+                priority: None,
+                value: None,
+                limit: None,
+                user: None,
+                detail: Some(format!(
+                    "wall clock stepped by {:+.3} s; alarm delays, pauses and escalation run on the monotonic clock and did not move",
+                    step as f64 / 1000.0
+                )),
+            });
+        }
+        self.wall_offset = offset;
+        self.clock_set = true;
+    }
+
+    /// The wall-clock time of a monotonic instant, by the last clock reading.
+    pub fn wall_of(&self, mono: Ms) -> Ms {
+        mono + self.wall_offset
     }
 
     pub fn policy(&self) -> &Policy {
@@ -468,7 +531,7 @@ impl Engine {
                 if priority > a.priority {
                     a.priority = priority;
                     a.escalated = true;
-                    let e = entry(now, LogKind::Escalated, a, None);
+                    let e = entry(now + self.wall_offset, LogKind::Escalated, a, None);
                     if !matches!(a.inactivation, Inactivation::AlarmPaused { .. }) {
                         a.inactivation = Inactivation::None;
                     }
@@ -529,9 +592,9 @@ impl Engine {
         }
         a.inactivation = Inactivation::Acknowledged {
             by: user.to_string(),
-            at_ms: now,
+            at_ms: now + self.wall_offset,
         };
-        let e = entry(now, LogKind::Acknowledged, a, Some(user));
+        let e = entry(now + self.wall_offset, LogKind::Acknowledged, a, Some(user));
         let reset = !a.cause_active;
         self.log.push(e);
         if reset {
@@ -639,8 +702,14 @@ impl Engine {
         } else {
             (LogKind::Discharged, "Device discharged")
         };
-        self.log
-            .push(bed_entry(now, kind, bed, label, Some(user), detail));
+        self.log.push(bed_entry(
+            now + self.wall_offset,
+            kind,
+            bed,
+            label,
+            Some(user),
+            detail,
+        ));
         Ok(ended)
     }
 
@@ -655,8 +724,8 @@ impl Engine {
                     by: user.to_string(),
                     until_ms: until,
                 };
-                let mut e = entry(now, LogKind::AudioPaused, a, Some(user));
-                e.detail = Some(format!("until {until}"));
+                let mut e = entry(now + self.wall_offset, LogKind::AudioPaused, a, Some(user));
+                e.detail = Some(format!("until {}", until + self.wall_offset));
                 self.log.push(e);
                 n += 1;
             }
@@ -671,9 +740,9 @@ impl Engine {
         Self::check_user(user)?;
         let until = now + self.policy.alarm_pause_ms;
         self.bed_mut(bed)?.alarm_paused = Some((user.to_string(), until));
-        let detail = Some(format!("until {until}"));
+        let detail = Some(format!("until {}", until + self.wall_offset));
         let e = bed_entry(
-            now,
+            now + self.wall_offset,
             LogKind::AlarmPaused,
             bed,
             "Alarms paused",
@@ -706,7 +775,12 @@ impl Engine {
                     by: user.to_string(),
                     next_reminder_ms: next,
                 };
-                self.log.push(entry(now, LogKind::AudioOff, a, Some(user)));
+                self.log.push(entry(
+                    now + self.wall_offset,
+                    LogKind::AudioOff,
+                    a,
+                    Some(user),
+                ));
                 n += 1;
             }
         }
@@ -756,7 +830,7 @@ impl Engine {
             self.remove(now, id, LogKind::Ended, Some(user));
         }
         let e = bed_entry(
-            now,
+            now + self.wall_offset,
             LogKind::LimitsChanged,
             bed,
             "Limits changed",
@@ -788,8 +862,14 @@ impl Engine {
                         b.alarm_paused = None;
                     }
                     let k = LogKind::AlarmPauseEnded;
-                    self.log
-                        .push(bed_entry(now, k, bed, "Alarm pause ended", None, None));
+                    self.log.push(bed_entry(
+                        now + self.wall_offset,
+                        k,
+                        bed,
+                        "Alarm pause ended",
+                        None,
+                        None,
+                    ));
                 }
             }
         }
@@ -805,7 +885,12 @@ impl Engine {
             match &a.inactivation {
                 Inactivation::AudioPaused { until_ms, .. } if now >= *until_ms => {
                     a.inactivation = Inactivation::None;
-                    log.push(entry(now, LogKind::AudioPauseEnded, a, None));
+                    log.push(entry(
+                        now + self.wall_offset,
+                        LogKind::AudioPauseEnded,
+                        a,
+                        None,
+                    ));
                 }
                 Inactivation::AlarmPaused { until_ms, .. } if now >= *until_ms => {
                     a.inactivation = Inactivation::None;
@@ -820,7 +905,7 @@ impl Engine {
                         next_reminder_ms: now + self.policy.audio_off_reminder_ms,
                     };
                     reminder = reminder.max(Some(a.priority));
-                    log.push(entry(now, LogKind::Reminder, a, None));
+                    log.push(entry(now + self.wall_offset, LogKind::Reminder, a, None));
                 }
                 _ => {}
             }
@@ -831,13 +916,13 @@ impl Engine {
             if !answered {
                 if let Some(step) = escalation
                     .iter()
-                    .find(|s| s.from == a.priority && now - a.onset_ms >= s.after_ms)
+                    .find(|s| s.from == a.priority && now - a.onset_mono_ms >= s.after_ms)
                 {
                     a.priority = step.to;
                     a.escalated = true;
                     // Escalation sounds again, whatever pause or audio off was in force.
                     a.inactivation = Inactivation::None;
-                    log.push(entry(now, LogKind::Escalated, a, None));
+                    log.push(entry(now + self.wall_offset, LogKind::Escalated, a, None));
                 }
             }
         }
@@ -881,7 +966,7 @@ impl Engine {
             }
             if let Some(s) = self.policy.escalation.iter().find(|s| s.from == a.priority) {
                 if !matches!(a.inactivation, Inactivation::Acknowledged { .. }) {
-                    at(a.onset_ms + s.after_ms);
+                    at(a.onset_mono_ms + s.after_ms);
                 }
             }
         }
@@ -962,7 +1047,8 @@ impl Engine {
             label,
             technical,
             priority,
-            onset_ms: now,
+            onset_ms: now + self.wall_offset,
+            onset_mono_ms: now,
             cause_active: true,
             escalated: false,
             value,
@@ -972,7 +1058,8 @@ impl Engine {
                 None => Inactivation::None,
             },
         };
-        self.log.push(entry(now, LogKind::Raised, &a, None));
+        self.log
+            .push(entry(now + self.wall_offset, LogKind::Raised, &a, None));
         self.alarms.insert(id, a);
         self.index.insert(key, id);
         Some(id)
@@ -998,7 +1085,8 @@ impl Engine {
         let acked = matches!(a.inactivation, Inactivation::Acknowledged { .. });
         if self.policy.latches(a.priority) && !acked {
             a.cause_active = false;
-            self.log.push(entry(now, LogKind::Latched, a, None));
+            self.log
+                .push(entry(now + self.wall_offset, LogKind::Latched, a, None));
         } else {
             self.remove(now, id, LogKind::Ended, None);
         }
@@ -1007,15 +1095,33 @@ impl Engine {
     fn remove(&mut self, now: Ms, id: u64, kind: LogKind, user: Option<&str>) {
         if let Some(a) = self.alarms.remove(&id) {
             self.index.remove(&(a.bed.clone(), a.condition.clone()));
-            self.log.push(entry(now, kind, &a, user));
+            self.log.push(entry(now + self.wall_offset, kind, &a, user));
         }
     }
 
     // ---- outputs ----
 
-    /// Current alarms, highest priority first, then oldest first.
+    /// Current alarms, highest priority first, then oldest first. Their times are wall-clock
+    /// (a pause's end is where the wall clock will be when it ends), so a window counts down
+    /// from its own clock.
     pub fn alarms(&self) -> Vec<Alarm> {
-        let mut v: Vec<Alarm> = self.alarms.values().cloned().collect();
+        let off = self.wall_offset;
+        let mut v: Vec<Alarm> = self
+            .alarms
+            .values()
+            .map(|a| {
+                let mut a = a.clone();
+                match &mut a.inactivation {
+                    Inactivation::AudioPaused { until_ms, .. }
+                    | Inactivation::AlarmPaused { until_ms, .. } => *until_ms += off,
+                    Inactivation::AudioOff {
+                        next_reminder_ms, ..
+                    } => *next_reminder_ms += off,
+                    Inactivation::None | Inactivation::Acknowledged { .. } => {}
+                }
+                a
+            })
+            .collect();
         v.sort_by(|a, b| {
             b.priority
                 .cmp(&a.priority)

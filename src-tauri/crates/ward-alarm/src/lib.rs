@@ -1,7 +1,7 @@
 //! ward-alarm: the station's alarm system logic, following IEC 60601-1-8.
 //!
-//! What it is: a pure, deterministic [`Engine`] (time passed in as milliseconds, no clock, no
-//! I/O): physiological alarms from limit rules with condition delay and hysteresis, mirrored
+//! What it is: a pure, deterministic [`Engine`] (monotonic and wall time passed in as
+//! milliseconds, no clock, no I/O): physiological alarms from limit rules with condition delay and hysteresis, mirrored
 //! device alarms, technical alarms, priorities, latching by hospital policy, the inactivation
 //! states (ACKNOWLEDGED, AUDIO PAUSED, ALARM PAUSED, AUDIO OFF), escalation, reminders and an
 //! alarm log. And [`tone`]: the audible alarm signals synthesized as PCM from the standard's
@@ -23,11 +23,13 @@ pub mod tone;
 pub use command::{AlarmCommand, PEER_ACK_SKEW_MS};
 pub use engine::{
     Alarm, Annunciation, Condition, Engine, Inactivation, LogEntry, LogKind, Scope, Technical,
+    CLOCK_STEP_TOLERANCE_MS,
 };
 pub use rules::{Category, Direction, LimitRule};
 pub use ward_model::Priority;
 
 /// Time in milliseconds. The engine only compares and adds them; the driver decides the epoch.
+/// Timers take monotonic milliseconds; stamps are wall-clock (see [`Engine::set_clock`]).
 pub type Ms = i64;
 
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -22,6 +22,10 @@ struct Timeline {
     /// While true the monitor sends a heartbeat every second, so only the tests about
     /// silence see "No data".
     alive: bool,
+    /// Wall clock minus the engine's monotonic time; 0 unless a test steps the wall clock.
+    wall: Ms,
+    /// (monotonic time, step): the wall clock jumps by `step` when time reaches it.
+    step: Option<(Ms, Ms)>,
 }
 
 impl Timeline {
@@ -34,12 +38,21 @@ impl Timeline {
             out: String::new(),
             sound: None,
             alive: true,
+            wall: 0,
+            step: None,
         }
     }
     /// Advances time to `t` (ms), polling every 100 ms.
     fn at(&mut self, t: Ms) -> &mut Self {
         while self.t < t {
             self.t = (self.t + 100).min(t);
+            if let Some((at, step)) = self.step {
+                if self.t >= at {
+                    self.wall += step;
+                    self.step = None;
+                }
+            }
+            self.e.set_clock(self.t, self.t + self.wall);
             if self.alive && self.t % 1000 == 0 {
                 self.e.handle_seen(self.t, BED);
             }
@@ -50,9 +63,12 @@ impl Timeline {
     }
     fn flush(&mut self) {
         for l in self.e.drain_log() {
+            // Stamps are wall-clock time; the timeline prints them back on the engine's own
+            // (monotonic) time, so a wall-clock step shows only as its own log line, and a
+            // stamp that missed the step would print an hour off.
             let mut line = format!(
                 "{:06.1}s {:<7} {:<15} {:<8} {}",
-                l.t_ms as f64 / 1000.0,
+                (l.t_ms - self.wall) as f64 / 1000.0,
                 l.bed.as_deref().unwrap_or("station"),
                 format!("{:?}", l.kind),
                 l.priority.map(|p| p.as_str()).unwrap_or("-"),
@@ -586,4 +602,122 @@ fn poll_timeout_names_every_deadline() {
         assert_eq!((f.1, &f.2), (s.1, &s.2));
         assert!(f.0 >= s.0 && f.0 - s.0 < 100, "{f:?} vs {s:?}");
     }
+}
+
+/// Runs `scenario` with the wall clock stepping by `step` ms at `at` ms of monotonic time.
+fn with_step(policy: Policy, at: Ms, step: Ms, scenario: impl Fn(&mut Timeline)) -> Timeline {
+    let mut t = Timeline::new(policy);
+    t.step = Some((at, step));
+    scenario(&mut t);
+    t.flush();
+    t
+}
+
+/// The timeline without the line that reports the step itself.
+fn without_step_line(out: &str) -> String {
+    out.lines()
+        .filter(|l| !l.contains("ClockStepped"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+const HOUR: Ms = 3_600_000;
+
+/// A wall-clock step of an hour, forwards or back, in the middle of a condition delay, an
+/// audio pause or a wait for escalation moves none of them: each timeline is the same as
+/// with no step at all, apart from the logged step.
+#[test]
+fn wall_clock_step_moves_no_delay_pause_or_escalation() {
+    let no_escalation = Policy {
+        escalation: vec![],
+        ..Policy::default()
+    };
+    // HR 130 from 2 s: "HR high" waits out its 5 s delay; the step comes at 4.5 s.
+    let delay = |t: &mut Timeline| {
+        t.series(
+            MDC_ECG_HEART_RATE,
+            0,
+            12,
+            |s| if s >= 2 { 130.0 } else { 80.0 },
+        );
+    };
+    // Raised at 5 s, audio paused at 6 s for 120 s; the step comes at 60 s.
+    let pause = |t: &mut Timeline| {
+        t.series(MDC_ECG_HEART_RATE, 0, 7, |_| 130.0);
+        t.e.audio_pause(t.t, &Scope::All, "nurse.ana").unwrap();
+        t.flush();
+        t.series(MDC_ECG_HEART_RATE, 7, 130, |_| 130.0);
+    };
+    // MEDIUM raised at 5 s, unanswered: HIGH at 125 s; the step comes at 60 s.
+    let escalation = |t: &mut Timeline| {
+        t.series(MDC_ECG_HEART_RATE, 0, 130, |_| 130.0);
+    };
+    type Scenario<'a> = &'a dyn Fn(&mut Timeline);
+    let cases: [(&str, Policy, Ms, Scenario); 3] = [
+        ("condition delay", Policy::default(), 4_500, &delay),
+        ("audio pause", no_escalation, 60_000, &pause),
+        ("escalation", Policy::default(), 60_000, &escalation),
+    ];
+    for (name, policy, at, scenario) in cases {
+        let plain = with_step(policy.clone(), at, 0, scenario).out;
+        for step in [HOUR, -HOUR] {
+            let stepped = with_step(policy.clone(), at, step, scenario);
+            assert_eq!(
+                stepped.out.matches("ClockStepped").count(),
+                1,
+                "{name}, step {step}: the step is logged once\n{}",
+                stepped.out
+            );
+            assert_eq!(
+                without_step_line(&stepped.out),
+                plain,
+                "{name}: a wall-clock step of {step} ms changed the timeline"
+            );
+        }
+    }
+    // The escalation case in full, stepping forward: the step is a line of its own, at the
+    // moment it happened, with its size.
+    with_step(Policy::default(), 60_000, HOUR, escalation).check(expect![[r#"
+        0005.0s bed-03  Raised          medium   HR high value=130 limit=120
+        0005.0s sound: medium
+        0060.0s station ClockStepped    -        Wall clock changed (wall clock stepped by +3600.000 s; alarm delays, pauses and escalation run on the monotonic clock and did not move)
+        0125.0s bed-03  Escalated       high     HR high value=130 limit=120
+        0125.0s sound: high
+    "#]]);
+}
+
+/// The times handed out for display are wall-clock: after a step, a pause's end moves with
+/// the wall clock, so the remaining time a window counts down is unchanged.
+#[test]
+fn displayed_pause_end_follows_the_wall_clock() {
+    let policy = Policy {
+        escalation: vec![],
+        ..Policy::default()
+    };
+    let mut t = with_step(policy, 30_000, -HOUR, |t| {
+        t.series(MDC_ECG_HEART_RATE, 0, 7, |_| 130.0);
+        t.e.audio_pause(t.t, &Scope::All, "nurse.ana").unwrap();
+        t.flush();
+        t.at(40_000);
+    });
+    let a = &t.e.alarms()[0];
+    let Inactivation::AudioPaused { until_ms, .. } = a.inactivation else {
+        panic!("not paused: {a:?}");
+    };
+    // Paused at 6 s for 120 s: ends at 126 s of monotonic time, shown on the stepped clock.
+    assert_eq!(until_ms, 126_000 - HOUR);
+    assert_eq!(
+        until_ms - (t.t + t.wall),
+        86_000,
+        "86 s of the pause are left"
+    );
+    // Onset is a stamp: it stays where the wall clock was when the alarm began.
+    assert_eq!(a.onset_ms, 5_000);
+    t.check(expect![[r#"
+        0005.0s bed-03  Raised          medium   HR high value=130 limit=120
+        0005.0s sound: medium
+        0006.0s bed-03  AudioPaused     medium   HR high value=130 limit=120 by=nurse.ana (until 126000)
+        0006.0s sound: silent
+        0030.0s station ClockStepped    -        Wall clock changed (wall clock stepped by -3600.000 s; alarm delays, pauses and escalation run on the monotonic clock and did not move)
+    "#]]);
 }

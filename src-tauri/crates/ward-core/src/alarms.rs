@@ -9,9 +9,11 @@
 //! (`heartbeat_ms`) makes visible. Alarm log rows the writer cannot take yet are kept here
 //! and offered again every tick, never dropped.
 //!
-//! Time: the engine gets wall-clock milliseconds, so log times read as real times.
+//! Time: the engine's timers get monotonic milliseconds ([`mono_ms`]); before every input
+//! and poll it is also told the wall clock, which stamps its log rows (and whose steps it
+//! logs).
 
-use crate::clock::now_ms;
+use crate::clock::{mono_ms, now_ms};
 use crate::writer::Writer;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -149,8 +151,9 @@ impl Driver {
         events: broadcast::Sender<LogEntry>,
         shared: Arc<Shared>,
     ) -> Result<Self, AlarmError> {
-        let now = now_ms();
+        let now = mono_ms();
         let mut engine = Engine::new(policy);
+        engine.set_clock(now, now_ms());
         let mut labels = BTreeMap::new();
         for b in beds {
             engine.add_bed(now, &b.id, b.rules.clone(), b.monitored)?;
@@ -172,6 +175,13 @@ impl Driver {
             storage_seen: (0, None),
             last_callbacks: 0,
         })
+    }
+
+    /// Reads both clocks into the engine and returns the monotonic time to pass it.
+    fn clock(&mut self) -> ward_alarm::Ms {
+        let mono = mono_ms();
+        self.engine.set_clock(mono, now_ms());
+        mono
     }
 
     pub fn notify_counters(&self) -> Arc<NotifyCounters> {
@@ -200,7 +210,8 @@ impl Driver {
                             Err(_) => break,
                         }
                     }
-                    self.engine.poll(now_ms());
+                    let now = self.clock();
+                    self.engine.poll(now);
                     self.outputs();
                     if stop {
                         break;
@@ -210,14 +221,15 @@ impl Driver {
             }
             let now = Instant::now();
             if now >= next_tick {
-                self.shared.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
+                self.shared.heartbeat_ms.store(mono_ms(), Ordering::Relaxed);
                 self.check_storage(now);
                 self.check_audio();
                 if now >= next_check {
                     self.self_check();
                     next_check = now + SELF_CHECK_EVERY;
                 }
-                self.engine.poll(now_ms());
+                let t = self.clock();
+                self.engine.poll(t);
                 self.outputs();
                 next_tick += TICK;
                 if next_tick < now {
@@ -250,7 +262,7 @@ impl Driver {
 
     fn handle(&mut self, input: Input) {
         self.shared.inputs.fetch_add(1, Ordering::Relaxed);
-        let now = now_ms();
+        let now = self.clock();
         let e = &mut self.engine;
         match input {
             Input::Vitals { bed, obs } => e.handle_vitals(now, &bed, &obs),
@@ -286,7 +298,7 @@ impl Driver {
                     self.waiting.push_back(Record::BedRules {
                         bed,
                         rules_json: json,
-                        t_ms: now,
+                        t_ms: e.wall_of(now),
                         user: user.clone(),
                     });
                 }
@@ -338,6 +350,12 @@ impl Driver {
                     label = %l.label,
                     user = l.user.as_deref().unwrap_or(""),
                     "alarm"
+                );
+            }
+            if l.kind == LogKind::ClockStepped {
+                tracing::warn!(
+                    detail = l.detail.as_deref().unwrap_or(""),
+                    "wall clock stepped"
                 );
             }
             let r = row(&l);
@@ -409,7 +427,7 @@ impl Driver {
             .1
             .is_some_and(|t| now.duration_since(t) < STORAGE_WINDOW);
         let lag = self.writer.lag();
-        let t = now_ms();
+        let t = self.clock();
         if recent {
             let detail = format!(
                 "write errors {}, queue full {}, dropped {}",
@@ -429,7 +447,7 @@ impl Driver {
 
     fn check_audio(&mut self) {
         let st = self.audio.status();
-        let t = now_ms();
+        let t = self.clock();
         // An empty detail means the output is still being opened.
         if !st.ok && !st.detail.is_empty() {
             self.engine
@@ -456,7 +474,7 @@ impl Driver {
             ));
         }
         self.last_callbacks = st.callbacks;
-        let t = now_ms();
+        let t = self.clock();
         match problem {
             Some(p) => {
                 self.shared

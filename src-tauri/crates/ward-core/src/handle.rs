@@ -112,7 +112,7 @@ impl AlarmsHandle {
         AlarmSnapshot {
             alarms: s.alarms.lock().map(|a| a.clone()).unwrap_or_default(),
             audio: s.audio.lock().ok().and_then(|a| a.clone()),
-            driver_ok: now_ms() - hb < 2_000,
+            driver_ok: crate::clock::mono_ms() - hb < 2_000,
             audio_pause_s: p.audio_pause_ms / 1000,
             alarm_pause_s: p.alarm_pause_ms / 1000,
             allow_audio_off: p.allow_audio_off,
