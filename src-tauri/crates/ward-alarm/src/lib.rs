@@ -12,12 +12,14 @@
 //!
 //! Layout: `command` (the one alarm action type), `rules` (limit rules and per-category
 //! defaults), `engine` (the state machine),
-//! `tone` (burst tables and synthesis), this file (policy, errors).
+//! `sentinel` (the watch the sentinel process keeps over the station), `tone` (burst tables
+//! and synthesis), this file (policy, errors).
 #![forbid(unsafe_code)]
 
 pub mod command;
 pub mod engine;
 pub mod rules;
+pub mod sentinel;
 pub mod tone;
 
 pub use command::{AlarmCommand, PEER_ACK_SKEW_MS};

@@ -66,6 +66,20 @@ pub fn spec(p: Priority) -> BurstSpec {
     }
 }
 
+/// The alarm-system-failure signal the sentinel plays when the station itself stops
+/// (docs/alarms.md, "When the station fails"). It keeps HIGH's pulse pattern, so it is heard
+/// as a HIGH priority signal, but at its own pitch (784 Hz, G5, above every patient signal
+/// and the highest whose fifth harmonic stays under the standard's 4 kHz) and with bursts
+/// closer together (2.6 s apart, just above the standard's 2.5 s minimum for HIGH; the
+/// patient HIGH signal waits 4 s), so no one takes it for a patient's alarm.
+pub fn failure_spec() -> BurstSpec {
+    BurstSpec {
+        fundamental_hz: 784.0,
+        interval_ms: 2600.0,
+        ..spec(Priority::High)
+    }
+}
+
 impl BurstSpec {
     /// Start of each pulse in ms from the start of the burst.
     pub fn pulse_starts(&self) -> Vec<f32> {
@@ -98,7 +112,12 @@ fn ramp_ms(s: &BurstSpec) -> f32 {
 
 /// One burst of `p` at `rate` Hz, mono, without the trailing interval.
 pub fn burst(p: Priority, rate: u32) -> Vec<f32> {
-    let s = spec(p);
+    burst_of(&spec(p), rate)
+}
+
+/// One burst of signal `s` at `rate` Hz, mono, without the trailing interval.
+pub fn burst_of(s: &BurstSpec, rate: u32) -> Vec<f32> {
+    let s = *s;
     let rate_f = rate as f32;
     // Room for the last pulse's fall ramp, which ends half a ramp after its nominal end.
     let n = ((s.burst_ms() + ramp_ms(&s)) / 1000.0 * rate_f).ceil() as usize;
@@ -128,8 +147,12 @@ pub fn burst(p: Priority, rate: u32) -> Vec<f32> {
 
 /// One full period (burst then interval silence) of `p`, for looping playback.
 pub fn period(p: Priority, rate: u32) -> Vec<f32> {
-    let s = spec(p);
-    let mut v = burst(p, rate);
+    period_of(&spec(p), rate)
+}
+
+/// One full period of signal `s`, for looping playback.
+pub fn period_of(s: &BurstSpec, rate: u32) -> Vec<f32> {
+    let mut v = burst_of(s, rate);
     let n = (s.period_ms() / 1000.0 * rate as f32).round() as usize;
     v.resize(n.max(v.len()), 0.0);
     v
@@ -356,6 +379,43 @@ mod tests {
                 between < -25.0,
                 "{p:?}: energy between harmonics {between} dB"
             );
+        }
+    }
+
+    /// The sentinel's failure signal is a HIGH signal by every number of the standard, and
+    /// differs from each patient signal in pitch and in rhythm.
+    #[test]
+    fn failure_signal_is_high_and_distinct() {
+        let s = failure_spec();
+        let std = standard(Priority::High);
+        let x = period_of(&s, RATE);
+        let found = pulses(&x, RATE);
+        assert_eq!(found.len(), 10);
+        for q in &found {
+            within((q.end_s - q.start_s) * 1000.0, std.td, "failure pulse ms");
+        }
+        let last = found.last().unwrap();
+        let interval = (x.len() as f32 / RATE as f32 - last.end_s) * 1000.0;
+        within(interval, std.interval, "failure burst interval ms");
+        let q = found[0];
+        let pulse =
+            &x[(q.start_s * RATE as f32) as usize + 1000..(q.end_s * RATE as f32) as usize - 1000];
+        let f0 = dominant(pulse, RATE, 150, 1000);
+        assert!((f0 - 784.0).abs() <= 8.0, "failure f0 {f0}");
+        let l0 = level(pulse, RATE, f0);
+        let in_band = (2..=5)
+            .filter(|k| {
+                db(level(pulse, RATE, f0 * *k as f32), l0).abs() <= 15.0 && f0 * *k as f32 <= 4000.0
+            })
+            .count();
+        assert_eq!(in_band, 4, "harmonics 2-5 within 300-4000 Hz and 15 dB");
+        for p in [Priority::High, Priority::Medium, Priority::Low] {
+            let patient = spec(p);
+            assert!(
+                (patient.fundamental_hz - s.fundamental_hz).abs() >= 80.0,
+                "{p:?} pitch"
+            );
+            assert_ne!(patient.period_ms(), s.period_ms(), "{p:?} rhythm");
         }
     }
 

@@ -72,12 +72,19 @@ pub struct Annunciator {
 }
 
 impl Annunciator {
+    /// The patient alarm signals of `ward_alarm::tone`, one per priority.
     pub fn start() -> Self {
+        Self::start_with([Priority::Low, Priority::Medium, Priority::High].map(tone::spec))
+    }
+
+    /// Plays `signals` (LOW, MEDIUM, HIGH) instead: the sentinel puts its alarm-system-failure
+    /// signal in the HIGH slot.
+    pub fn start_with(signals: [tone::BurstSpec; 3]) -> Self {
         let shared = Arc::new(Shared::default());
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("ward-annunciator".into())
-            .spawn(move || run(s))
+            .spawn(move || run(s, signals))
             .map_err(|e| tracing::error!(error = %e, "cannot start the annunciator thread"))
             .ok();
         if thread.is_none() {
@@ -145,10 +152,10 @@ fn set_status(s: &Shared, ok: bool, detail: String) {
     }
 }
 
-fn run(s: Arc<Shared>) {
+fn run(s: Arc<Shared>, signals: [tone::BurstSpec; 3]) {
     while !s.stop.load(Ordering::Relaxed) {
         s.failed.store(false, Ordering::Relaxed);
-        match open(&s) {
+        match open(&s, &signals) {
             Ok((stream, detail)) => {
                 set_status(&s, true, detail);
                 // The stream lives on this thread (it is not Send on every platform) until
@@ -170,7 +177,7 @@ fn run(s: Arc<Shared>) {
     }
 }
 
-fn open(s: &Arc<Shared>) -> Result<(cpal::Stream, String), String> {
+fn open(s: &Arc<Shared>, signals: &[tone::BurstSpec; 3]) -> Result<(cpal::Stream, String), String> {
     let host = cpal::default_host();
     let device = host
         .default_output_device()
@@ -182,10 +189,10 @@ fn open(s: &Arc<Shared>) -> Result<(cpal::Stream, String), String> {
     let format = supported.sample_format();
     let config: cpal::StreamConfig = supported.into();
     let stream = match format {
-        SampleFormat::F32 => build::<f32>(&device, &config, s.clone()),
-        SampleFormat::I16 => build::<i16>(&device, &config, s.clone()),
-        SampleFormat::U16 => build::<u16>(&device, &config, s.clone()),
-        SampleFormat::I32 => build::<i32>(&device, &config, s.clone()),
+        SampleFormat::F32 => build::<f32>(&device, &config, signals, s.clone()),
+        SampleFormat::I16 => build::<i16>(&device, &config, signals, s.clone()),
+        SampleFormat::U16 => build::<u16>(&device, &config, signals, s.clone()),
+        SampleFormat::I32 => build::<i32>(&device, &config, signals, s.clone()),
         other => return Err(format!("{name}: unsupported sample format {other}")),
     }
     .map_err(|e| format!("{name}: cannot open output stream: {e}"))?;
@@ -275,13 +282,13 @@ impl Player {
 fn build<T: SizedSample + FromSample<f32>>(
     device: &cpal::Device,
     config: &cpal::StreamConfig,
+    signals: &[tone::BurstSpec; 3],
     s: Arc<Shared>,
 ) -> Result<cpal::Stream, cpal::BuildStreamError> {
     let rate = config.sample_rate.0;
-    let ps = [Priority::Low, Priority::Medium, Priority::High];
     let mut player = Player {
-        periods: ps.map(|p| tone::period(p, rate)),
-        bursts: ps.map(|p| tone::burst(p, rate)),
+        periods: signals.map(|p| tone::period_of(&p, rate)),
+        bursts: signals.map(|p| tone::burst_of(&p, rate)),
         current: 0,
         pos: 0,
         reminder: None,
