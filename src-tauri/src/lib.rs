@@ -142,8 +142,14 @@ fn has_render_node() -> bool {
 pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     ward_cli::init_logging();
     let cfg = ward_cli::gui_config(args)?;
-    let station = tauri::async_runtime::block_on(ward_core::Station::start(cfg))?;
+    let station = tauri::async_runtime::block_on(ward_core::Station::start(cfg.clone()))?;
     tracing::info!(broker = %station.broker_addr(), "station window starting");
+    // The sentinel that sounds if this process dies or hangs (docs/alarms.md).
+    let sentinel = Mutex::new(if cfg.sentinel.enabled {
+        ward_cli::start_sentinel(&cfg, &station)
+    } else {
+        None
+    });
     let alarm_events = station.alarms().subscribe();
     let display = station.config().display;
     let compositing = station.config().compositing;
@@ -184,6 +190,10 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
 
     app.run(|handle, event| {
         if let tauri::RunEvent::Exit = event {
+            // Goodbye to the sentinel first, so the orderly stop is not taken for a failure.
+            if let Some(link) = sentinel.lock().ok().and_then(|mut l| l.take()) {
+                link.stop();
+            }
             let state = handle.state::<AppState>();
             let station = state.lifecycle.lock().ok().and_then(|mut s| s.take());
             if let Some(station) = station {

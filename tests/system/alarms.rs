@@ -17,15 +17,15 @@ use ward_alarm::Priority;
 
 /// A private session bus with no service directories (nothing gets activated), and a
 /// `dbus-monitor` on it writing what it sees to a file.
-struct Bus {
+pub(crate) struct Bus {
     daemon: std::process::Child,
     monitor: std::process::Child,
-    address: String,
+    pub(crate) address: String,
     log: std::path::PathBuf,
 }
 
 impl Bus {
-    fn start(dir: &Path) -> Self {
+    pub(crate) fn start(dir: &Path) -> Self {
         let conf = dir.join("bus.conf");
         std::fs::write(
             &conf,
@@ -79,7 +79,7 @@ impl Bus {
             log,
         }
     }
-    fn seen(&self) -> String {
+    pub(crate) fn seen(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -94,7 +94,7 @@ impl Drop for Bus {
 }
 
 /// Mono samples (first channel, as f32) of a 16-bit PCM WAV as ALSA's file plugin writes it.
-fn read_wav(path: &Path) -> (u32, Vec<f32>) {
+pub(crate) fn read_wav(path: &Path) -> (u32, Vec<f32>) {
     let b = std::fs::read(path).unwrap();
     assert_eq!(&b[0..4], b"RIFF", "not a WAV file");
     let mut i = 12;

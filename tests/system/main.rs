@@ -20,6 +20,8 @@
 //! - `review`: full disclosure and trends equal what the simulator sent; strips and reports
 //!   exported from the core API and the CLI, audited
 //! - `sync`: store-and-forward to Debian's Mosquitto through a 60 s outage
+//! - `sentinel`: the station killed (-9) and hung (SIGSTOP): its sentinel sounds the
+//!   alarm-system-failure signal (captured through ALSA), notifies and logs why; restarts
 
 mod support;
 
@@ -33,5 +35,6 @@ mod credentials;
 mod docs_examples;
 mod ingest;
 mod review;
+mod sentinel;
 mod simulated_ward;
 mod sync;

@@ -67,8 +67,21 @@ impl Headless {
         Self::start_in(tempfile::tempdir().unwrap(), extra, env)
     }
 
-    /// As `start_env`, on an existing data directory (a restart after a crash).
+    /// As `start_env`, on an existing data directory (a restart after a crash). The station
+    /// runs without its sentinel: tests kill stations on purpose, and a sentinel would then
+    /// sound on after the test.
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, String)]) -> Self {
+        let mut args = vec!["--no-sentinel"];
+        args.extend_from_slice(extra);
+        Self::start_with_sentinel(dir, &args, env)
+    }
+
+    /// As `start_in`, with the station's sentinel as configured (enabled by default).
+    pub fn start_with_sentinel(
+        dir: tempfile::TempDir,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> Self {
         // A previous run killed with -9 leaves its runtime file; wait for the new one.
         let _ = std::fs::remove_file(dir.path().join("runtime.json"));
         let mut child = Command::new(workspace_bin("wardwatch"))

@@ -39,6 +39,9 @@ pub enum Technical {
     AudioUnavailable,
     UiHeartbeatMissing,
     SelfCheckFailed,
+    /// The sentinel process that would sound if this station died is not running (the
+    /// station restarts it). LOW: the station itself still alarms; its safety net is gone.
+    SentinelDown,
 }
 
 impl Technical {
@@ -53,6 +56,7 @@ impl Technical {
             Technical::AudioUnavailable => "Alarm audio unavailable".into(),
             Technical::UiHeartbeatMissing => "Display not responding".into(),
             Technical::SelfCheckFailed => "Alarm system self-check failed".into(),
+            Technical::SentinelDown => "Alarm sentinel not running".into(),
         }
     }
 }
@@ -546,7 +550,10 @@ impl Engine {
     /// A station-level technical condition (storage, audio, self-check) starts or ends.
     pub fn handle_station(&mut self, now: Ms, t: Technical, active: bool, detail: &str) {
         if active {
-            let p = self.policy.station_technical_priority;
+            let p = match t {
+                Technical::SentinelDown => Priority::Low,
+                _ => self.policy.station_technical_priority,
+            };
             if let Some(id) = self.raise_technical(now, None, t, p) {
                 if let Some(e) = self.log.last_mut() {
                     if e.alarm_id == Some(id) && e.detail.is_none() && !detail.is_empty() {

@@ -14,6 +14,7 @@ pub mod bench;
 mod broker_bench;
 mod broker_cmd;
 mod exports;
+pub mod sentinel;
 #[cfg(feature = "sim")]
 pub mod ward_bench;
 
@@ -74,6 +75,10 @@ enum Command {
     /// (benchmarks, drills, a test bench for device integrators).
     #[command(subcommand)]
     Broker(broker_cmd::BrokerCommand),
+    /// The independent watcher that sounds when the station itself fails (the station
+    /// starts it), and confirming its signal.
+    #[command(subcommand)]
+    Sentinel(sentinel::SentinelCommand),
 }
 
 #[derive(Subcommand)]
@@ -181,6 +186,10 @@ pub struct RunArgs {
     /// atomically): for monitoring scripts and `wardwatch bench ward`.
     #[arg(long)]
     metrics_out: Option<PathBuf>,
+    /// Do not start the sentinel (sets sentinel.enabled = false): for tests and benchmarks
+    /// that kill stations on purpose.
+    #[arg(long)]
+    no_sentinel: bool,
 }
 
 #[cfg(feature = "sim")]
@@ -331,6 +340,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Users(c) => accounts::users(c),
+        Command::Sentinel(c) => sentinel::command(c),
         Command::Credentials(c) => accounts::credentials(c),
         Command::Export(c) => exports::export(c),
         Command::StoreStats { db } => {
@@ -385,6 +395,9 @@ pub fn is_cli_invocation(args: &[OsString]) -> bool {
                 | "audit"
                 | "users"
                 | "credentials"
+                | "export"
+                | "broker"
+                | "sentinel"
                 | "help"
                 | "--help"
                 | "-h"
@@ -424,6 +437,9 @@ pub fn overrides(a: &RunArgs) -> toml::Table {
     }
     if a.demo_accounts || a.demo {
         section("access", "demo_accounts", toml::Value::Boolean(true));
+    }
+    if a.no_sentinel {
+        section("sentinel", "enabled", toml::Value::Boolean(false));
     }
     if a.allow_anonymous || a.demo {
         section("broker", "allow_anonymous", toml::Value::Boolean(true));
@@ -468,8 +484,10 @@ async fn stop_signal(duration: Option<u64>) {
 
 async fn run_headless(a: RunArgs) -> anyhow::Result<()> {
     let cfg = ward_core::Config::load(a.config.as_deref(), overrides(&a))?;
-    let station = ward_core::Station::start(cfg).await?;
+    let sentinel = cfg.sentinel.enabled;
+    let station = ward_core::Station::start(cfg.clone()).await?;
     println!("wardwatch: station listening on {}", station.broker_addr());
+    let link = sentinel.then(|| start_sentinel(&cfg, &station)).flatten();
     let stop = stop_signal(a.duration);
     tokio::pin!(stop);
     let every = Duration::from_secs(a.summary_every.max(1));
@@ -487,10 +505,33 @@ async fn run_headless(a: RunArgs) -> anyhow::Result<()> {
         }
     }
     println!("wardwatch: stopping");
+    // Goodbye first: the sentinel must not take the stop for a failure.
+    if let Some(l) = link {
+        l.stop();
+    }
     let final_snapshot = station.live().snapshot();
     station.shutdown().await;
     println!("{}", ward_core::summary::render(&final_snapshot));
     Ok(())
+}
+
+/// Starts the sentinel link for a running station, with this very program as the sentinel.
+pub fn start_sentinel(
+    cfg: &ward_core::Config,
+    station: &ward_core::StationHandle,
+) -> Option<sentinel::Link> {
+    match std::env::current_exe() {
+        Ok(exe) => Some(sentinel::Link::start(exe, cfg, station)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot find this program to start the sentinel");
+            station.alarms().report_technical(
+                ward_alarm::Technical::SentinelDown,
+                true,
+                &format!("cannot find this program: {e}"),
+            );
+            None
+        }
+    }
 }
 
 /// Writes metrics next to `p` and renames over it, so a reader never sees half a file. A

@@ -55,8 +55,18 @@ struct Raw {
     access: RawAccess,
     upstream: RawUpstream,
     display: RawDisplay,
+    sentinel: RawSentinel,
     sim: RawSim,
     beds: Vec<RawBed>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSentinel {
+    enabled: bool,
+    heartbeat_timeout_s: u64,
+    min_signal_s: u64,
+    startup_grace_s: u64,
 }
 
 #[derive(Deserialize)]
@@ -203,6 +213,12 @@ struct RawBed {
     category: Option<String>,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentinelConfig {
+    pub enabled: bool,
+    pub watch: ward_alarm::sentinel::WatchPolicy,
+}
+
 #[derive(Debug, Clone)]
 pub struct BedConfig {
     pub id: BedId,
@@ -238,6 +254,9 @@ pub struct Config {
     pub access: AccessPolicy,
     pub display: DisplayMode,
     pub compositing: Compositing,
+    /// The independent watcher of this station (`wardwatch sentinel`), started by the station
+    /// when enabled.
+    pub sentinel: SentinelConfig,
 }
 
 impl Config {
@@ -482,6 +501,21 @@ impl Config {
             ..Policy::default()
         };
         let notifications = a.notifications;
+        let sn = &raw.sentinel;
+        let sentinel = SentinelConfig {
+            enabled: sn.enabled,
+            watch: ward_alarm::sentinel::WatchPolicy {
+                heartbeat_timeout_ms: secs(
+                    "sentinel.heartbeat_timeout_s",
+                    sn.heartbeat_timeout_s,
+                    2,
+                    60,
+                )?,
+                // The standard's 120 s is the default; shorter is for drills and tests.
+                min_signal_ms: secs("sentinel.min_signal_s", sn.min_signal_s, 1, 3600)?,
+                startup_grace_ms: secs("sentinel.startup_grace_s", sn.startup_grace_s, 5, 600)?,
+            },
+        };
         let upstream = upstream(&raw.upstream, &station_id, &err)?;
         let access = AccessPolicy {
             nurses_all_beds: raw.access.nurses_all_beds,
@@ -635,6 +669,7 @@ impl Config {
             access,
             display,
             compositing,
+            sentinel,
         })
     }
 }

@@ -60,6 +60,13 @@ pub(crate) enum Input {
         value: Option<f64>,
     },
     UiHeartbeat,
+    /// A station-wide technical condition reported from outside the driver (the sentinel
+    /// link): raised while `active`, ended when not.
+    Technical {
+        t: Technical,
+        active: bool,
+        detail: String,
+    },
     /// An audit event from elsewhere in the station (device status, start, stop): it takes
     /// the driver's never-drop path to the store.
     Audit(AuditEvent),
@@ -277,6 +284,7 @@ impl Driver {
                 value,
             } => e.handle_device_alarm(now, &bed, &id, &label, priority, active, value),
             Input::UiHeartbeat => e.handle_ui_heartbeat(now),
+            Input::Technical { t, active, detail } => e.handle_station(now, t, active, &detail),
             Input::Audit(ev) => self.waiting.push_back(Record::Audit(ev)),
             Input::Records(rs) => self.waiting.extend(rs),
             Input::Command {

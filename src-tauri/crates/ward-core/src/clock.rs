@@ -10,10 +10,11 @@ pub fn now_ms() -> i64 {
     ward_store::wall_clock_ms()
 }
 
-/// Monotonic milliseconds since this process first asked (`Instant`: CLOCK_MONOTONIC on
-/// Linux, QueryPerformanceCounter on Windows). Only differences mean anything.
+/// Monotonic milliseconds since this process first asked, plus one (`Instant`:
+/// CLOCK_MONOTONIC on Linux, QueryPerformanceCounter on Windows). Only differences mean
+/// anything; it is never 0, so 0 can stand for "never".
 pub fn mono_ms() -> i64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let e = EPOCH.get_or_init(Instant::now);
-    i64::try_from(e.elapsed().as_millis()).unwrap_or(i64::MAX)
+    i64::try_from(e.elapsed().as_millis()).map_or(i64::MAX, |ms| ms + 1)
 }

@@ -112,7 +112,7 @@ impl AlarmsHandle {
         AlarmSnapshot {
             alarms: s.alarms.lock().map(|a| a.clone()).unwrap_or_default(),
             audio: s.audio.lock().ok().and_then(|a| a.clone()),
-            driver_ok: crate::clock::mono_ms() - hb < 2_000,
+            driver_ok: hb > 0 && crate::clock::mono_ms() - hb < 2_000,
             audio_pause_s: p.audio_pause_ms / 1000,
             alarm_pause_s: p.alarm_pause_ms / 1000,
             allow_audio_off: p.allow_audio_off,
@@ -123,6 +123,33 @@ impl AlarmsHandle {
     /// Every alarm log entry as it happens (window attention, benchmarks).
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<LogEntry> {
         self.events.subscribe()
+    }
+
+    /// True while the alarm driver's own loop is ticking (it last ticked within 2 s): what
+    /// the sentinel link and the service watchdog beat on, so a stalled alarm loop stops
+    /// the beats even though the process lives.
+    pub fn loop_alive(&self) -> bool {
+        let hb = self
+            .shared
+            .heartbeat_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        hb > 0 && crate::clock::mono_ms() - hb < 2_000
+    }
+
+    /// A station-wide technical condition seen outside the alarm driver (the sentinel
+    /// link): raised as a technical alarm while `active`, ended when not.
+    pub fn report_technical(&self, t: ward_alarm::Technical, active: bool, detail: &str) {
+        let _ = self.tx.send(Input::Technical {
+            t,
+            active,
+            detail: detail.to_string(),
+        });
+    }
+
+    /// An audit event from outside the core (the sentinel link): it takes the alarm
+    /// driver's never-drop path to the store and on to the hospital core.
+    pub fn audit(&self, ev: ward_store::AuditEvent) {
+        let _ = self.tx.send(Input::Audit(ev));
     }
 
     /// The window's heartbeat; once one has arrived, its absence is a technical alarm.
