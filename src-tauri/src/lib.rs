@@ -188,7 +188,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
         .build(tauri::generate_context!())?;
     attention::spawn(app.handle().clone(), alarm_events);
 
-    app.run(|handle, event| {
+    app.run(move |handle, event| {
         if let tauri::RunEvent::Exit = event {
             // Goodbye to the sentinel first, so the orderly stop is not taken for a failure.
             if let Some(link) = sentinel.lock().ok().and_then(|mut l| l.take()) {

@@ -483,3 +483,99 @@ fn a_device_alarm_from_mosquitto_pub_is_mirrored_at_its_bed() {
     assert_eq!(rows[0].kind, "latched");
     assert!(st.stop().success());
 }
+
+/// A HIGH alarm latched (the monitor ended it, nobody acknowledged it) before a `kill -9` is
+/// active again after the restart, numbered anew, with the restart in the log; and again
+/// after an orderly stop and start.
+#[test]
+fn a_latched_alarm_is_active_again_after_a_kill_and_a_restart() {
+    let work = tempfile::tempdir().unwrap();
+    let cfg = work.path().join("mon.toml");
+    std::fs::write(
+        &cfg,
+        "[[beds]]\nid = \"bed-07\"\nlabel = \"Bed 7\"\ndevice = \"mon-07\"\n",
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let st = Headless::start(&["--config", cfg]);
+    for state in ["active", "ended"] {
+        let payload = format!(
+            r#"{{"id":"a-17","condition":"Asystole","priority":"high","state":"{state}"}}"#
+        );
+        let out = mosquitto_pub(
+            st.addr,
+            &[
+                "-V",
+                "5",
+                "-q",
+                "1",
+                "-t",
+                "ward/v1/dev/mon-07/alarm",
+                "-m",
+                &payload,
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    let db = st.db();
+    let latched = wait_for("the alarm latched", Duration::from_secs(20), || {
+        alarm_rows(&db, "bed-07")
+            .into_iter()
+            .find(|r| r.kind == "latched")
+    });
+    let dir = st.kill9();
+
+    let restored_rows = |db: &Path| -> Vec<ward_store::AlarmLogRow> {
+        alarm_rows(db, "bed-07")
+            .into_iter()
+            .filter(|r| r.kind == "restored")
+            .collect()
+    };
+    let st = Headless::start_in(dir, &["--config", cfg], &[]);
+    let db = st.db();
+    let restored = wait_for("the alarm restored", Duration::from_secs(20), || {
+        restored_rows(&db).into_iter().next()
+    });
+    assert_eq!(restored.condition, "device:a-17");
+    assert_eq!(restored.priority.as_deref(), Some("high"));
+    assert!(
+        restored.detail.as_deref().unwrap_or("").contains("latched"),
+        "{restored:?}"
+    );
+    assert_ne!(
+        restored.alarm_id, latched.alarm_id,
+        "numbered after the log"
+    );
+    let station_rows = ward_store::Store::open_read_only(&db)
+        .and_then(|s| s.alarm_log(None, 50))
+        .unwrap();
+    let restart = station_rows
+        .iter()
+        .find(|r| r.kind == "restarted")
+        .expect("the restart in the log");
+    assert!(
+        restart.label.starts_with("Station restarted at "),
+        "{restart:?}"
+    );
+    assert!(restart.label.ends_with("; 1 alarm restored"), "{restart:?}");
+    // Nothing ended it: it is still the bed's alarm.
+    assert!(
+        !alarm_rows(&db, "bed-07")
+            .iter()
+            .any(|r| r.kind == "ended" || r.kind == "reset"),
+        "{:?}",
+        alarm_rows(&db, "bed-07")
+    );
+
+    // An orderly stop and start restores it again (under a newer id).
+    let (status, dir) = st.stop_keep();
+    assert!(status.success(), "{status:?}");
+    let st = Headless::start_in(dir, &["--config", cfg], &[]);
+    let db = st.db();
+    let again = wait_for("restored twice", Duration::from_secs(20), || {
+        let r = restored_rows(&db);
+        (r.len() == 2).then_some(r)
+    });
+    assert!(again[0].alarm_id > again[1].alarm_id, "{again:?}");
+    assert!(st.stop().success());
+}

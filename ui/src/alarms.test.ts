@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { audioText, barOrder, countdown, parseThreshold, stateText, tileAlarm, type Alarm, type AlarmSnapshot } from "./alarms";
+import { audioText, barOrder, countdown, parseThreshold, restartText, stateText, tileAlarm, type Alarm, type AlarmSnapshot } from "./alarms";
 
 const alarm = (over: Partial<Alarm>): Alarm => ({
   id: 1,
@@ -74,6 +74,7 @@ describe("audioText", () => {
     audio_pause_s: 120,
     alarm_pause_s: 120,
     allow_audio_off: false,
+    restart: null,
     metrics: {
       active_high: 0,
       active_medium: 0,
@@ -96,5 +97,18 @@ describe("audioText", () => {
     expect(audioText(snap({ alarms: [paused] }), 70_000).text).toBe("Audio ready");
     expect(audioText(snap({ audio: { ok: false, detail: "no device", playing: null, ...bursts } }), 0)).toEqual({ text: "AUDIO UNAVAILABLE", bad: true });
     expect(audioText(snap({ audio: null }), 0).text).toBe("Audio starting");
+  });
+});
+
+describe("restartText", () => {
+  it("shortens the station's restart line for the header", () => {
+    expect(restartText("Station restarted at 2026-12-04 03:12:04; 1 alarm restored")).toBe(
+      "Restarted 03:12:04 · 1 alarm restored",
+    );
+    expect(restartText("Station restarted at 2026-12-04 03:12:04; no alarm was active")).toBe(
+      "Restarted 03:12:04 · no alarm was active",
+    );
+    expect(restartText(null)).toBeNull();
+    expect(restartText("something else")).toBe("something else");
   });
 });

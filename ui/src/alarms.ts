@@ -85,6 +85,15 @@ export function parseThreshold(text: string): number | null {
   return Number.isFinite(v) ? v : null;
 }
 
+/** The header's short form of the restart line ("Station restarted at 2026-12-04
+ *  03:12:04; 1 alarm restored" → "Restarted 03:12:04 · 1 alarm restored"); the full line is
+ *  its tooltip. `null` when this run followed none. */
+export function restartText(label: string | null): string | null {
+  if (label === null) return null;
+  const m = /^Station restarted at (?:\d{4}-\d{2}-\d{2} )?([\d:]+); (.*)$/.exec(label);
+  return m === null ? label : `Restarted ${m[1]} · ${m[2]}`;
+}
+
 /** The header's audio line: what the annunciator does now, in one short phrase. */
 export function audioText(snap: AlarmSnapshot, nowMs: number): { text: string; bad: boolean } {
   if (snap.audio === null) return { text: "Audio starting", bad: false };

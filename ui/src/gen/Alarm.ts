@@ -7,7 +7,11 @@ export type Alarm = { id: number, bed: string | null, condition: Condition, key:
 /**
  * Current priority (after escalation).
  */
-priority: Priority, onset_ms: number, 
+priority: Priority, 
+/**
+ * When it began, on the wall clock (what people and other stations read).
+ */
+onset_ms: number, 
 /**
  * False once the cause has ended but the alarm is latched.
  */

@@ -10,4 +10,9 @@ export type AlarmSnapshot = { alarms: Array<Alarm>, audio: AudioStatus | null,
 /**
  * False when the driver thread has not ticked for 2 s: the alarm system itself is down.
  */
-driver_ok: boolean, audio_pause_s: number, alarm_pause_s: number, allow_audio_off: boolean, metrics: AlarmMetrics, };
+driver_ok: boolean, audio_pause_s: number, alarm_pause_s: number, allow_audio_off: boolean, metrics: AlarmMetrics, 
+/**
+ * "Station restarted at …; N alarms restored" when this run followed an earlier one
+ * (stopped, crashed or cut off): the window shows it.
+ */
+restart: string | null, };

@@ -1,7 +1,7 @@
 // The header, one line at 1280 px: station name, clock, the hospital core's sync state, the
 // audio state, the unit-wide buttons and who is signed in. Counters for IT sit in a tooltip.
 
-import { audioText, type AlarmSnapshot } from "../alarms";
+import { audioText, restartText, type AlarmSnapshot } from "../alarms";
 import { must, setHidden, setText } from "../dom";
 import { ipc, type WindowSnapshot } from "../ipc";
 import { syncText } from "../session";
@@ -39,6 +39,14 @@ export function renderHeader(snap: WindowSnapshot): void {
     if (syncEl.title !== syncTip) syncEl.title = syncTip;
   }
   renderAudio(snap.alarms, snap.now_ms);
+  const restart = restartText(snap.alarms.restart);
+  const restartEl = must<HTMLElement>("restart");
+  setHidden(restartEl, restart === null);
+  if (restart !== null) {
+    setText(restartEl, restart);
+    const full = snap.alarms.restart ?? "";
+    if (restartEl.title !== full) restartEl.title = full;
+  }
 }
 
 function renderAudio(alarms: AlarmSnapshot, nowMs: number): void {

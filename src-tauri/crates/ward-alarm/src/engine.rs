@@ -26,7 +26,9 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use ward_model::Priority;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Technical {
@@ -92,6 +94,45 @@ impl Condition {
     pub fn is_technical(&self) -> bool {
         matches!(self, Condition::Technical(_))
     }
+
+    /// The condition a [`Condition::key`] names (the alarm log's `condition` column).
+    pub fn from_key(key: &str) -> Option<Condition> {
+        let (kind, rest) = key.split_once(':')?;
+        match kind {
+            "limit" if !rest.is_empty() => Some(Condition::Limit(rest.to_string())),
+            "device" if !rest.is_empty() => Some(Condition::Device(rest.to_string())),
+            "tech" => {
+                let t = match rest.split_once(':') {
+                    Some(("no_value", code)) => Technical::NoValue(code.parse().ok()?),
+                    Some(_) => return None,
+                    None => serde_json::from_value(serde_json::Value::String(rest.into())).ok()?,
+                };
+                Some(Condition::Technical(t))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// An alarm that had not ended when the station last stopped, as its log tells it: what
+/// [`Engine::restore`] brings back after a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restore {
+    pub bed: String,
+    pub condition: Condition,
+    pub label: String,
+    /// Its priority when the log stopped (after any escalation).
+    pub priority: Priority,
+    pub escalated: bool,
+    pub onset_wall_ms: Ms,
+    pub value: Option<f64>,
+    pub limit: Option<f64>,
+    /// False for a latched alarm whose cause had ended.
+    pub cause_active: bool,
+    /// Who acknowledged it, and when (wall clock).
+    pub acknowledged: Option<(String, Ms)>,
+    /// Its id in the log before the restart.
+    pub previous_id: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -184,6 +225,10 @@ pub enum LogKind {
     /// [`CLOCK_STEP_TOLERANCE_MS`] (an NTP step, a person setting the time). A technical
     /// event for the log: no timer moves with it.
     ClockStepped,
+    /// An alarm active when the station last stopped, brought back from the log.
+    Restored,
+    /// The station started again over an earlier run's log.
+    Restarted,
 }
 
 /// A wall clock that drifts against the monotonic one by less than this between two
@@ -345,6 +390,77 @@ impl Engine {
         }
         self.wall_offset = offset;
         self.clock_set = true;
+    }
+
+    /// Brings back an alarm that was active when the station last stopped: latched and
+    /// acknowledged states are kept, escalation counts from its first onset, and it sounds
+    /// unless it was acknowledged (a pause does not survive a restart: silence must be
+    /// chosen again). Logged as [`LogKind::Restored`] under its new id. A bed that no longer
+    /// exists, or a condition already alarming, is skipped (`None`).
+    pub fn restore(&mut self, now: Ms, r: Restore) -> Option<u64> {
+        if !self.beds.contains_key(&r.bed) {
+            return None;
+        }
+        let key = (Some(r.bed.clone()), r.condition.clone());
+        if self.index.contains_key(&key) {
+            return None;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let ago = (self.wall_of(now) - r.onset_wall_ms).max(0);
+        let a = Alarm {
+            id,
+            bed: Some(r.bed),
+            key: r.condition.key(),
+            technical: r.condition.is_technical(),
+            condition: r.condition,
+            label: r.label,
+            priority: r.priority,
+            onset_ms: r.onset_wall_ms,
+            onset_mono_ms: now - ago,
+            cause_active: r.cause_active,
+            escalated: r.escalated,
+            value: r.value,
+            limit: r.limit,
+            inactivation: match r.acknowledged {
+                Some((by, at_ms)) => Inactivation::Acknowledged { by, at_ms },
+                None => Inactivation::None,
+            },
+        };
+        let mut e = entry(now + self.wall_offset, LogKind::Restored, &a, None);
+        e.detail = Some(format!(
+            "alarm {} before the restart, raised at {}{}",
+            r.previous_id,
+            r.onset_wall_ms,
+            if a.cause_active { "" } else { ", latched" }
+        ));
+        self.log.push(e);
+        self.alarms.insert(id, a);
+        self.index.insert(key, id);
+        Some(id)
+    }
+
+    /// New alarms are numbered from `next` on (after the last id in the log), so ids stay
+    /// unique across restarts.
+    pub fn number_from(&mut self, next: u64) {
+        self.next_id = self.next_id.max(next);
+    }
+
+    /// The station-wide log line of a restart ("Station restarted at …; N alarms restored").
+    pub fn log_restart(&mut self, now: Ms, label: String) {
+        self.log.push(LogEntry {
+            t_ms: now + self.wall_offset,
+            kind: LogKind::Restarted,
+            alarm_id: None,
+            bed: None,
+            condition: String::new(),
+            label,
+            priority: None,
+            value: None,
+            limit: None,
+            user: None,
+            detail: None,
+        });
     }
 
     /// The wall-clock time of a monotonic instant, by the last clock reading.

@@ -24,8 +24,8 @@ pub mod tone;
 
 pub use command::{AlarmCommand, PEER_ACK_SKEW_MS};
 pub use engine::{
-    Alarm, Annunciation, Condition, Engine, Inactivation, LogEntry, LogKind, Scope, Technical,
-    CLOCK_STEP_TOLERANCE_MS,
+    Alarm, Annunciation, Condition, Engine, Inactivation, LogEntry, LogKind, Restore, Scope,
+    Technical, CLOCK_STEP_TOLERANCE_MS,
 };
 pub use rules::{Category, Direction, LimitRule};
 pub use ward_model::Priority;

@@ -721,3 +721,104 @@ fn displayed_pause_end_follows_the_wall_clock() {
         0030.0s station ClockStepped    -        Wall clock changed (wall clock stepped by -3600.000 s; alarm delays, pauses and escalation run on the monotonic clock and did not move)
     "#]]);
 }
+
+fn restored(condition: &str, priority: Priority, onset: Ms) -> Restore {
+    Restore {
+        bed: BED.into(),
+        condition: Condition::from_key(condition).unwrap(),
+        label: "restored".into(),
+        priority,
+        escalated: false,
+        onset_wall_ms: onset,
+        value: Some(35.0),
+        limit: Some(40.0),
+        cause_active: true,
+        acknowledged: None,
+        previous_id: 7,
+    }
+}
+
+/// After a restart the alarms of the log come back as they were: a latched HIGH sounds until
+/// acknowledged, an acknowledged one stays silent and ends with its cause, and an unanswered
+/// MEDIUM escalates on the time of its first onset, not of the restart.
+#[test]
+fn alarms_restored_after_a_restart_keep_their_state() {
+    let mut t = Timeline::new(Policy::default());
+    t.at(100_000);
+    t.e.number_from(8);
+    let latched = Restore {
+        cause_active: false,
+        label: "Extreme bradycardia".into(),
+        ..restored("limit:hr_extreme_low", Priority::High, 40_000)
+    };
+    let acked = Restore {
+        acknowledged: Some(("nurse.ana".into(), 60_000)),
+        label: "SpO2 low".into(),
+        ..restored("limit:spo2_low", Priority::Medium, 50_000)
+    };
+    // Raised 90 s before now: escalation (120 s) is 30 s away.
+    let unanswered = Restore {
+        label: "RR high".into(),
+        ..restored("limit:rr_high", Priority::Medium, 10_000)
+    };
+    for r in [latched, acked, unanswered] {
+        assert!(t.e.restore(t.t, r).is_some());
+    }
+    t.e.log_restart(t.t, "Station restarted; 3 alarms restored".into());
+    assert_eq!(t.e.alarms().len(), 3);
+    assert!(
+        t.e.alarms().iter().all(|a| a.id >= 8),
+        "numbered after the log"
+    );
+    // The same condition again is not doubled.
+    assert!(t
+        .e
+        .restore(t.t, restored("limit:rr_high", Priority::Medium, 10_000))
+        .is_none());
+    t.flush();
+    t.at(119_000);
+    t.series(MDC_PULS_OXIM_SAT_O2, 120, 122, |_| 97.0);
+    t.at(125_000);
+    t.ack_first("charge.cho");
+    t.at(131_000);
+    t.check(expect![[r#"
+        0100.0s bed-03  Restored        high     Extreme bradycardia value=35 limit=40 (alarm 7 before the restart, raised at 40000, latched)
+        0100.0s bed-03  Restored        medium   SpO2 low value=35 limit=40 (alarm 7 before the restart, raised at 50000)
+        0100.0s bed-03  Restored        medium   RR high value=35 limit=40 (alarm 7 before the restart, raised at 10000)
+        0100.0s station Restarted       -        Station restarted; 3 alarms restored
+        0100.0s sound: high
+        0120.0s bed-03  Ended           medium   SpO2 low value=97 limit=40
+        0125.0s bed-03  Acknowledged    high     Extreme bradycardia value=35 limit=40 by=charge.cho
+        0125.0s bed-03  Reset           high     Extreme bradycardia value=35 limit=40 by=charge.cho
+        0125.0s sound: medium
+        0130.0s bed-03  Escalated       high     RR high value=35 limit=40
+        0130.0s sound: high
+    "#]]);
+}
+
+#[test]
+fn condition_keys_read_back() {
+    for c in [
+        Condition::Limit("hr_low".into()),
+        Condition::Device("a-17".into()),
+        Condition::Technical(Technical::DeviceSilent),
+        Condition::Technical(Technical::NoValue(MDC_PULS_OXIM_SAT_O2)),
+        Condition::Technical(Technical::SentinelDown),
+    ] {
+        assert_eq!(
+            Condition::from_key(&c.key()),
+            Some(c.clone()),
+            "{}",
+            c.key()
+        );
+    }
+    for bad in [
+        "",
+        "limit:",
+        "tech:nonsense",
+        "tech:no_value:x",
+        "what:ever",
+    ] {
+        assert_eq!(Condition::from_key(bad), None, "{bad}");
+    }
+}

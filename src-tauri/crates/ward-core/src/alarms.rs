@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use ward_alarm::{
     Alarm, AlarmCommand, AlarmError, Engine, LimitRule, LogEntry, LogKind, Policy, Priority,
-    Technical,
+    Restore, Technical,
 };
 use ward_annunciate::{Annunciator, AudioStatus, Notice, Notifier, NotifyCounters};
 use ward_store::{AlarmLogRow, AuditEvent, Record};
@@ -111,11 +111,16 @@ pub struct AlarmSnapshot {
     pub alarm_pause_s: i64,
     pub allow_audio_off: bool,
     pub metrics: AlarmMetrics,
+    /// "Station restarted at …; N alarms restored" when this run followed an earlier one
+    /// (stopped, crashed or cut off): the window shows it.
+    pub restart: Option<String>,
 }
 
 #[derive(Default)]
 pub(crate) struct Shared {
     pub alarms: Mutex<Vec<Alarm>>,
+    /// "Station restarted at …; N alarms restored", when this run followed another.
+    pub restart: Mutex<Option<String>>,
     pub audio: Mutex<Option<AudioStatus>>,
     pub rules: Mutex<BTreeMap<String, Vec<LimitRule>>>,
     pub heartbeat_ms: AtomicI64,
@@ -124,6 +129,60 @@ pub(crate) struct Shared {
     pub inputs: AtomicU64,
     pub self_checks: AtomicU64,
     pub self_check_failures: AtomicU64,
+}
+
+/// What the log says of the previous run, read before the driver starts.
+#[derive(Default)]
+pub(crate) struct Previous {
+    /// The log held an earlier run (its audit trail is not empty).
+    pub ran_before: bool,
+    /// The alarms that had not ended, each as the rows of its last episode.
+    pub unfinished: Vec<Vec<AlarmLogRow>>,
+    /// The highest alarm id in the log.
+    pub max_alarm_id: u64,
+}
+
+/// The engine's [`Restore`] for one unfinished alarm episode of the log (its rows from
+/// "raised" on); `None` if the rows cannot be read as one.
+pub(crate) fn restore_of(rows: &[AlarmLogRow]) -> Option<Restore> {
+    let first = rows.first().filter(|r| r.kind == "raised")?;
+    let priority = |p: Option<&str>| match p? {
+        "high" => Some(Priority::High),
+        "medium" => Some(Priority::Medium),
+        "low" => Some(Priority::Low),
+        _ => None,
+    };
+    let mut r = Restore {
+        bed: first.bed.clone()?,
+        condition: ward_alarm::Condition::from_key(&first.condition)?,
+        label: first.label.clone(),
+        priority: priority(first.priority.as_deref())?,
+        escalated: false,
+        onset_wall_ms: first.t_ms,
+        value: first.value,
+        limit: first.limit,
+        cause_active: true,
+        acknowledged: None,
+        previous_id: first.alarm_id?,
+    };
+    for row in &rows[1..] {
+        match row.kind.as_str() {
+            "escalated" => {
+                r.escalated = true;
+                r.priority = priority(row.priority.as_deref()).unwrap_or(r.priority);
+            }
+            "latched" => r.cause_active = false,
+            "acknowledged" => {
+                r.acknowledged = Some((row.user.clone().unwrap_or_default(), row.t_ms));
+            }
+            _ => {}
+        }
+        // The newest value the log saw for it.
+        if row.value.is_some() {
+            r.value = row.value;
+        }
+    }
+    Some(r)
 }
 
 pub(crate) struct BedSetup {
@@ -149,6 +208,9 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
+    // Each argument is a separate part the station composes (station.rs builds them in
+    // order); a struct holding them would only be built here once.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         origin: String,
         policy: Policy,
@@ -157,6 +219,7 @@ impl Driver {
         notifications: bool,
         events: broadcast::Sender<LogEntry>,
         shared: Arc<Shared>,
+        previous: Previous,
     ) -> Result<Self, AlarmError> {
         let now = mono_ms();
         let mut engine = Engine::new(policy);
@@ -168,6 +231,38 @@ impl Driver {
                 r.insert(b.id.clone(), b.rules);
             }
             labels.insert(b.id, b.label);
+        }
+        // A restart: the alarms that had not ended come back as they were (latched,
+        // acknowledged, escalated), and new ids follow the log's.
+        engine.number_from(previous.max_alarm_id + 1);
+        let mut restored = 0;
+        for rows in &previous.unfinished {
+            match restore_of(rows) {
+                Some(r) => restored += usize::from(engine.restore(now, r).is_some()),
+                None => tracing::error!(
+                    alarm = ?rows.first().and_then(|r| r.alarm_id),
+                    "an unfinished alarm in the log cannot be read back; not restored"
+                ),
+            }
+        }
+        if previous.ran_before {
+            let at = chrono::DateTime::from_timestamp_millis(now_ms())
+                .map(|t| {
+                    t.with_timezone(&chrono::Local)
+                        .format("%Y-%m-%d %H:%M:%S")
+                        .to_string()
+                })
+                .unwrap_or_default();
+            let label = match restored {
+                0 => format!("Station restarted at {at}; no alarm was active"),
+                1 => format!("Station restarted at {at}; 1 alarm restored"),
+                n => format!("Station restarted at {at}; {n} alarms restored"),
+            };
+            tracing::warn!("{label}");
+            if let Ok(mut r) = shared.restart.lock() {
+                *r = Some(label.clone());
+            }
+            engine.log_restart(now, label);
         }
         Ok(Self {
             engine,

@@ -117,6 +117,7 @@ impl AlarmsHandle {
             alarm_pause_s: p.alarm_pause_ms / 1000,
             allow_audio_off: p.allow_audio_off,
             metrics: s.metrics(Some(&self.notify)),
+            restart: s.restart.lock().ok().and_then(|r| r.clone()),
         }
     }
 

@@ -99,6 +99,16 @@ fn bed_setups(cfg: &Config) -> Result<Vec<alarms::BedSetup>, CoreError> {
         .collect())
 }
 
+/// What the log holds of an earlier run: whether there was one, and its unfinished alarms.
+fn previous_run(cfg: &Config) -> Result<alarms::Previous, CoreError> {
+    let store = ward_store::Store::open_read_only(&cfg.db_path())?;
+    Ok(alarms::Previous {
+        ran_before: store.audit_last_seq()? > 0,
+        unfinished: store.unfinished_alarms()?,
+        max_alarm_id: store.max_alarm_id()?,
+    })
+}
+
 /// The config's device-to-bed map with the admissions and discharges made at the station
 /// laid over it (the station's decisions are newer than the file). A device admitted to a
 /// bed leaves the bed the file had it at.
@@ -159,6 +169,7 @@ impl Station {
             cfg.notifications,
             alarm_events.clone(),
             alarm_shared.clone(),
+            previous_run(&cfg)?,
         )?;
         let notify_counters = driver.notify_counters();
         let _ = alarm_tx.send(Input::Audit(station_event(

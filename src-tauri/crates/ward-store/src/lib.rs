@@ -494,6 +494,45 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The alarms that had not ended when the log stopped (a stop, a crash, a power cut): for
+    /// each, the rows of its last episode, from its "raised" row on, oldest first. Station
+    /// alarms (no bed) are left out: the station judges those afresh when it starts.
+    pub fn unfinished_alarms(&self) -> Result<Vec<Vec<AlarmLogRow>>, StoreError> {
+        let mut last = self.conn.prepare(
+            "SELECT a.alarm_id, a.id FROM alarm_log a
+             JOIN (SELECT alarm_id, MAX(id) AS m FROM alarm_log WHERE alarm_id IS NOT NULL
+                   GROUP BY alarm_id) l ON a.id = l.m
+             WHERE a.kind NOT IN ('ended', 'reset') AND a.bed IS NOT NULL ORDER BY a.id",
+        )?;
+        let open: Vec<(i64, i64)> = last
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut episode = self.conn.prepare(
+            "SELECT t_ms, kind, alarm_id, bed, condition, label, priority, value, limit_value, user, detail
+             FROM alarm_log WHERE alarm_id = ?1 AND id <= ?2 AND id >= (
+                SELECT MAX(id) FROM alarm_log WHERE alarm_id = ?1 AND id <= ?2 AND kind = 'raised')
+             ORDER BY id",
+        )?;
+        let mut out = Vec::new();
+        for (alarm_id, last_id) in open {
+            let rows: Vec<AlarmLogRow> = episode
+                .query_map(params![alarm_id, last_id], alarm_log_row)?
+                .collect::<Result<_, _>>()?;
+            if rows.first().is_some_and(|r| r.kind == "raised") {
+                out.push(rows);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The highest alarm id in the log (0 when empty): a restarted engine numbers after it.
+    pub fn max_alarm_id(&self) -> Result<u64, StoreError> {
+        let m: Option<i64> =
+            self.conn
+                .query_row("SELECT MAX(alarm_id) FROM alarm_log", [], |r| r.get(0))?;
+        Ok(m.map_or(0, |m| u64::try_from(m).unwrap_or(0)))
+    }
+
     /// Audit events after `seq`, oldest first: the outbox when `seq` is the upstream's
     /// watermark.
     pub fn audit_after(&self, seq: i64, limit: usize) -> Result<Vec<AuditRow>, StoreError> {

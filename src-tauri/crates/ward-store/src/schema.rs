@@ -139,6 +139,9 @@ const MIGRATIONS: &[&str] = &[
         SELECT bed, code, ts_ms / 60000, MAX(unit), COUNT(*), SUM(value), MIN(value), MAX(value)
         FROM vitals WHERE bed IS NOT NULL AND value IS NOT NULL
         GROUP BY bed, code, ts_ms / 60000;",
+    // 7: alarm episodes by id: a restarted station finds the alarms that were still active
+    // (latched, acknowledged) when it stopped, and continues numbering after the last id.
+    "CREATE INDEX alarm_log_alarm ON alarm_log (alarm_id, id);",
 ];
 
 pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
