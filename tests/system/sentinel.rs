@@ -243,3 +243,56 @@ fn hung_station_is_caught_and_a_killed_sentinel_is_restarted() {
         || (!process_exists(second)).then_some(()),
     );
 }
+
+/// Under a service manager (systemd's sd_notify protocol, here a datagram socket of the
+/// test's own): READY once the station is up, WATCHDOG pings from its alarm loop while it
+/// runs, none while it is stopped (SIGSTOP), again after, and STOPPING at an orderly stop.
+#[test]
+fn service_manager_gets_ready_watchdog_pings_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let recv_all = |sock: &UnixDatagram| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 512];
+        while let Ok(n) = sock.recv(&mut buf) {
+            out.extend(String::from_utf8_lossy(&buf[..n]).lines().map(String::from));
+        }
+        out
+    };
+    let st = Headless::start_env(
+        &[],
+        &[
+            ("NOTIFY_SOCKET", path.display().to_string()),
+            // A 400 ms watchdog: the station pings every 200 ms.
+            ("WATCHDOG_USEC", "400000".into()),
+        ],
+    );
+    let mut seen = Vec::new();
+    wait_for("READY and watchdog pings", Duration::from_secs(20), || {
+        seen.extend(recv_all(&sock));
+        (seen.iter().any(|l| l == "READY=1")
+            && seen.iter().filter(|l| *l == "WATCHDOG=1").count() >= 3)
+            .then_some(())
+    });
+    signal(st.child.id(), "STOP");
+    // Whatever was in flight when it stopped; then silence.
+    std::thread::sleep(Duration::from_millis(300));
+    recv_all(&sock);
+    std::thread::sleep(Duration::from_secs(1));
+    let while_stopped = recv_all(&sock);
+    signal(st.child.id(), "CONT");
+    assert!(while_stopped.is_empty(), "{while_stopped:?}");
+    wait_for("pings again", Duration::from_secs(20), || {
+        recv_all(&sock)
+            .iter()
+            .any(|l| l == "WATCHDOG=1")
+            .then_some(())
+    });
+    assert!(st.stop().success());
+    let after = recv_all(&sock);
+    assert!(after.iter().any(|l| l == "STOPPING=1"), "{after:?}");
+}

@@ -488,6 +488,7 @@ async fn run_headless(a: RunArgs) -> anyhow::Result<()> {
     let station = ward_core::Station::start(cfg.clone()).await?;
     println!("wardwatch: station listening on {}", station.broker_addr());
     let link = sentinel.then(|| start_sentinel(&cfg, &station)).flatten();
+    ward_core::service::ready();
     let stop = stop_signal(a.duration);
     tokio::pin!(stop);
     let every = Duration::from_secs(a.summary_every.max(1));
@@ -505,6 +506,7 @@ async fn run_headless(a: RunArgs) -> anyhow::Result<()> {
         }
     }
     println!("wardwatch: stopping");
+    ward_core::service::stopping();
     // Goodbye first: the sentinel must not take the stop for a failure.
     if let Some(l) = link {
         l.stop();

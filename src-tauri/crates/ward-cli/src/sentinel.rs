@@ -410,7 +410,11 @@ impl LinkCtx {
             .arg((self.watch.startup_grace_ms / 1000).to_string())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(log);
+            .stderr(log)
+            // The service manager's channel is the station's, not the sentinel's.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID");
         // Its own process group: a Ctrl-C at the station's terminal, or a signal to the
         // station's group, must not take the sentinel down with it.
         #[cfg(unix)]

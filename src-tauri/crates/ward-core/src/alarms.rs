@@ -293,6 +293,9 @@ impl Driver {
     pub fn run(mut self, rx: Receiver<Input>) {
         let mut next_tick = Instant::now();
         let mut next_check = Instant::now() + SELF_CHECK_EVERY;
+        // The service manager's watchdog is fed from this loop only (crate::service).
+        let watchdog_every = crate::service::watchdog_every();
+        let mut next_watchdog = Instant::now();
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
@@ -324,6 +327,12 @@ impl Driver {
             let now = Instant::now();
             if now >= next_tick {
                 self.shared.heartbeat_ms.store(mono_ms(), Ordering::Relaxed);
+                if let Some(every) = watchdog_every {
+                    if now >= next_watchdog {
+                        crate::service::watchdog();
+                        next_watchdog = now + every;
+                    }
+                }
                 self.check_storage(now);
                 self.check_audio();
                 if now >= next_check {

@@ -26,6 +26,7 @@ mod handle;
 mod ingest;
 mod lifecycle;
 pub mod live;
+pub mod service;
 mod station;
 pub mod summary;
 mod writer;
