@@ -400,3 +400,175 @@ async fn sync_over_mutual_tls() {
     assert!(why.contains("CertificateRequired"), "{why}");
     refused.shutdown().await;
 }
+
+/// A headless station process with an upstream (this Mosquitto) and the given peers, with
+/// a 3 s peer timeout.
+fn peer_station(
+    dir: &std::path::Path,
+    port: u16,
+    id: &str,
+    name: &str,
+    peers: &[&str],
+) -> Headless {
+    let cfg = dir.join(format!("{id}.toml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[station]\nid = \"{id}\"\nname = \"{name}\"\n[alarms]\nnotifications = false\n\
+             [upstream]\nenabled = true\nhost = \"127.0.0.1\"\nport = {port}\npeer_stations = {peers:?}\npeer_timeout_s = 3\n"
+        ),
+    )
+    .unwrap();
+    Headless::start(&["--config", cfg.to_str().unwrap()])
+}
+
+fn peer_rows(db: &std::path::Path, peer: &str) -> Vec<ward_store::AlarmLogRow> {
+    let mut rows: Vec<_> = ward_store::Store::open_read_only(db)
+        .and_then(|s| s.alarm_log(None, 500))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.condition == format!("peer:{peer}"))
+        .collect();
+    rows.reverse();
+    rows
+}
+
+/// Two station processes on one core (Debian's Mosquitto): when 4 West is killed (-9) or
+/// hung (SIGSTOP), 5 East raises "Station 4 West not monitoring — its beds are unwatched"
+/// (HIGH, technical), which ends when it is back; an outage of the core itself raises nothing.
+#[test]
+fn a_peer_station_that_stops_is_raised_at_the_others_and_a_core_outage_is_not() {
+    let work = tempfile::tempdir().unwrap();
+    let mut core = Mosquitto::start(work.path());
+    let a = peer_station(work.path(), core.port, "st-4w", "4 West", &[]);
+    // 4 West's liveness is on the core (retained) before 5 East looks.
+    let probe = Subscriber::start(core.port, "probe", "wardwatch/v1/station/st-4w/alive");
+    wait_for(
+        "4 West's liveness at the core",
+        Duration::from_secs(30),
+        || {
+            let lines = probe.lines.lock().unwrap().clone();
+            lines.iter().any(|m| m.contains("\"up\"")).then_some(())
+        },
+    );
+    let b = peer_station(work.path(), core.port, "st-5e", "5 East", &["st-4w"]);
+    let b_db = b.db();
+    // Well past 5 East's peer timeout with 4 West beating: nothing raised.
+    wait_for(
+        "5 East connected to the core",
+        Duration::from_secs(30),
+        || {
+            b.stderr_text()
+                .contains("connected to the hospital core")
+                .then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        peer_rows(&b_db, "st-4w").is_empty(),
+        "{:?}",
+        peer_rows(&b_db, "st-4w")
+    );
+
+    // Killed: its will reaches 5 East through the core.
+    let a_dir = a.kill9();
+    let raised = wait_for(
+        "not monitoring raised at 5 East",
+        Duration::from_secs(30),
+        || {
+            peer_rows(&b_db, "st-4w")
+                .into_iter()
+                .find(|r| r.kind == "raised")
+        },
+    );
+    assert_eq!(
+        raised.label,
+        "Station 4 West not monitoring — its beds are unwatched"
+    );
+    assert_eq!(raised.priority.as_deref(), Some("high"));
+    assert!(
+        raised
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("connection to the core was lost"),
+        "{raised:?}"
+    );
+    // Back: the alarm ends.
+    let a = Headless::start_in(
+        a_dir,
+        &["--config", work.path().join("st-4w.toml").to_str().unwrap()],
+        &[],
+    );
+    wait_for(
+        "not monitoring ended at 5 East",
+        Duration::from_secs(30),
+        || {
+            peer_rows(&b_db, "st-4w")
+                .iter()
+                .any(|r| r.kind == "ended")
+                .then_some(())
+        },
+    );
+
+    // Hung: the connection stays, the heartbeats stop; 5 East's timeout sees it.
+    signal_stop(&a, true);
+    let rows = wait_for("a hang raised at 5 East", Duration::from_secs(30), || {
+        let r = peer_rows(&b_db, "st-4w");
+        (r.iter().filter(|r| r.kind == "raised").count() == 2).then_some(r)
+    });
+    signal_stop(&a, false);
+    let second = rows.iter().rev().find(|r| r.kind == "raised").unwrap();
+    assert!(
+        second
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("no heartbeat"),
+        "{second:?}"
+    );
+    wait_for("the hang's alarm ended", Duration::from_secs(30), || {
+        (peer_rows(&b_db, "st-4w")
+            .iter()
+            .filter(|r| r.kind == "ended")
+            .count()
+            == 2)
+            .then_some(())
+    });
+
+    // The core goes away for three peer timeouts and comes back: no station is flagged.
+    let before = peer_rows(&b_db, "st-4w").len();
+    core.stop();
+    std::thread::sleep(Duration::from_secs(10));
+    core.restart();
+    wait_for(
+        "both stations back on the core",
+        Duration::from_secs(40),
+        || {
+            let n = b
+                .stderr_text()
+                .matches("connected to the hospital core")
+                .count();
+            (n >= 2).then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        peer_rows(&b_db, "st-4w").len(),
+        before,
+        "a core outage raised something: {:?}",
+        peer_rows(&b_db, "st-4w")
+    );
+    assert!(a.stop().success());
+    assert!(b.stop().success());
+}
+
+fn signal_stop(st: &Headless, stop: bool) {
+    let ok = std::process::Command::new("kill")
+        .arg(if stop { "-STOP" } else { "-CONT" })
+        .arg(st.child.id().to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}

@@ -4,4 +4,4 @@ import type { Technical } from "./Technical";
 /**
  * What an alarm is about, within its bed (or the station when `bed` is `None`).
  */
-export type Condition = { "type": "limit", "id": string } | { "type": "device", "id": string } | { "type": "technical", "id": Technical };
+export type Condition = { "type": "limit", "id": string } | { "type": "device", "id": string } | { "type": "technical", "id": Technical } | { "type": "peer", "id": string };

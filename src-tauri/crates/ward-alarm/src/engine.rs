@@ -73,6 +73,9 @@ pub enum Condition {
     /// An alarm the bedside device raised itself, by the device's alarm id.
     Device(String),
     Technical(Technical),
+    /// A peer station of the unit, by its station id, is not monitoring (a technical
+    /// alarm of this station: that station's beds are unwatched).
+    Peer(String),
 }
 
 impl Condition {
@@ -81,6 +84,7 @@ impl Condition {
         match self {
             Condition::Limit(id) => format!("limit:{id}"),
             Condition::Device(id) => format!("device:{id}"),
+            Condition::Peer(id) => format!("peer:{id}"),
             Condition::Technical(Technical::NoValue(code)) => format!("tech:no_value:{code}"),
             Condition::Technical(t) => format!(
                 "tech:{}",
@@ -92,7 +96,7 @@ impl Condition {
         }
     }
     pub fn is_technical(&self) -> bool {
-        matches!(self, Condition::Technical(_))
+        matches!(self, Condition::Technical(_) | Condition::Peer(_))
     }
 
     /// The condition a [`Condition::key`] names (the alarm log's `condition` column).
@@ -101,6 +105,7 @@ impl Condition {
         match kind {
             "limit" if !rest.is_empty() => Some(Condition::Limit(rest.to_string())),
             "device" if !rest.is_empty() => Some(Condition::Device(rest.to_string())),
+            "peer" if !rest.is_empty() => Some(Condition::Peer(rest.to_string())),
             "tech" => {
                 let t = match rest.split_once(':') {
                     Some(("no_value", code)) => Technical::NoValue(code.parse().ok()?),
@@ -679,6 +684,27 @@ impl Engine {
             }
         } else {
             self.cause_ended(now, None, &Condition::Technical(t));
+        }
+    }
+
+    /// A peer station of the unit stopped monitoring (`down`), or is back. While down, a
+    /// station-wide technical alarm at the station technical priority (HIGH by default):
+    /// `label` says which station, `detail` why (its will, silence, an orderly stop). It ends
+    /// when the peer is back, latching or not: the peer then watches its beds again (and
+    /// restores their alarms itself); nothing is left here to answer.
+    pub fn handle_peer(&mut self, now: Ms, peer: &str, down: bool, label: &str, detail: &str) {
+        let cond = Condition::Peer(peer.to_string());
+        if down {
+            let p = self.policy.station_technical_priority;
+            if let Some(id) = self.raise(now, None, cond, label.to_string(), p, None, None) {
+                if let Some(e) = self.log.last_mut() {
+                    if e.alarm_id == Some(id) && e.detail.is_none() && !detail.is_empty() {
+                        e.detail = Some(detail.to_string());
+                    }
+                }
+            }
+        } else if let Some(&id) = self.index.get(&(None, cond)) {
+            self.remove(now, id, LogKind::Ended, None);
         }
     }
 

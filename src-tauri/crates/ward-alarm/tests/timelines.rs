@@ -804,6 +804,7 @@ fn condition_keys_read_back() {
         Condition::Technical(Technical::DeviceSilent),
         Condition::Technical(Technical::NoValue(MDC_PULS_OXIM_SAT_O2)),
         Condition::Technical(Technical::SentinelDown),
+        Condition::Peer("st-4w".into()),
     ] {
         assert_eq!(
             Condition::from_key(&c.key()),
@@ -821,4 +822,33 @@ fn condition_keys_read_back() {
     ] {
         assert_eq!(Condition::from_key(bad), None, "{bad}");
     }
+}
+
+/// A peer station stops monitoring: a HIGH technical alarm of this station, sounding until it
+/// is acknowledged (then silent) and ending when the peer is back.
+#[test]
+fn a_peer_station_not_monitoring_is_a_high_technical_alarm() {
+    let mut t = Timeline::new(Policy::default());
+    t.at(1_000);
+    let label = "Station 4 West not monitoring — its beds are unwatched";
+    t.e.handle_peer(
+        t.t,
+        "st-4w",
+        true,
+        label,
+        "its last will: connection to the core lost",
+    );
+    t.flush();
+    t.at(3_000);
+    t.ack_first("charge.cho");
+    t.at(5_000);
+    t.e.handle_peer(t.t, "st-4w", false, label, "");
+    t.flush();
+    t.check(expect![[r#"
+        0001.0s station Raised          high     Station 4 West not monitoring — its beds are unwatched (its last will: connection to the core lost)
+        0001.0s sound: high
+        0003.0s station Acknowledged    high     Station 4 West not monitoring — its beds are unwatched by=charge.cho
+        0003.0s sound: silent
+        0005.0s station Ended           high     Station 4 West not monitoring — its beds are unwatched
+    "#]]);
 }

@@ -83,6 +83,7 @@ struct RawUpstream {
     keyring_store: String,
     topic_prefix: String,
     peer_stations: Vec<String>,
+    peer_timeout_s: u64,
 }
 
 #[derive(Deserialize)]
@@ -516,7 +517,7 @@ impl Config {
                 startup_grace_ms: secs("sentinel.startup_grace_s", sn.startup_grace_s, 5, 600)?,
             },
         };
-        let upstream = upstream(&raw.upstream, &station_id, &err)?;
+        let upstream = upstream(&raw.upstream, &station_id, &raw.station.name, &err)?;
         let access = AccessPolicy {
             nurses_all_beds: raw.access.nurses_all_beds,
             // 0 turns auto-lock off; otherwise 30 s .. 12 h (a shift).
@@ -694,6 +695,7 @@ fn one_of<T: Copy>(
 fn upstream(
     u: &RawUpstream,
     station_id: &str,
+    station_name: &str,
     err: &dyn Fn(&str, String) -> CoreError,
 ) -> Result<Option<UpstreamConfig>, CoreError> {
     if !u.enabled {
@@ -769,6 +771,12 @@ fn upstream(
             "must be a non-empty topic without wildcards".into(),
         ));
     }
+    if !(3..=300).contains(&u.peer_timeout_s) {
+        return Err(err(
+            "upstream.peer_timeout_s",
+            format!("{} is outside 3..=300", u.peer_timeout_s),
+        ));
+    }
     let mut peers = Vec::new();
     for (i, p) in u.peer_stations.iter().enumerate() {
         let key = format!("upstream.peer_stations[{i}]");
@@ -789,6 +797,8 @@ fn upstream(
         topic_prefix: u.topic_prefix.clone(),
         client_id: format!("wardwatch-{station_id}"),
         peers,
+        peer_timeout: Duration::from_secs(u.peer_timeout_s),
+        station_name: station_name.to_string(),
     }))
 }
 

@@ -66,6 +66,10 @@ pub struct UpstreamConfig {
     pub topic_prefix: String,
     pub client_id: String,
     /// Other stations of the same unit: their acknowledgements, received through the core,
-    /// apply here.
+    /// apply here, and their liveness is watched.
     pub peers: Vec<String>,
+    /// A peer whose liveness heartbeats stop for this long is "not monitoring".
+    pub peer_timeout: std::time::Duration,
+    /// This station's name, in its liveness message.
+    pub station_name: String,
 }

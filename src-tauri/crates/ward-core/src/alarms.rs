@@ -67,6 +67,13 @@ pub(crate) enum Input {
         active: bool,
         detail: String,
     },
+    /// A peer station of the unit stopped monitoring (`down`) or is back.
+    Peer {
+        peer: String,
+        down: bool,
+        label: String,
+        detail: String,
+    },
     /// An audit event from elsewhere in the station (device status, start, stop): it takes
     /// the driver's never-drop path to the store.
     Audit(AuditEvent),
@@ -389,6 +396,12 @@ impl Driver {
             } => e.handle_device_alarm(now, &bed, &id, &label, priority, active, value),
             Input::UiHeartbeat => e.handle_ui_heartbeat(now),
             Input::Technical { t, active, detail } => e.handle_station(now, t, active, &detail),
+            Input::Peer {
+                peer,
+                down,
+                label,
+                detail,
+            } => e.handle_peer(now, &peer, down, &label, &detail),
             Input::Audit(ev) => self.waiting.push_back(Record::Audit(ev)),
             Input::Records(rs) => self.waiting.extend(rs),
             Input::Command {
@@ -623,6 +636,12 @@ fn row(l: &LogEntry) -> AlarmLogRow {
 }
 
 impl Shared {
+    /// The driver's loop ticked within the last 2 s.
+    pub fn loop_alive(&self) -> bool {
+        let hb = self.heartbeat_ms.load(Ordering::Relaxed);
+        hb > 0 && mono_ms() - hb < 2_000
+    }
+
     pub fn metrics(&self, notify: Option<&NotifyCounters>) -> AlarmMetrics {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let (mut h, mut m, mut l) = (0, 0, 0);

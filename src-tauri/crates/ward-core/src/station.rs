@@ -259,7 +259,31 @@ impl Station {
                 status: sync_status.clone(),
             };
             let tx = Mutex::new(alarm_tx.clone());
+            let peer_tx = Mutex::new(alarm_tx.clone());
             let peers = ward_sync::PeerListener {
+                liveness: Box::new(move |change: ward_sync::PeerChange| {
+                    let input = match change {
+                        ward_sync::PeerChange::Down {
+                            peer,
+                            label,
+                            reason,
+                        } => Input::Peer {
+                            peer,
+                            down: true,
+                            label,
+                            detail: reason,
+                        },
+                        ward_sync::PeerChange::Up { peer, label } => Input::Peer {
+                            peer,
+                            down: false,
+                            label,
+                            detail: String::new(),
+                        },
+                    };
+                    if let Ok(tx) = peer_tx.lock() {
+                        let _ = tx.send(input);
+                    }
+                }),
                 cfg: up.clone(),
                 status: sync_status.clone(),
                 acks: Box::new(move |ack: ward_sync::PeerAck| {
@@ -273,11 +297,19 @@ impl Station {
                 }),
             };
             tracing::info!(upstream = %up.name, tls = up.ca_file.is_some(), "store-and-forward to the hospital core");
+            // This station's liveness for its peers: beats only while the alarm loop ticks.
+            let shared = alarm_shared.clone();
+            let liveness = ward_sync::Liveness {
+                cfg: up.clone(),
+                origin: cfg.station_id.clone(),
+                alive: Arc::new(move || shared.loop_alive()),
+            };
             let token = lifecycle.token();
             let outbox = worker.run(token.clone());
             let peers = peers.run(token.clone());
+            let liveness = liveness.run(token.clone());
             let task = tokio::spawn(async move {
-                tokio::join!(outbox, peers);
+                tokio::join!(outbox, peers, liveness);
             });
             lifecycle.add_task(Stage::Sync, token, task);
         }

@@ -9,13 +9,16 @@
 //! `AlarmCommand::PeerAcknowledge` with "who at which station"), and the watermark is
 //! written through the [`ward_store::RecordSink`] the station gives it.
 //!
-//! Layout: `outbox` (the worker, the peer listener, status), `secrets` (keyring-core stores:
+//! Layout: `outbox` (the worker, the peer listener, status), `liveness` (this station's
+//! retained liveness message with its will, and the pure watch over the peers'), `secrets` (keyring-core stores:
 //! Secret Service, keyutils, Windows).
 
 mod error;
+pub mod liveness;
 pub mod outbox;
 pub mod secrets;
 
+pub use liveness::{Liveness, PeerChange};
 pub use outbox::{options, remote_ack, PeerAck, PeerListener, SharedStatus, SyncStatus, Worker};
 
 pub use error::{SecretError, SyncError};

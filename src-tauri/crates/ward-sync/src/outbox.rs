@@ -103,7 +103,7 @@ pub fn options(cfg: &UpstreamConfig) -> Result<MqttOptions, SyncError> {
 /// Client options, once they can be made: the password may not be readable yet (IT has not
 /// set it, the desktop keyring is still locked). Until then the station runs and alarms as
 /// always; `waiting` is told each failure and it asks again every 10 s. `None` when stopped.
-async fn options_when_ready(
+pub(crate) async fn options_when_ready(
     cfg: &UpstreamConfig,
     stop: &CancellationToken,
     mut waiting: impl FnMut(&SyncError),
@@ -140,6 +140,9 @@ pub struct PeerListener {
     pub status: SharedStatus,
     /// Where peers' acknowledgements go (the station's alarm driver).
     pub acks: Box<dyn Fn(PeerAck) + Send + Sync>,
+    /// Where a peer's "not monitoring" and "back" go (the station's alarm driver); decided
+    /// by [`crate::liveness::PeerWatch`] from the peers' liveness messages.
+    pub liveness: Box<dyn Fn(crate::liveness::PeerChange) + Send + Sync>,
 }
 
 /// How long the core keeps the peer session of a station that is away.
@@ -168,22 +171,55 @@ impl PeerListener {
         opts.set_session_expiry_interval(Some(PEER_SESSION_EXPIRY_S));
         let (client, mut eventloop) = AsyncClient::new(opts, 64);
         let mut backoff = Duration::from_millis(500);
+        let epoch = tokio::time::Instant::now();
+        let mono = || i64::try_from(epoch.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let timeout_ms = i64::try_from(cfg.peer_timeout.as_millis()).unwrap_or(i64::MAX);
+        let mut watch = crate::liveness::PeerWatch::new(&cfg.peers, timeout_ms, mono());
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
+                _ = tick.tick() => {
+                    for change in watch.poll(mono()) {
+                        match &change {
+                            crate::liveness::PeerChange::Down { label, reason, .. } => {
+                                tracing::error!(%label, %reason, "peer station not monitoring")
+                            }
+                            crate::liveness::PeerChange::Up { peer, .. } => {
+                                tracing::info!(%peer, "peer station monitoring again")
+                            }
+                        }
+                        (self.liveness)(change);
+                    }
+                }
                 ev = eventloop.poll() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         backoff = Duration::from_millis(500);
+                        watch.connected(mono(), true);
                         // Subscribing again is harmless and covers a session the core lost.
                         for peer in &cfg.peers {
                             let t = events_topic(&cfg.topic_prefix, peer);
-                            if let Err(e) = client.try_subscribe(t, QoS::AtLeastOnce) {
-                                tracing::error!(error = %e, %peer, "cannot subscribe to a peer station");
+                            let alive = crate::liveness::alive_topic(&cfg.topic_prefix, peer);
+                            for t in [t, alive] {
+                                if let Err(e) = client.try_subscribe(t, QoS::AtLeastOnce) {
+                                    tracing::error!(error = %e, %peer, "cannot subscribe to a peer station");
+                                }
                             }
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let topic = String::from_utf8_lossy(&p.topic).to_string();
+                        if topic.ends_with("/alive") {
+                            match crate::liveness::Alive::parse(&topic, &p.payload) {
+                                Ok(a) => watch.message(mono(), &a),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "unreadable liveness message from the hospital core");
+                                    self.set(|s| s.remote_refused += 1);
+                                }
+                            }
+                            continue;
+                        }
                         match remote_ack(&cfg.peers, &topic, &p.payload) {
                             Ok(Some(input)) => {
                                 self.set(|s| s.remote_acks += 1);
@@ -198,6 +234,7 @@ impl PeerListener {
                     }
                     Ok(_) => {}
                     Err(_) => {
+                        watch.connected(mono(), false);
                         tokio::select! {
                             _ = stop.cancelled() => break,
                             _ = tokio::time::sleep(backoff) => {}
