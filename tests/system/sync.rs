@@ -572,3 +572,160 @@ fn signal_stop(st: &Headless, stop: bool) {
         .success();
     assert!(ok);
 }
+
+/// A care-group station `id` with beds `{prefix}-01`, `{prefix}-02` (bed ids are unique
+/// across the unit), its own simulated monitors, sending to the core on `port`.
+fn care_station_config(
+    dir: &std::path::Path,
+    port: u16,
+    id: &str,
+    name: &str,
+    prefix: &str,
+    peers: &[&str],
+    follow: &[&str],
+    scenarios: &[&str],
+) -> ward_core::Config {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut text = format!(
+        "[station]\nid = \"{id}\"\nname = \"{name}\"\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n\
+         [store]\nbatch_ms = 50\n[alarms]\nnotifications = false\n[access]\nnurses_all_beds = false\n\
+         [upstream]\nenabled = true\nhost = \"127.0.0.1\"\nport = {port}\npeer_stations = {peers:?}\n\
+         [care_group]\nfollow = {follow:?}\n[sim]\nbeds = 2\nscenarios = {scenarios:?}\n",
+        dir.join("data").display().to_string()
+    );
+    for i in 1..=2 {
+        text += &format!(
+            "[[beds]]\nid = \"{prefix}-0{i}\"\nlabel = \"{name} bed {i}\"\ndevice = \"sim-0{i}\"\n"
+        );
+    }
+    let path = dir.join("station.toml");
+    std::fs::write(&path, text).unwrap();
+    ward_core::Config::load(Some(&path), toml::Table::new()).unwrap()
+}
+
+/// Care group: 5 East follows 4 West through the core (Debian's Mosquitto). 4 West's HIGH
+/// desaturation shows in 5 East's "Other beds" list with station and bed; a nurse with no
+/// assigned bed acknowledges it at 5 East; 4 West's alarm stops sounding, acknowledged "by
+/// nurse.ana at station st-5e"; both trails say who and where; a viewer may not, and an
+/// alarm that is not in the list is refused with its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_stations_alarm_is_shown_and_acknowledged_here() {
+    assert!(
+        std::env::var_os("ALSA_CONFIG_PATH").is_some(),
+        "run under `make test` (ALSA_CONFIG_PATH: the null sink)"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let core = Mosquitto::start(work.path());
+    let a_cfg = care_station_config(
+        &work.path().join("a"),
+        core.port,
+        "st-4w",
+        "4 West",
+        "4w",
+        &["st-5e"],
+        &[],
+        &["bed 2 desaturates to 76 % at 4 s"],
+    );
+    let b_cfg = care_station_config(
+        &work.path().join("b"),
+        core.port,
+        "st-5e",
+        "5 East",
+        "5e",
+        &["st-4w"],
+        &["st-4w"],
+        &[],
+    );
+    add_user(&b_cfg, "nurse.ana", ward_model::Role::Nurse, None);
+    add_user(&b_cfg, "viewer.vic", ward_model::Role::Viewer, None);
+    let (a_db, b_db) = (a_cfg.db_path(), b_cfg.db_path());
+    let a = ward_core::Station::start(a_cfg).await.unwrap();
+    let b = ward_core::Station::start(b_cfg).await.unwrap();
+    let key = "limit:spo2_desat";
+    let other = wait_for(
+        "4 West's desaturation at 5 East",
+        Duration::from_secs(60),
+        || {
+            b.alarms()
+                .snapshot()
+                .others
+                .into_iter()
+                .find(|o| o.alarm.key == key)
+        },
+    );
+    assert_eq!(other.station, "st-4w");
+    assert_eq!(other.station_name, "4 West");
+    assert_eq!(other.alarm.bed, "4w-02");
+    assert_eq!(other.alarm.bed_label, "4 West bed 2");
+    assert_eq!(other.alarm.priority, Priority::High);
+    assert!(!other.alarm.silenced);
+    // Followed, not owned: nothing of 4 West's is among 5 East's own alarms.
+    assert!(b.alarms().snapshot().alarms.iter().all(|x| x.key != key));
+
+    let viewer = sign_in(&b, "viewer.vic");
+    let denied = b
+        .alarms()
+        .acknowledge_followed(&viewer, "st-4w", "4w-02", key);
+    assert_eq!(denied.unwrap_err().code(), ward_model::ErrorCode::ViewOnly);
+    let nurse = sign_in(&b, "nurse.ana");
+    let unknown = b
+        .alarms()
+        .acknowledge_followed(&nurse, "st-4w", "4w-01", key);
+    let e = unknown.unwrap_err();
+    assert_eq!(e.code(), ward_model::ErrorCode::UnknownAlarm);
+    assert!(e.to_string().contains("4w-01"), "{e}");
+    b.alarms()
+        .acknowledge_followed(&nurse, "st-4w", "4w-02", key)
+        .unwrap();
+
+    // At 4 West: acknowledged by the nurse at 5 East, silent.
+    let acked = wait_for(
+        "the acknowledgement applied at 4 West",
+        Duration::from_secs(30),
+        || {
+            a.alarms().snapshot().alarms.into_iter().find(|x| {
+            x.key == key
+                && matches!(&x.inactivation, ward_alarm::Inactivation::Acknowledged { by, .. } if by == "nurse.ana at station st-5e")
+        })
+        },
+    );
+    assert!(!acked.audible());
+    // And 5 East's list follows: silenced, with who.
+    wait_for(
+        "the list at 5 East updated",
+        Duration::from_secs(30),
+        || {
+            b.alarms().snapshot().others.into_iter().find(|o| {
+                o.alarm.key == key
+                    && o.alarm.silenced
+                    && o.alarm.acknowledged_by.as_deref() == Some("nurse.ana at station st-5e")
+            })
+        },
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+    let trail = |db: &std::path::Path| {
+        ward_store::Store::open_read_only(db)
+            .unwrap()
+            .audit_after(0, 10_000)
+            .unwrap()
+    };
+    let b_trail = trail(&b_db);
+    let made = b_trail
+        .iter()
+        .find(|r| r.kind == "alarm.acknowledge_followed")
+        .expect("5 East's trail has the acknowledgement it made");
+    assert_eq!(made.actor, "nurse.ana");
+    assert!(
+        made.detail.contains("\"station\":\"st-4w\"") && made.detail.contains("4w-02"),
+        "{}",
+        made.detail
+    );
+    let a_trail = trail(&a_db);
+    assert!(
+        a_trail
+            .iter()
+            .any(|r| r.kind == "alarm.acknowledged" && r.actor == "nurse.ana at station st-5e"),
+        "4 West's trail has who and where"
+    );
+}

@@ -36,6 +36,12 @@ pub enum Action {
     Export {
         bed: String,
     },
+    /// Acknowledging, from here, an alarm of a followed station (a care group). The bed is
+    /// that station's; following it is the unit's decision, so no assignment is asked.
+    AcknowledgeFollowed {
+        station: String,
+        bed: String,
+    },
 }
 
 impl Action {
@@ -56,13 +62,14 @@ impl Action {
             Action::AdmitDischarge => "admit_discharge",
             Action::ManageUsers => "manage_users",
             Action::Export { .. } => "export",
+            Action::AcknowledgeFollowed { .. } => "acknowledge_followed",
         }
     }
 
     pub fn bed(&self) -> Option<&str> {
         match self {
             Action::Alarm { bed, .. } => bed.as_deref(),
-            Action::Export { bed } => Some(bed),
+            Action::Export { bed } | Action::AcknowledgeFollowed { bed, .. } => Some(bed),
             _ => None,
         }
     }
@@ -137,6 +144,8 @@ pub fn authorize(
             Action::ManageUsers => not_role("IT administrators"),
             // Every bed is on her screen; printing what she sees needs no assignment.
             Action::Export { .. } => Ok(()),
+            // The care group is followed by the unit's decision (config), not by assignment.
+            Action::AcknowledgeFollowed { .. } => Ok(()),
             // A station-level technical alarm (audio, storage) concerns everyone on shift.
             Action::Alarm {
                 command: AlarmCommand::Acknowledge { .. },
@@ -186,6 +195,7 @@ fn describe(action: &Action) -> String {
         Action::AdmitDischarge => "Admitting and discharging devices",
         Action::ManageUsers => "Managing users",
         Action::Export { .. } => "Exporting strips and reports",
+        Action::AcknowledgeFollowed { .. } => "Acknowledging another station's alarms",
     };
     match action.bed() {
         Some(b) => format!("{what} at bed {b}"),

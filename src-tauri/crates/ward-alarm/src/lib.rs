@@ -10,12 +10,13 @@
 //! What it is not: it plays nothing, stores nothing and reads no clock. ward-core drives it
 //! (feeds vitals, polls it, plays its annunciation, writes its log).
 //!
-//! Layout: `command` (the one alarm action type), `rules` (limit rules and per-category
+//! Layout: `care` (other stations' alarms followed here), `command` (the one alarm action type), `rules` (limit rules and per-category
 //! defaults), `engine` (the state machine),
 //! `sentinel` (the watch the sentinel process keeps over the station), `tone` (burst tables
 //! and synthesis), this file (policy, errors).
 #![forbid(unsafe_code)]
 
+pub mod care;
 pub mod command;
 pub mod engine;
 pub mod rules;

@@ -56,8 +56,18 @@ struct Raw {
     upstream: RawUpstream,
     display: RawDisplay,
     sentinel: RawSentinel,
+    care_group: RawCareGroup,
     sim: RawSim,
     beds: Vec<RawBed>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCareGroup {
+    follow: Vec<String>,
+    priorities: Vec<String>,
+    sound: String,
+    reminder_every_s: u64,
 }
 
 #[derive(Deserialize)]
@@ -214,6 +224,13 @@ struct RawBed {
     category: Option<String>,
 }
 
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CareGroupConfig {
+    /// Station ids followed; each is also in `upstream.peer_stations`.
+    pub follow: Vec<String>,
+    pub policy: ward_alarm::care::CarePolicy,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SentinelConfig {
     pub enabled: bool,
@@ -258,6 +275,8 @@ pub struct Config {
     /// The independent watcher of this station (`wardwatch sentinel`), started by the station
     /// when enabled.
     pub sentinel: SentinelConfig,
+    /// Other stations whose alarms this one follows (a care group), and how.
+    pub care_group: CareGroupConfig,
 }
 
 impl Config {
@@ -518,6 +537,7 @@ impl Config {
             },
         };
         let upstream = upstream(&raw.upstream, &station_id, &raw.station.name, &err)?;
+        let care_group = care_group(&raw.care_group, upstream.as_ref(), &err)?;
         let access = AccessPolicy {
             nurses_all_beds: raw.access.nurses_all_beds,
             // 0 turns auto-lock off; otherwise 30 s .. 12 h (a shift).
@@ -671,6 +691,7 @@ impl Config {
             display,
             compositing,
             sentinel,
+            care_group,
         })
     }
 }
@@ -690,6 +711,62 @@ fn one_of<T: Copy>(
             let names: Vec<String> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
             err(key, format!("{v:?} is not one of {}", names.join(", ")))
         })
+}
+
+fn care_group(
+    c: &RawCareGroup,
+    upstream: Option<&UpstreamConfig>,
+    err: &dyn Fn(&str, String) -> CoreError,
+) -> Result<CareGroupConfig, CoreError> {
+    for (i, f) in c.follow.iter().enumerate() {
+        let key = format!("care_group.follow[{i}]");
+        match upstream {
+            None => return Err(err(&key, "needs [upstream] enabled: other stations' alarms come through the hospital core".into())),
+            Some(u) if !u.peers.contains(f) => {
+                return Err(err(&key, format!("{f:?} is not in upstream.peer_stations (add it there: its acknowledgements and liveness come the same way)")))
+            }
+            Some(_) => {}
+        }
+    }
+    let mut priorities = Vec::new();
+    for (i, p) in c.priorities.iter().enumerate() {
+        let key = format!("care_group.priorities[{i}]");
+        priorities.push(match p.as_str() {
+            "high" => Priority::High,
+            "medium" => Priority::Medium,
+            "low" => Priority::Low,
+            other => {
+                return Err(err(
+                    &key,
+                    format!("{other:?} is not one of \"high\", \"medium\", \"low\""),
+                ))
+            }
+        });
+    }
+    let sound = match c.sound.as_str() {
+        "reminder" => ward_alarm::care::CareSound::Reminder,
+        "silent" => ward_alarm::care::CareSound::Silent,
+        other => {
+            return Err(err(
+                "care_group.sound",
+                format!("{other:?} is not one of \"reminder\", \"silent\""),
+            ))
+        }
+    };
+    if !(5..=600).contains(&c.reminder_every_s) {
+        return Err(err(
+            "care_group.reminder_every_s",
+            format!("{} is outside 5..=600", c.reminder_every_s),
+        ));
+    }
+    Ok(CareGroupConfig {
+        follow: c.follow.clone(),
+        policy: ward_alarm::care::CarePolicy {
+            priorities,
+            sound,
+            reminder_every_ms: c.reminder_every_s as i64 * 1000,
+        },
+    })
 }
 
 fn upstream(

@@ -67,6 +67,8 @@ pub(crate) enum Input {
         active: bool,
         detail: String,
     },
+    /// A followed station's current alarm list (care group).
+    Followed(ward_alarm::care::SharedAlarms),
     /// A peer station of the unit stopped monitoring (`down`) or is back.
     Peer {
         peer: String,
@@ -121,6 +123,8 @@ pub struct AlarmSnapshot {
     /// "Station restarted at …; N alarms restored" when this run followed an earlier one
     /// (stopped, crashed or cut off): the window shows it.
     pub restart: Option<String>,
+    /// Followed stations' alarms (care group), for the "Other beds" bar.
+    pub others: Vec<ward_alarm::care::OtherAlarm>,
 }
 
 #[derive(Default)]
@@ -128,6 +132,7 @@ pub(crate) struct Shared {
     pub alarms: Mutex<Vec<Alarm>>,
     /// "Station restarted at …; N alarms restored", when this run followed another.
     pub restart: Mutex<Option<String>>,
+    pub others: Mutex<Vec<ward_alarm::care::OtherAlarm>>,
     pub audio: Mutex<Option<AudioStatus>>,
     pub rules: Mutex<BTreeMap<String, Vec<LimitRule>>>,
     pub heartbeat_ms: AtomicI64,
@@ -212,6 +217,7 @@ pub(crate) struct Driver {
     waiting: VecDeque<Record>,
     storage_seen: (u64, Option<Instant>),
     last_callbacks: u64,
+    care: ward_alarm::care::CareGroup,
 }
 
 impl Driver {
@@ -226,7 +232,7 @@ impl Driver {
         notifications: bool,
         events: broadcast::Sender<LogEntry>,
         shared: Arc<Shared>,
-        previous: Previous,
+        (previous, care): (Previous, ward_alarm::care::CarePolicy),
     ) -> Result<Self, AlarmError> {
         let now = mono_ms();
         let mut engine = Engine::new(policy);
@@ -283,6 +289,7 @@ impl Driver {
             waiting: VecDeque::new(),
             storage_seen: (0, None),
             last_callbacks: 0,
+            care: ward_alarm::care::CareGroup::new(care),
         })
     }
 
@@ -348,6 +355,11 @@ impl Driver {
                 }
                 let t = self.clock();
                 self.engine.poll(t);
+                // A followed station's alarm: at most a LOW reminder, and only when nothing
+                // of this station's own sounds (the annunciator plays reminders only then).
+                if let Some(p) = self.care.poll(t) {
+                    self.audio.reminder(p);
+                }
                 self.outputs();
                 next_tick += TICK;
                 if next_tick < now {
@@ -402,6 +414,7 @@ impl Driver {
                 label,
                 detail,
             } => e.handle_peer(now, &peer, down, &label, &detail),
+            Input::Followed(list) => self.care.update(list),
             Input::Audit(ev) => self.waiting.push_back(Record::Audit(ev)),
             Input::Records(rs) => self.waiting.extend(rs),
             Input::Command {
@@ -511,6 +524,9 @@ impl Driver {
         // changes without one. A few dozen alarms at most; the copy is cheap.
         if let Ok(mut s) = self.shared.alarms.lock() {
             *s = self.engine.alarms();
+        }
+        if let Ok(mut o) = self.shared.others.lock() {
+            *o = self.care.shown();
         }
     }
 

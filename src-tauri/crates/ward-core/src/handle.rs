@@ -63,9 +63,63 @@ pub struct AlarmsHandle {
     pub(crate) notify: Arc<NotifyCounters>,
     pub(crate) policy: Arc<Policy>,
     pub(crate) staff: Arc<Staff>,
+    /// This station's id: the origin of the audit events it writes.
+    pub(crate) origin: String,
 }
 
 impl AlarmsHandle {
+    /// Acknowledges, from here, a followed station's alarm (care group): the user signed in
+    /// with `token` must be clinical staff, and the alarm must be in the "Other beds" list.
+    /// The acknowledgement is an event of this station's trail (`alarm.acknowledge_followed`),
+    /// which reaches that station through the hospital core; it applies it to its alarm and
+    /// logs it "by {user} at station {this one}".
+    pub fn acknowledge_followed(
+        &self,
+        token: &str,
+        station: &str,
+        bed: &str,
+        key: &str,
+    ) -> Result<(), CoreError> {
+        let action = Action::AcknowledgeFollowed {
+            station: station.to_string(),
+            bed: bed.to_string(),
+        };
+        let user = self.staff.authorize(token, &action, now_ms())?.username;
+        let found = self.shared.others.lock().ok().and_then(|o| {
+            o.iter()
+                .find(|x| x.station == station && x.alarm.bed == bed && x.alarm.key == key)
+                .cloned()
+        });
+        let Some(other) = found else {
+            return Err(CoreError::invalid(
+                ErrorCode::UnknownAlarm,
+                format!(
+                    "no followed alarm {key} at bed {bed} of station {station} (it may have ended)"
+                ),
+            ));
+        };
+        let ack = ward_sync::FollowedAck {
+            station: station.to_string(),
+            bed: bed.to_string(),
+            condition: key.to_string(),
+            label: other.alarm.label.clone(),
+            t_ms: now_ms(),
+        };
+        let detail = serde_json::to_string(&ack)
+            .map_err(|e| CoreError::Internal(format!("acknowledgement detail: {e}")))?;
+        tracing::info!(%user, %station, %bed, %key, "followed alarm acknowledged here");
+        self.tx
+            .send(Input::Audit(ward_store::AuditEvent {
+                origin: self.origin.clone(),
+                t_ms: ack.t_ms,
+                actor: user,
+                kind: ward_sync::FOLLOWED_ACK_KIND.into(),
+                bed: None,
+                detail,
+            }))
+            .map_err(|_| CoreError::AlarmDriver("it has stopped"))
+    }
+
     /// An alarm command by the user signed in with `token`, if their role and beds allow
     /// it. Denials are answered with a reason and audited. Returns how many alarms it
     /// applied to.
@@ -118,6 +172,7 @@ impl AlarmsHandle {
             allow_audio_off: p.allow_audio_off,
             metrics: s.metrics(Some(&self.notify)),
             restart: s.restart.lock().ok().and_then(|r| r.clone()),
+            others: s.others.lock().map(|o| o.clone()).unwrap_or_default(),
         }
     }
 

@@ -99,6 +99,36 @@ fn bed_setups(cfg: &Config) -> Result<Vec<alarms::BedSetup>, CoreError> {
         .collect())
 }
 
+/// This station's bed alarms as its followers see them (care group).
+fn shared_alarms(
+    shared: &alarms::Shared,
+    labels: &BTreeMap<String, String>,
+) -> Vec<ward_alarm::care::SharedAlarm> {
+    let Ok(alarms) = shared.alarms.lock() else {
+        return Vec::new();
+    };
+    alarms
+        .iter()
+        .filter_map(|a| {
+            let bed = a.bed.clone()?;
+            Some(ward_alarm::care::SharedAlarm {
+                bed_label: labels.get(&bed).cloned().unwrap_or_else(|| bed.clone()),
+                bed,
+                key: a.key.clone(),
+                label: a.label.clone(),
+                priority: a.priority,
+                onset_ms: a.onset_ms,
+                silenced: !a.audible(),
+                acknowledged_by: match &a.inactivation {
+                    ward_alarm::Inactivation::Acknowledged { by, .. } => Some(by.clone()),
+                    _ => None,
+                },
+                latched: !a.cause_active,
+            })
+        })
+        .collect()
+}
+
 /// What the log holds of an earlier run: whether there was one, and its unfinished alarms.
 fn previous_run(cfg: &Config) -> Result<alarms::Previous, CoreError> {
     let store = ward_store::Store::open_read_only(&cfg.db_path())?;
@@ -169,7 +199,7 @@ impl Station {
             cfg.notifications,
             alarm_events.clone(),
             alarm_shared.clone(),
-            previous_run(&cfg)?,
+            (previous_run(&cfg)?, cfg.care_group.policy.clone()),
         )?;
         let notify_counters = driver.notify_counters();
         let _ = alarm_tx.send(Input::Audit(station_event(
@@ -260,7 +290,15 @@ impl Station {
             };
             let tx = Mutex::new(alarm_tx.clone());
             let peer_tx = Mutex::new(alarm_tx.clone());
+            let follow_tx = Mutex::new(alarm_tx.clone());
             let peers = ward_sync::PeerListener {
+                origin: cfg.station_id.clone(),
+                follow: cfg.care_group.follow.clone(),
+                followed: Box::new(move |list| {
+                    if let Ok(tx) = follow_tx.lock() {
+                        let _ = tx.send(Input::Followed(list));
+                    }
+                }),
                 liveness: Box::new(move |change: ward_sync::PeerChange| {
                     let input = match change {
                         ward_sync::PeerChange::Down {
@@ -299,10 +337,17 @@ impl Station {
             tracing::info!(upstream = %up.name, tls = up.ca_file.is_some(), "store-and-forward to the hospital core");
             // This station's liveness for its peers: beats only while the alarm loop ticks.
             let shared = alarm_shared.clone();
+            let published = alarm_shared.clone();
+            let labels: BTreeMap<String, String> = cfg
+                .beds
+                .iter()
+                .map(|b| (b.id.to_string(), b.label.clone()))
+                .collect();
             let liveness = ward_sync::Liveness {
                 cfg: up.clone(),
                 origin: cfg.station_id.clone(),
                 alive: Arc::new(move || shared.loop_alive()),
+                alarms: Arc::new(move || shared_alarms(&published, &labels)),
             };
             let token = lifecycle.token();
             let outbox = worker.run(token.clone());
@@ -332,6 +377,7 @@ impl Station {
             notify: notify_counters,
             policy: Arc::new(cfg.alarm_policy.clone()),
             staff: staff.clone(),
+            origin: cfg.station_id.clone(),
         };
         let handle = StationHandle {
             broker_addr,

@@ -19,6 +19,9 @@ pub mod outbox;
 pub mod secrets;
 
 pub use liveness::{Liveness, PeerChange};
-pub use outbox::{options, remote_ack, PeerAck, PeerListener, SharedStatus, SyncStatus, Worker};
+pub use outbox::{
+    options, remote_ack, FollowedAck, PeerAck, PeerListener, SharedStatus, SyncStatus, Worker,
+    FOLLOWED_ACK_KIND,
+};
 
 pub use error::{SecretError, SyncError};

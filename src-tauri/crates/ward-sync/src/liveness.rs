@@ -24,6 +24,29 @@ pub fn alive_topic(prefix: &str, station: &str) -> String {
     format!("{}/station/{station}/alive", prefix.trim_end_matches('/'))
 }
 
+/// Where a station keeps its current bed alarms (retained) for the stations that follow it.
+pub fn alarms_topic(prefix: &str, station: &str) -> String {
+    format!("{}/station/{station}/alarms", prefix.trim_end_matches('/'))
+}
+
+/// A followed station's alarm list, checked against its topic.
+pub fn parse_alarms(
+    followed: &[String],
+    topic: &str,
+    payload: &[u8],
+) -> Result<ward_alarm::care::SharedAlarms, String> {
+    let l: ward_alarm::care::SharedAlarms =
+        serde_json::from_slice(payload).map_err(|e| format!("alarms on {topic}: {e}"))?;
+    if !followed.contains(&l.station) || !topic.ends_with(&format!("/station/{}/alarms", l.station))
+    {
+        return Err(format!(
+            "alarms of {:?} on {topic}: not a followed station's topic",
+            l.station
+        ));
+    }
+    Ok(l)
+}
+
 /// The retained liveness message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alive {
@@ -178,6 +201,9 @@ pub struct Liveness {
     pub cfg: UpstreamConfig,
     pub origin: String,
     pub alive: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// This station's current bed alarms, published (retained, when they change) for the
+    /// stations that follow it.
+    pub alarms: Arc<dyn Fn() -> Vec<ward_alarm::care::SharedAlarm> + Send + Sync>,
 }
 
 impl Liveness {
@@ -217,13 +243,34 @@ impl Liveness {
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut connected = false;
         let mut backoff = Duration::from_millis(500);
+        let alarms_topic = alarms_topic(&cfg.topic_prefix, &self.origin);
+        let mut published: Option<Vec<ward_alarm::care::SharedAlarm>> = None;
+        let mut check = tokio::time::interval(Duration::from_millis(500));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
+                _ = check.tick(), if connected => {
+                    let now = (self.alarms)();
+                    if published.as_ref() != Some(&now) {
+                        let list = ward_alarm::care::SharedAlarms {
+                            station: self.origin.clone(),
+                            name: cfg.station_name.clone(),
+                            t_ms: ward_store::wall_clock_ms(),
+                            alarms: now.clone(),
+                        };
+                        let body = serde_json::to_vec(&list).unwrap_or_default();
+                        if client.try_publish(alarms_topic.clone(), QoS::AtLeastOnce, true, body).is_ok() {
+                            published = Some(now);
+                        }
+                    }
+                }
                 ev = eventloop.poll() => match ev {
                     Ok(Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::ConnAck(_))) => {
                         connected = true;
                         backoff = Duration::from_millis(500);
+                        // The core may have lost the retained list: publish it anew.
+                        published = None;
                         if (self.alive)() {
                             let _ = client.try_publish(topic.clone(), QoS::AtLeastOnce, true, self.message("up", None));
                         }

@@ -143,6 +143,11 @@ pub struct PeerListener {
     /// Where a peer's "not monitoring" and "back" go (the station's alarm driver); decided
     /// by [`crate::liveness::PeerWatch`] from the peers' liveness messages.
     pub liveness: Box<dyn Fn(crate::liveness::PeerChange) + Send + Sync>,
+    /// This station's id: acknowledgements made at a peer for this station's alarms name it.
+    pub origin: String,
+    /// Stations whose alarm lists this one follows (a care group), and where their lists go.
+    pub follow: Vec<String>,
+    pub followed: Box<dyn Fn(ward_alarm::care::SharedAlarms) + Send + Sync>,
 }
 
 /// How long the core keeps the peer session of a station that is away.
@@ -201,7 +206,11 @@ impl PeerListener {
                         for peer in &cfg.peers {
                             let t = events_topic(&cfg.topic_prefix, peer);
                             let alive = crate::liveness::alive_topic(&cfg.topic_prefix, peer);
-                            for t in [t, alive] {
+                            let mut topics = vec![t, alive];
+                            if self.follow.contains(peer) {
+                                topics.push(crate::liveness::alarms_topic(&cfg.topic_prefix, peer));
+                            }
+                            for t in topics {
                                 if let Err(e) = client.try_subscribe(t, QoS::AtLeastOnce) {
                                     tracing::error!(error = %e, %peer, "cannot subscribe to a peer station");
                                 }
@@ -220,7 +229,17 @@ impl PeerListener {
                             }
                             continue;
                         }
-                        match remote_ack(&cfg.peers, &topic, &p.payload) {
+                        if topic.ends_with("/alarms") {
+                            match crate::liveness::parse_alarms(&self.follow, &topic, &p.payload) {
+                                Ok(l) => (self.followed)(l),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "unreadable alarm list from the hospital core");
+                                    self.set(|s| s.remote_refused += 1);
+                                }
+                            }
+                            continue;
+                        }
+                        match remote_ack(&self.origin, &cfg.peers, &topic, &p.payload) {
                             Ok(Some(input)) => {
                                 self.set(|s| s.remote_acks += 1);
                                 (self.acks)(input);
@@ -260,9 +279,26 @@ pub struct PeerAck {
     pub user: String,
 }
 
-/// A peer station's acknowledgement, from one event the core delivered. `None` for every
-/// other event; an error names what was unreadable.
+/// The audit kind of an acknowledgement a person makes at this station for an alarm of a
+/// followed station (its detail: [`FollowedAck`]).
+pub const FOLLOWED_ACK_KIND: &str = "alarm.acknowledge_followed";
+
+/// What an acknowledgement of a followed station's alarm names.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct FollowedAck {
+    pub station: String,
+    pub bed: String,
+    pub condition: String,
+    pub label: String,
+    pub t_ms: i64,
+}
+
+/// A peer station's acknowledgement, from one event the core delivered: one of this
+/// station's alarms acknowledged there (as a follower, naming this station `me`), or the same
+/// bed's alarm acknowledged at a peer that watches the same beds. `None` for every other
+/// event; an error names what was unreadable.
 pub fn remote_ack(
+    me: &str,
     peers: &[String],
     topic: &str,
     payload: &[u8],
@@ -287,6 +323,21 @@ pub fn remote_ack(
             "event from {:?} on {topic}: not a peer's topic",
             ev.origin
         ));
+    }
+    if ev.kind == FOLLOWED_ACK_KIND {
+        let f: FollowedAck = serde_json::from_str(&ev.detail)
+            .map_err(|e| format!("acknowledgement from {}: detail: {e}", ev.origin))?;
+        if f.station != me {
+            return Ok(None);
+        }
+        return Ok(Some(PeerAck {
+            command: AlarmCommand::PeerAcknowledge {
+                bed: f.bed,
+                key: f.condition,
+                acked_at_ms: f.t_ms,
+            },
+            user: format!("{} at station {}", ev.actor, ev.origin),
+        }));
     }
     // Only acknowledgements made by a person there: one relayed from a third station (its
     // user reads "... at station ...") is applied from that station's own event, if at all.
@@ -462,6 +513,54 @@ struct Upstream<'a> {
 mod tests {
     use super::*;
 
+    /// A follower's acknowledgement of one of this station's alarms applies here; one made
+    /// for a third station does not.
+    #[test]
+    fn a_followers_acknowledgement_names_this_station() {
+        let peers = vec!["st-b".to_string()];
+        let detail = |station: &str| {
+            serde_json::to_string(&FollowedAck {
+                station: station.into(),
+                bed: "bed-02".into(),
+                condition: "limit:spo2_desat".into(),
+                label: "Desaturation".into(),
+                t_ms: 5_000,
+            })
+            .unwrap()
+        };
+        let got = remote_ack(
+            "st-a",
+            &peers,
+            TOPIC,
+            &event("st-b", FOLLOWED_ACK_KIND, "nurse.ana", &detail("st-a")),
+        );
+        assert_eq!(
+            got,
+            Ok(Some(PeerAck {
+                command: AlarmCommand::PeerAcknowledge {
+                    bed: "bed-02".into(),
+                    key: "limit:spo2_desat".into(),
+                    acked_at_ms: 5_000
+                },
+                user: "nurse.ana at station st-b".into()
+            }))
+        );
+        let other = remote_ack(
+            "st-a",
+            &peers,
+            TOPIC,
+            &event("st-b", FOLLOWED_ACK_KIND, "nurse.ana", &detail("st-c")),
+        );
+        assert_eq!(other, Ok(None));
+        let bad = remote_ack(
+            "st-a",
+            &peers,
+            TOPIC,
+            &event("st-b", FOLLOWED_ACK_KIND, "n", "{}"),
+        );
+        assert!(bad.unwrap_err().contains("detail"));
+    }
+
     fn event(origin: &str, kind: &str, actor: &str, detail: &str) -> Vec<u8> {
         serde_json::json!({
             "origin": origin, "seq": 7, "event_id": format!("{origin}:7"), "t_ms": 1,
@@ -479,6 +578,7 @@ mod tests {
     fn a_peers_acknowledgement_becomes_a_remote_ack() {
         let peers = vec!["st-b".to_string()];
         let got = remote_ack(
+            "st-a",
             &peers,
             TOPIC,
             &event("st-b", "alarm.acknowledged", "nurse.ana", ROW),
@@ -510,7 +610,7 @@ mod tests {
     #[test]
     fn other_events_relays_and_strangers_are_not_applied() {
         let peers = vec!["st-b".to_string()];
-        let none = |p: Vec<u8>| matches!(remote_ack(&peers, TOPIC, &p), Ok(None));
+        let none = |p: Vec<u8>| matches!(remote_ack("st-a", &peers, TOPIC, &p), Ok(None));
         assert!(none(event("st-b", "alarm.raised", "system", ROW)));
         assert!(none(event(
             "st-b",
@@ -524,12 +624,14 @@ mod tests {
             Ok(_) => panic!("accepted"),
         };
         let e = err(remote_ack(
+            "st-a",
             &peers,
             TOPIC,
             &event("st-x", "alarm.acknowledged", "x", ROW),
         ));
         assert!(e.contains("not a peer's topic"), "{e}");
         let e = err(remote_ack(
+            "st-a",
             &peers,
             "wardwatch/v1/station/st-c/events",
             &event("st-b", "alarm.acknowledged", "x", ROW),
@@ -537,9 +639,10 @@ mod tests {
         assert!(e.contains("not a peer's topic"), "{e}");
         // Garbage of every kind is an error naming what was wrong, never a panic.
         for bad in [&b"\xff\xfe"[..], b"{}", b"[1,2]", b"null"] {
-            assert!(remote_ack(&peers, TOPIC, bad).is_err());
+            assert!(remote_ack("st-a", &peers, TOPIC, bad).is_err());
         }
         let e = err(remote_ack(
+            "st-a",
             &peers,
             TOPIC,
             &event("st-b", "alarm.acknowledged", "n", "{oops"),
