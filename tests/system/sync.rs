@@ -575,16 +575,24 @@ fn signal_stop(st: &Headless, stop: bool) {
 
 /// A care-group station `id` with beds `{prefix}-01`, `{prefix}-02` (bed ids are unique
 /// across the unit), its own simulated monitors, sending to the core on `port`.
-fn care_station_config(
-    dir: &std::path::Path,
-    port: u16,
-    id: &str,
-    name: &str,
-    prefix: &str,
-    peers: &[&str],
-    follow: &[&str],
-    scenarios: &[&str],
-) -> ward_core::Config {
+struct CareStation<'a> {
+    id: &'a str,
+    name: &'a str,
+    prefix: &'a str,
+    peers: &'a [&'a str],
+    follow: &'a [&'a str],
+    scenarios: &'a [&'a str],
+}
+
+fn care_station_config(dir: &std::path::Path, port: u16, c: CareStation) -> ward_core::Config {
+    let CareStation {
+        id,
+        name,
+        prefix,
+        peers,
+        follow,
+        scenarios,
+    } = c;
     std::fs::create_dir_all(dir).unwrap();
     let mut text = format!(
         "[station]\nid = \"{id}\"\nname = \"{name}\"\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n\
@@ -619,22 +627,26 @@ async fn a_followed_stations_alarm_is_shown_and_acknowledged_here() {
     let a_cfg = care_station_config(
         &work.path().join("a"),
         core.port,
-        "st-4w",
-        "4 West",
-        "4w",
-        &["st-5e"],
-        &[],
-        &["bed 2 desaturates to 76 % at 4 s"],
+        CareStation {
+            id: "st-4w",
+            name: "4 West",
+            prefix: "4w",
+            peers: &["st-5e"],
+            follow: &[],
+            scenarios: &["bed 2 desaturates to 76 % at 4 s"],
+        },
     );
     let b_cfg = care_station_config(
         &work.path().join("b"),
         core.port,
-        "st-5e",
-        "5 East",
-        "5e",
-        &["st-4w"],
-        &["st-4w"],
-        &[],
+        CareStation {
+            id: "st-5e",
+            name: "5 East",
+            prefix: "5e",
+            peers: &["st-4w"],
+            follow: &["st-4w"],
+            scenarios: &[],
+        },
     );
     add_user(&b_cfg, "nurse.ana", ward_model::Role::Nurse, None);
     add_user(&b_cfg, "viewer.vic", ward_model::Role::Viewer, None);
