@@ -79,6 +79,8 @@ args! {
     LoginArgs { username: String, secret: String }
     UnlockArgs { secret: String }
     AlarmIdArgs { id: u64 }
+    /// A followed station's alarm (care group): the station, its bed, the condition key.
+    FollowedArgs { station: String, bed: String, key: String }
     /// `bed: null` is every current alarm.
     BedOrUnitArgs { bed: Option<String> }
     BedArgs { bed: String }
@@ -181,6 +183,19 @@ pub async fn alarm_acknowledge(
     args: AlarmIdArgs,
 ) -> Result<usize, IpcError> {
     act(&state, AlarmCommand::Acknowledge { id: args.id }).await
+}
+
+/// Acknowledges a followed station's alarm from here (care group); that station applies it.
+#[tauri::command]
+pub async fn alarm_acknowledge_followed(
+    state: tauri::State<'_, AppState>,
+    args: FollowedArgs,
+) -> Result<(), IpcError> {
+    off_main(&state, move |s, t| {
+        Ok(s.alarms()
+            .acknowledge_followed(t, &args.station, &args.bed, &args.key)?)
+    })
+    .await
 }
 
 /// Audio pause for one bed, or for every current alarm when `bed` is null.
@@ -334,6 +349,7 @@ mod bindings {
         LoginArgs::export_all(&cfg).unwrap();
         UnlockArgs::export_all(&cfg).unwrap();
         AlarmIdArgs::export_all(&cfg).unwrap();
+        FollowedArgs::export_all(&cfg).unwrap();
         BedOrUnitArgs::export_all(&cfg).unwrap();
         BedArgs::export_all(&cfg).unwrap();
         SetLimitsArgs::export_all(&cfg).unwrap();

@@ -164,6 +164,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
         .invoke_handler(tauri::generate_handler![
             commands::ward_snapshot,
             commands::alarm_acknowledge,
+            commands::alarm_acknowledge_followed,
             commands::alarm_audio_pause,
             commands::alarm_audio_off,
             commands::alarm_pause,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { audioText, barOrder, countdown, parseThreshold, restartText, stateText, tileAlarm, type Alarm, type AlarmSnapshot } from "./alarms";
+import { audioText, barOrder, countdown, otherText, parseThreshold, restartText, stateText, tileAlarm, type Alarm, type AlarmSnapshot, type OtherAlarm } from "./alarms";
 
 const alarm = (over: Partial<Alarm>): Alarm => ({
   id: 1,
@@ -75,6 +75,7 @@ describe("audioText", () => {
     alarm_pause_s: 120,
     allow_audio_off: false,
     restart: null,
+    others: [],
     metrics: {
       active_high: 0,
       active_medium: 0,
@@ -110,5 +111,31 @@ describe("restartText", () => {
     );
     expect(restartText(null)).toBeNull();
     expect(restartText("something else")).toBe("something else");
+  });
+});
+
+describe("otherText", () => {
+  const other = (over: Partial<OtherAlarm["alarm"]>): OtherAlarm => ({
+    station: "st-4w",
+    station_name: "4 West",
+    alarm: {
+      bed: "4w-02",
+      bed_label: "Bed 2",
+      key: "limit:spo2_desat",
+      label: "Desaturation",
+      priority: "high",
+      onset_ms: 0,
+      silenced: false,
+      acknowledged_by: null,
+      latched: false,
+      ...over,
+    },
+  });
+  it("names the station and bed first, then what and its state there", () => {
+    expect(otherText(other({}))).toEqual({ place: "4 West · Bed 2", what: "Desaturation", state: "sounding there" });
+    expect(otherText(other({ silenced: true, acknowledged_by: "nurse.ana at station st-5e" })).state).toBe(
+      "acknowledged by nurse.ana at station st-5e",
+    );
+    expect(otherText(other({ silenced: true, latched: true })).state).toBe("silenced there · latched");
   });
 });

@@ -5,8 +5,9 @@
 // The types are generated from the Rust ones (ts-rs, src/gen): they cannot drift.
 import type { Alarm } from "./gen/Alarm";
 import type { AlarmSnapshot } from "./gen/AlarmSnapshot";
+import type { OtherAlarm } from "./gen/OtherAlarm";
 import type { Priority } from "./gen/Priority";
-export type { Alarm, AlarmSnapshot, Priority };
+export type { Alarm, AlarmSnapshot, OtherAlarm, Priority };
 export type { Inactivation } from "./gen/Inactivation";
 export type { AudioStatus } from "./gen/AudioStatus";
 export type { AlarmLogRow } from "./gen/AlarmLogRow";
@@ -83,6 +84,17 @@ export function parseThreshold(text: string): number | null {
   if (t === "" || !/^-?\d+(\.\d+)?$/.test(t)) return null;
   const v = Number(t);
   return Number.isFinite(v) ? v : null;
+}
+
+/** One followed alarm of another station (care group), as the "Other beds" bar says it:
+ *  where first (station, bed), then what, then its state there. */
+export function otherText(o: OtherAlarm): { place: string; what: string; state: string } {
+  const a = o.alarm;
+  let state = "sounding there";
+  if (a.acknowledged_by !== null) state = `acknowledged by ${a.acknowledged_by}`;
+  else if (a.silenced) state = "silenced there";
+  if (a.latched) state += " · latched";
+  return { place: `${o.station_name} · ${a.bed_label}`, what: a.label, state };
 }
 
 /** The header's short form of the restart line ("Station restarted at 2026-12-04

@@ -10,6 +10,7 @@ import type { AssignArgs } from "./gen/AssignArgs";
 import type { BedArgs } from "./gen/BedArgs";
 import type { BedOrUnitArgs } from "./gen/BedOrUnitArgs";
 import type { ExportArgs } from "./gen/ExportArgs";
+import type { FollowedArgs } from "./gen/FollowedArgs";
 import type { HistoryArgs } from "./gen/HistoryArgs";
 import type { LoginArgs } from "./gen/LoginArgs";
 import type { SetLimitsArgs } from "./gen/SetLimitsArgs";
@@ -48,6 +49,8 @@ export const ipc = {
   unlock: (secret: string) => invoke<Session>("session_unlock", { args: { secret } satisfies UnlockArgs }),
   touch: () => invoke<null>("session_touch"),
   acknowledge: (id: number) => invoke<number>("alarm_acknowledge", { args: { id } satisfies AlarmIdArgs }),
+  acknowledgeFollowed: (station: string, bed: string, key: string) =>
+    invoke<null>("alarm_acknowledge_followed", { args: { station, bed, key } satisfies FollowedArgs }),
   audioPause: (bed: string | null) => invoke<number>("alarm_audio_pause", { args: { bed } satisfies BedOrUnitArgs }),
   audioOff: (bed: string | null) => invoke<number>("alarm_audio_off", { args: { bed } satisfies BedOrUnitArgs }),
   alarmPause: (bed: string) => invoke<number>("alarm_pause", { args: { bed } satisfies BedArgs }),

@@ -10,6 +10,7 @@ import { initAlarmBar, renderAlarmBar } from "./views/alarmbar";
 import { WardGrid } from "./views/grid";
 import { initHeader, renderHeader } from "./views/header";
 import { banner } from "./views/notice";
+import { renderOtherBar } from "./views/otherbar";
 import { initPanel, openBed } from "./views/panel";
 import { initReview, placeReview, resizeReview } from "./views/review";
 import { initSession, renderAccount } from "./views/session";
@@ -24,6 +25,7 @@ async function refresh(): Promise<void> {
     state.labels = new Map(snap.beds.map((b) => [b.id, b.label]));
     renderHeader(snap);
     renderAlarmBar(snap.alarms, snap.now_ms);
+    renderOtherBar(snap.alarms.others);
     grid.update(snap.beds, snap.alarms.alarms, snap.now_ms);
     renderAccount(snap.session);
     if (state.review !== null) placeReview();

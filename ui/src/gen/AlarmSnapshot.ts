@@ -2,6 +2,7 @@
 import type { Alarm } from "./Alarm";
 import type { AlarmMetrics } from "./AlarmMetrics";
 import type { AudioStatus } from "./AudioStatus";
+import type { OtherAlarm } from "./OtherAlarm";
 
 /**
  * What the window and the summary show.
@@ -15,4 +16,8 @@ driver_ok: boolean, audio_pause_s: number, alarm_pause_s: number, allow_audio_of
  * "Station restarted at …; N alarms restored" when this run followed an earlier one
  * (stopped, crashed or cut off): the window shows it.
  */
-restart: string | null, };
+restart: string | null, 
+/**
+ * Followed stations' alarms (care group), for the "Other beds" bar.
+ */
+others: Array<OtherAlarm>, };

@@ -9,18 +9,20 @@
 //! `AlarmCommand::PeerAcknowledge` with "who at which station"), and the watermark is
 //! written through the [`ward_store::RecordSink`] the station gives it.
 //!
-//! Layout: `outbox` (the worker, the peer listener, status), `liveness` (this station's
+//! Layout: `client` (connection options: address, credentials, TLS), `outbox` (the worker, the peer listener, status), `liveness` (this station's
 //! retained liveness message with its will, and the pure watch over the peers'), `secrets` (keyring-core stores:
 //! Secret Service, keyutils, Windows).
 
+mod client;
 mod error;
 pub mod liveness;
 pub mod outbox;
 pub mod secrets;
 
+pub use client::options;
 pub use liveness::{Liveness, PeerChange};
 pub use outbox::{
-    options, remote_ack, FollowedAck, PeerAck, PeerListener, SharedStatus, SyncStatus, Worker,
+    remote_ack, FollowedAck, PeerAck, PeerListener, SharedStatus, SyncStatus, Worker,
     FOLLOWED_ACK_KIND,
 };
 

@@ -224,7 +224,7 @@ impl Liveness {
             ..self.cfg.clone()
         };
         let topic = alive_topic(&cfg.topic_prefix, &self.origin);
-        let Some(mut opts) = crate::outbox::options_when_ready(&cfg, &stop, |_| {}).await else {
+        let Some(mut opts) = crate::client::options_when_ready(&cfg, &stop, |_| {}).await else {
             return;
         };
         opts.set_last_will(LastWill::new(
