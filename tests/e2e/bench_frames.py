@@ -110,6 +110,7 @@ def config(tmp: Path, beds: int) -> Path:
         ("beds = []\n" if beds == 0 else "")
         + f'[station]\nname = "Frames {beds}"\ndata_dir = "{tmp / "data"}"\n'
         '[broker]\nlisten = "127.0.0.1:0"\nallow_anonymous = true\n[alarms]\nnotifications = false\n'
+        '[sentinel]\nenabled = false\n'
         + "".join(f'[[beds]]\nid = "bed-{i:02}"\nlabel = "Bed {i}"\ndevice = "sim-{i:02}"\n' for i in range(1, beds + 1))
     )
     subprocess.run(

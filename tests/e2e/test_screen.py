@@ -62,7 +62,7 @@ def ward_config(tmp, beds, scenarios=()):
     cfg = tmp / "station.toml"
     cfg.write_text(
         f'[station]\nname = "Screen {beds}"\ndata_dir = "{tmp / "data"}"\n'
-        f'[broker]\nlisten = "127.0.0.1:0"\n[alarms]\nnotifications = false\n'
+        f'[broker]\nlisten = "127.0.0.1:0"\n[alarms]\nnotifications = false\n[sentinel]\nenabled = false\n'
         f"[sim]\nbeds = {beds}\nscenarios = [{', '.join(repr(s).replace(chr(39), chr(34)) for s in scenarios)}]\n"
         + "".join(f'[[beds]]\nid = "bed-{i:02}"\nlabel = "Bed {i}"\ndevice = "sim-{i:02}"\n' for i in range(1, beds + 1))
     )

@@ -37,6 +37,8 @@ def station_config(tmp_path):
     cfg.write_text(
         f'[station]\nname = "E2E Station"\ndata_dir = "{data}"\n'
         '[broker]\nlisten = "127.0.0.1:0"\nallow_anonymous = true\n[store]\nbatch_ms = 50\n'
+        # The window is closed by WebDriver at the end of each test: no sentinel to outlive it.
+        '[sentinel]\nenabled = false\n'
         # Bed 2's patient desaturates: the alarm test acknowledges it in the window.
         '[sim]\nbeds = 4\nscenarios = ["bed 2 desaturates to 76 % at 2 s"]\n' + beds
     )
@@ -254,3 +256,75 @@ def test_alarm_shows_in_the_bar_and_is_acknowledged_in_the_window(driver, statio
     assert driver.save_screenshot(str(ARTIFACTS / "e2e-review.png")), "screenshot failed"
     click(driver, "review-close")
     wait_until("back to live", 10, lambda: not review.is_displayed())
+
+
+def station_toml(path, data, station_id, name, prefix, port, peers, follow=(), scenarios=()):
+    beds = "".join(
+        f'[[beds]]\nid = "{prefix}-0{i}"\nlabel = "{name} bed {i}"\ndevice = "sim-0{i}"\n' for i in (1, 2)
+    )
+    quoted = lambda xs: "[" + ", ".join(f'"{x}"' for x in xs) + "]"  # noqa: E731
+    path.write_text(
+        f'[station]\nid = "{station_id}"\nname = "{name}"\ndata_dir = "{data}"\n'
+        '[broker]\nlisten = "127.0.0.1:0"\nallow_anonymous = true\n[store]\nbatch_ms = 50\n'
+        "[alarms]\nnotifications = false\n[sentinel]\nenabled = false\n"
+        f'[upstream]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\npeer_stations = {quoted(peers)}\n'
+        f"[care_group]\nfollow = {quoted(follow)}\n"
+        f"[sim]\nbeds = 2\nscenarios = {quoted(scenarios)}\n" + beds
+    )
+
+
+def test_a_followed_stations_alarm_shows_in_other_beds_and_is_acknowledged_here(xvfb, tmp_path):
+    """Care group in the real window: station 4 West (a headless process) desaturates; this
+    window's station, 5 East, follows it through a real Mosquitto; its alarm shows in the
+    "Other beds" bar with station and bed, a nurse acknowledges it here, and 4 West applies
+    it (its trail says who and where)."""
+    from harness import free_port
+
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    core = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    a_dir = tmp_path / "a"
+    a_dir.mkdir()
+    a_cfg = a_dir / "station.toml"
+    station_toml(a_cfg, a_dir / "data", "st-4w", "4 West", "4w", port, ["st-5e"],
+                 scenarios=["bed 2 desaturates to 76 % at 2 s"])
+    env = dict(os.environ, WARDWATCH_FORBID_DEFAULT_DATA_DIR="1")
+    a = subprocess.Popen(
+        [str(APP), "run", "--no-sentinel", "--summary-every", "0", "--config", str(a_cfg)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    b_cfg = tmp_path / "station.toml"
+    station_toml(b_cfg, tmp_path / "data", "st-5e", "5 East", "5e", port, ["st-4w"], follow=["st-4w"])
+    subprocess.run(
+        [str(APP), "users", "add", "--config", str(b_cfg), "--username", "nurse.e2e", "--role", "nurse", "--pin"],
+        input="nurse-e2e-pass\n2580\n", text=True, check=True, env=env,
+    )
+    key = "limit:spo2_desat"
+    item = f"other-st-4w-4w-02-{key}"
+    try:
+        with station_window(APP, xvfb, b_cfg, tmp_path / "tauri-driver.log") as drv:
+            wait_until("4 West's desaturation in Other beds", 90, lambda: "Desaturation" in (text_of(drv, item) or ""))
+            text = text_of(drv, item)
+            assert "HIGH" in text and "4 West · 4 West bed 2" in text and "sounding there" in text, text
+            # A first start (users were created with the CLI before it) is no restart.
+            assert text_of(drv, "restart") == "", text_of(drv, "restart")
+            # Not this station's alarm: its own bar does not have it.
+            assert alarm_item(drv, "4w-02", key) is None
+            ARTIFACTS.mkdir(exist_ok=True)
+            assert drv.save_screenshot(str(ARTIFACTS / "e2e-other-beds.png"))
+            sign_in(drv, "nurse.e2e", "nurse-e2e-pass")
+            click(drv, f"other-ack-st-4w-4w-02-{key}")
+            wait_until(
+                "acknowledged at 4 West, shown here",
+                30,
+                lambda: "acknowledged by nurse.e2e at station st-5e" in (text_of(drv, item) or ""),
+            )
+    finally:
+        a.terminate()
+        a.wait(timeout=20)
+        core.terminate()
+        core.wait(timeout=10)
+    db = sqlite3.connect(a_dir / "data" / "wardwatch.sqlite")
+    rows = db.execute("SELECT actor FROM audit WHERE kind = 'alarm.acknowledged'").fetchall()
+    assert ("nurse.e2e at station st-5e",) in rows, rows

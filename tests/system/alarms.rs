@@ -523,6 +523,14 @@ fn a_latched_alarm_is_active_again_after_a_kill_and_a_restart() {
             .into_iter()
             .find(|r| r.kind == "latched")
     });
+    // A first start is no restart.
+    let first_run = ward_store::Store::open_read_only(&db)
+        .and_then(|s| s.alarm_log(None, 50))
+        .unwrap();
+    assert!(
+        !first_run.iter().any(|r| r.kind == "restarted"),
+        "{first_run:?}"
+    );
     let dir = st.kill9();
 
     let restored_rows = |db: &Path| -> Vec<ward_store::AlarmLogRow> {

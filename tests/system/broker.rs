@@ -336,6 +336,7 @@ fn tls_and_mutual_tls_with_mosquitto_clients() {
     let mut child = Command::new(workspace_bin("wardwatch"))
         .args([
             "run",
+            "--no-sentinel",
             "--listen",
             "127.0.0.1:0",
             "--sim-beds",

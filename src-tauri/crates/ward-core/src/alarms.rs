@@ -146,7 +146,7 @@ pub(crate) struct Shared {
 /// What the log says of the previous run, read before the driver starts.
 #[derive(Default)]
 pub(crate) struct Previous {
-    /// The log held an earlier run (its audit trail is not empty).
+    /// A station ran on this database before (its trail has a `station.start`).
     pub ran_before: bool,
     /// The alarms that had not ended, each as the rows of its last episode.
     pub unfinished: Vec<Vec<AlarmLogRow>>,

@@ -133,7 +133,7 @@ fn shared_alarms(
 fn previous_run(cfg: &Config) -> Result<alarms::Previous, CoreError> {
     let store = ward_store::Store::open_read_only(&cfg.db_path())?;
     Ok(alarms::Previous {
-        ran_before: store.audit_last_seq()? > 0,
+        ran_before: store.station_ran_before()?,
         unfinished: store.unfinished_alarms()?,
         max_alarm_id: store.max_alarm_id()?,
     })

@@ -525,6 +525,16 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether a station has run on this database before (its trail has a `station.start`;
+    /// users created beforehand with the CLI do not count).
+    pub fn station_ran_before(&self) -> Result<bool, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM audit WHERE kind = 'station.start')",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     /// The highest alarm id in the log (0 when empty): a restarted engine numbers after it.
     pub fn max_alarm_id(&self) -> Result<u64, StoreError> {
         let m: Option<i64> =
