@@ -123,6 +123,71 @@ pub(crate) fn read_wav(path: &Path) -> (u32, Vec<f32>) {
     panic!("no data chunk in {}", path.display());
 }
 
+/// An ALSA configuration (in `dir`) whose default output is captured into the WAV file `wav`
+/// (ALSA's `file` plugin in front of the null sink): what a process really played.
+pub(crate) fn capture_config(dir: &Path, wav: &Path) -> std::path::PathBuf {
+    let asound = dir.join("asound.conf");
+    std::fs::write(
+        &asound,
+        format!(
+            "</usr/share/alsa/alsa.conf>\npcm.!default {{\n type plug\n slave {{\n  pcm {{ type file slave.pcm \"null\" file \"{}\" format \"wav\" }}\n  format S16_LE\n  rate 48000\n  channels 2\n }}\n}}\n",
+            wav.display()
+        ),
+    )
+    .unwrap();
+    asound
+}
+
+/// The first run of 10 pulses of `spec`'s length within one burst's time (a HIGH-pattern
+/// burst, as played), and the fundamental measured in its first pulse.
+pub(crate) fn find_burst<'a>(
+    pcm: &[f32],
+    rate: u32,
+    pulses: &'a [analysis::Pulse],
+    spec: &ward_alarm::tone::BurstSpec,
+) -> (&'a [analysis::Pulse], f32) {
+    let is_pulse =
+        |p: &analysis::Pulse| ((p.end_s - p.start_s) * 1000.0 - spec.pulse_ms).abs() < 15.0;
+    let run = pulses
+        .windows(10)
+        .find(|w| {
+            w.iter().all(is_pulse) && w[9].end_s - w[0].start_s < spec.burst_ms() / 1000.0 + 0.05
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no 10-pulse burst among {} pulses: {:?}",
+                pulses.len(),
+                &pulses[..pulses.len().min(30)]
+            )
+        });
+    let a = (run[0].start_s * rate as f32) as usize + rate as usize / 100;
+    let b = (run[0].end_s * rate as f32) as usize - rate as usize / 100;
+    (run, analysis::dominant(&pcm[a..b], rate, 150, 1000))
+}
+
+/// A station with one bed (7) whose monitor (mon-07) raises a HIGH device alarm and ends it
+/// (with mosquitto_pub): the alarm latches.
+fn station_with_latched_device_alarm(cfg: &Path) -> Headless {
+    std::fs::write(
+        cfg,
+        "[[beds]]\nid = \"bed-07\"\nlabel = \"Bed 7\"\ndevice = \"mon-07\"\n",
+    )
+    .unwrap();
+    let st = Headless::start(&["--config", cfg.to_str().unwrap()]);
+    for state in ["active", "ended"] {
+        let payload = format!(
+            r#"{{"id":"a-17","condition":"Asystole","priority":"high","state":"{state}"}}"#
+        );
+        let topic = "ward/v1/dev/mon-07/alarm";
+        let out = mosquitto_pub(
+            st.addr,
+            &["-V", "5", "-q", "1", "-t", topic, "-m", &payload],
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    st
+}
+
 fn alarm_rows(db: &Path, bed: &str) -> Vec<ward_store::AlarmLogRow> {
     ward_store::Store::open_read_only(db)
         .and_then(|s| s.alarm_log(Some(bed), 100))
@@ -146,15 +211,7 @@ fn desaturation_is_sounded_notified_and_logged_without_upstream() {
     let work = tempfile::tempdir().unwrap();
     let bus = Bus::start(work.path());
     let wav = work.path().join("played.wav");
-    let asound = work.path().join("asound.conf");
-    std::fs::write(
-        &asound,
-        format!(
-            "</usr/share/alsa/alsa.conf>\npcm.!default {{\n type plug\n slave {{\n  pcm {{ type file slave.pcm \"null\" file \"{}\" format \"wav\" }}\n  format S16_LE\n  rate 48000\n  channels 2\n }}\n}}\n",
-            wav.display()
-        ),
-    )
-    .unwrap();
+    let asound = capture_config(work.path(), &wav);
     let cfg = station_config(work.path());
     let st = Headless::start_env(
         &["--config", cfg.to_str().unwrap()],
@@ -214,20 +271,7 @@ fn desaturation_is_sounded_notified_and_logged_without_upstream() {
     let pulses = analysis::pulses(&pcm, rate);
     // Find a run of 10 pulses of the HIGH length: the HIGH burst, as played.
     let high = spec(Priority::High);
-    let is_high =
-        |p: &analysis::Pulse| ((p.end_s - p.start_s) * 1000.0 - high.pulse_ms).abs() < 15.0;
-    let run = pulses
-        .windows(10)
-        .find(|w| {
-            w.iter().all(is_high) && w[9].end_s - w[0].start_s < high.burst_ms() / 1000.0 + 0.05
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no HIGH burst among {} pulses: {:?}",
-                pulses.len(),
-                &pulses[..pulses.len().min(30)]
-            )
-        });
+    let (run, f0) = find_burst(&pcm, rate, &pulses, &high);
     let gap = |a: usize| (run[a + 1].start_s - run[a].end_s) * 1000.0;
     assert!(
         (350.0..=1300.0).contains(&gap(4)),
@@ -242,9 +286,6 @@ fn desaturation_is_sounded_notified_and_logged_without_upstream() {
             gap(i)
         );
     }
-    let a = (run[0].start_s * rate as f32) as usize + rate as usize / 100;
-    let b = (run[0].end_s * rate as f32) as usize - rate as usize / 100;
-    let f0 = analysis::dominant(&pcm[a..b], rate, 150, 1000);
     assert!(
         (f0 - high.fundamental_hz).abs() <= 8.0,
         "played fundamental {f0} Hz"
@@ -450,24 +491,7 @@ fn no_audio_device_is_a_technical_alarm_on_screen_and_in_the_log() {
 #[test]
 fn a_device_alarm_from_mosquitto_pub_is_mirrored_at_its_bed() {
     let work = tempfile::tempdir().unwrap();
-    let cfg = work.path().join("mon.toml");
-    std::fs::write(
-        &cfg,
-        "[[beds]]\nid = \"bed-07\"\nlabel = \"Bed 7\"\ndevice = \"mon-07\"\n",
-    )
-    .unwrap();
-    let st = Headless::start(&["--config", cfg.to_str().unwrap()]);
-    let topic = "ward/v1/dev/mon-07/alarm";
-    for state in ["active", "ended"] {
-        let payload = format!(
-            r#"{{"id":"a-17","condition":"Asystole","priority":"high","state":"{state}"}}"#
-        );
-        let out = mosquitto_pub(
-            st.addr,
-            &["-V", "5", "-q", "1", "-t", topic, "-m", &payload],
-        );
-        assert!(out.status.success(), "{out:?}");
-    }
+    let st = station_with_latched_device_alarm(&work.path().join("mon.toml"));
     let db = st.db();
     let rows = wait_for("raised and latched", Duration::from_secs(20), || {
         let r: Vec<_> = alarm_rows(&db, "bed-07")
@@ -490,33 +514,9 @@ fn a_device_alarm_from_mosquitto_pub_is_mirrored_at_its_bed() {
 #[test]
 fn a_latched_alarm_is_active_again_after_a_kill_and_a_restart() {
     let work = tempfile::tempdir().unwrap();
-    let cfg = work.path().join("mon.toml");
-    std::fs::write(
-        &cfg,
-        "[[beds]]\nid = \"bed-07\"\nlabel = \"Bed 7\"\ndevice = \"mon-07\"\n",
-    )
-    .unwrap();
-    let cfg = cfg.to_str().unwrap();
-    let st = Headless::start(&["--config", cfg]);
-    for state in ["active", "ended"] {
-        let payload = format!(
-            r#"{{"id":"a-17","condition":"Asystole","priority":"high","state":"{state}"}}"#
-        );
-        let out = mosquitto_pub(
-            st.addr,
-            &[
-                "-V",
-                "5",
-                "-q",
-                "1",
-                "-t",
-                "ward/v1/dev/mon-07/alarm",
-                "-m",
-                &payload,
-            ],
-        );
-        assert!(out.status.success(), "{out:?}");
-    }
+    let cfg_path = work.path().join("mon.toml");
+    let st = station_with_latched_device_alarm(&cfg_path);
+    let cfg = cfg_path.to_str().unwrap();
     let db = st.db();
     let latched = wait_for("the alarm latched", Duration::from_secs(20), || {
         alarm_rows(&db, "bed-07")

@@ -5,7 +5,7 @@
 //! once the station is back and its minimum time has passed. The station restarts a sentinel
 //! that dies, with a technical alarm and an audit event while it does.
 
-use crate::alarms::{read_wav, Bus};
+use crate::alarms::{capture_config, find_burst, read_wav, Bus};
 use crate::support::*;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -77,15 +77,7 @@ fn killed_station_is_sounded_by_its_sentinel_until_it_is_back() {
     let work = tempfile::tempdir().unwrap();
     let bus = Bus::start(work.path());
     let wav = work.path().join("sentinel.wav");
-    let asound = work.path().join("asound.conf");
-    std::fs::write(
-        &asound,
-        format!(
-            "</usr/share/alsa/alsa.conf>\npcm.!default {{\n type plug\n slave {{\n  pcm {{ type file slave.pcm \"null\" file \"{}\" format \"wav\" }}\n  format S16_LE\n  rate 48000\n  channels 2\n }}\n}}\n",
-            wav.display()
-        ),
-    )
-    .unwrap();
+    let asound = capture_config(work.path(), &wav);
     let log = std::fs::File::create(dir.path().join("sentinel.log")).unwrap();
     let sentinel = OwnSentinel(
         Command::new(workspace_bin("wardwatch"))
@@ -148,22 +140,7 @@ fn killed_station_is_sounded_by_its_sentinel_until_it_is_back() {
     let (rate, pcm) = read_wav(&wav);
     let pulses = analysis::pulses(&pcm, rate);
     let f = failure_spec();
-    let is_pulse = |p: &analysis::Pulse| ((p.end_s - p.start_s) * 1000.0 - f.pulse_ms).abs() < 15.0;
-    let run = pulses
-        .windows(10)
-        .find(|w| {
-            w.iter().all(is_pulse) && w[9].end_s - w[0].start_s < f.burst_ms() / 1000.0 + 0.05
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no failure burst among {} pulses: {:?}",
-                pulses.len(),
-                &pulses[..pulses.len().min(30)]
-            )
-        });
-    let a = (run[0].start_s * rate as f32) as usize + rate as usize / 100;
-    let b = (run[0].end_s * rate as f32) as usize - rate as usize / 100;
-    let f0 = analysis::dominant(&pcm[a..b], rate, 150, 1000);
+    let (_, f0) = find_burst(&pcm, rate, &pulses, &f);
     assert!(
         (f0 - f.fundamental_hz).abs() <= 8.0,
         "played fundamental {f0} Hz"
