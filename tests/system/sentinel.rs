@@ -2,7 +2,8 @@
 //! caught by its sentinel (`wardwatch sentinel`, a process of its own), which sounds its
 //! alarm-system-failure signal (captured through ALSA's file plugin and measured), sends an
 //! OS notification (a private D-Bus bus, seen by dbus-monitor) and logs why; the signal ends
-//! once the station is back and its minimum time has passed. The station restarts a sentinel
+//! once its minimum time has passed and the station is back (hung) or a person confirmed it
+//! (`wardwatch sentinel confirm`, killed). The station restarts a sentinel
 //! that dies, with a technical alarm and an audit event while it does.
 
 use crate::alarms::{capture_config, find_burst, read_wav, Bus};
@@ -53,6 +54,16 @@ fn signal(pid: u32, sig: &str) {
     assert!(ok, "kill -{sig} {pid}");
 }
 
+/// `wardwatch sentinel confirm` as a person at the console would run it.
+fn confirm(dir: &Path, user: &str) -> std::process::Output {
+    Command::new(workspace_bin("wardwatch"))
+        .args(["sentinel", "confirm", "--data-dir"])
+        .arg(dir)
+        .args(["--user", user])
+        .output()
+        .unwrap()
+}
+
 fn process_exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -72,7 +83,7 @@ impl Drop for OwnSentinel {
 }
 
 #[test]
-fn killed_station_is_sounded_by_its_sentinel_until_it_is_back() {
+fn killed_station_is_sounded_by_its_sentinel_until_a_person_confirms() {
     let dir = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let bus = Bus::start(work.path());
@@ -107,6 +118,14 @@ fn killed_station_is_sounded_by_its_sentinel_until_it_is_back() {
         sentinel_log(st.dir.path())
     );
 
+    // Nothing to confirm while the station is watched: refused, with the reason.
+    let refused = confirm(st.dir.path(), "charge.cho");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("nothing to confirm"),
+        "{refused:?}"
+    );
+
     let dir = st.kill9();
     let failed = wait_log(
         dir.path(),
@@ -121,20 +140,32 @@ fn killed_station_is_sounded_by_its_sentinel_until_it_is_back() {
         seen.contains("alarm system failure").then_some(seen)
     });
     assert!(notified.contains("member=Notify"), "{notified}");
-    // Two bursts' time (2.6 s apart, 2.9 s each).
-    std::thread::sleep(Duration::from_secs(6));
-
-    // The station comes back: the signal runs its minimum time, then ends.
-    let mark = sentinel_log(dir.path()).len();
-    let st = Headless::start_with_sentinel(dir, &["--config", cfg.to_str().unwrap()], &[]);
+    // A person confirms: logged; the signal still runs its minimum time (4 s here, at least
+    // one whole burst), then stops though the station is still down.
+    let confirmed = confirm(dir.path(), "charge.cho");
+    assert!(confirmed.status.success(), "{confirmed:?}");
     let ended = wait_log(
-        st.dir.path(),
+        dir.path(),
         "the signal's end",
         "failure signal ended",
+        before,
+    );
+    assert!(ended.contains("failure confirmed"), "{ended}");
+    assert!(
+        ended.contains("confirmed by charge.cho; the station is still down"),
+        "{ended}"
+    );
+
+    // The station comes back: watched again, and that outage sounds no more.
+    let mark = sentinel_log(dir.path()).len();
+    let st = Headless::start_with_sentinel(dir, &["--config", cfg.to_str().unwrap()], &[]);
+    let back = wait_log(
+        st.dir.path(),
+        "the station's hello again",
+        "station connected",
         mark,
     );
-    assert!(ended.contains("the station is back"), "{ended}");
-    assert!(ended.contains("station connected"), "{ended}");
+    assert!(!back.contains("FAILURE"), "{back}");
 
     // The capture holds the failure signal: HIGH's 10 pulses at the sentinel's own pitch.
     let (rate, pcm) = read_wav(&wav);

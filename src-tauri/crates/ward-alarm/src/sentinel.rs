@@ -71,6 +71,8 @@ pub enum WatchEvent {
 struct Failure {
     since: Ms,
     confirmed_by: Option<String>,
+    /// "Back" has been said for this failure.
+    back_said: bool,
 }
 
 pub struct Watch {
@@ -114,6 +116,7 @@ impl Watch {
         self.failure = Some(Failure {
             since: now,
             confirmed_by: None,
+            back_said: false,
         });
         self.events.push((now, WatchEvent::Failed { reason }));
     }
@@ -226,13 +229,10 @@ impl Watch {
             self.outage_confirmed = false;
         }
         if beating {
-            if let Some(f) = &self.failure {
+            if let Some(f) = self.failure.as_mut() {
                 // Said once per failure: the station is back, the signal runs out its time.
-                if !self
-                    .events
-                    .iter()
-                    .any(|(t, e)| *t >= f.since && *e == WatchEvent::Back)
-                {
+                if !f.back_said {
+                    f.back_said = true;
                     self.events.push((now, WatchEvent::Back));
                 }
             }
@@ -305,6 +305,31 @@ mod tests {
         assert!(k[2].starts_with("30000 Connected"), "{k:?}");
         assert_eq!(k[3], "30000 Back");
         assert_eq!(k[4], "130100 SignalEnded { why: \"the station is back\" }");
+    }
+
+    /// The driver drains the events at every poll: "back" is still said once per failure.
+    #[test]
+    fn back_is_said_once_when_drained_at_every_poll() {
+        let mut w = Watch::new(policy(), 0);
+        w.hello(0, "4 West", 42);
+        w.closed(1_000);
+        w.hello(2_000, "4 West", 43);
+        let mut backs = 0;
+        let mut t = 2_000;
+        while t < 125_000 {
+            t += 100;
+            if t % 1000 == 0 {
+                w.beat(t);
+            }
+            w.poll(t);
+            backs += w
+                .drain()
+                .iter()
+                .filter(|(_, e)| *e == WatchEvent::Back)
+                .count();
+        }
+        assert_eq!(backs, 1);
+        assert!(!w.sounding());
     }
 
     #[test]

@@ -78,10 +78,19 @@ fn info_addr(data_dir: &Path) -> Option<SocketAddr> {
     Some(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
+/// A connection to the sentinel of `data_dir`, if one answers there: it greets each
+/// connection with `{"sentinel": pid}`, so a stale sentinel.json whose port another program
+/// has since taken is not mistaken for one.
 fn connect(data_dir: &Path) -> Option<TcpStream> {
     let addr = info_addr(data_dir)?;
     let s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     let _ = s.set_nodelay(true);
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut greeting = String::new();
+    BufReader::new(&s).read_line(&mut greeting).ok()?;
+    let v: Value = serde_json::from_str(&greeting).ok()?;
+    v.get("sentinel")?;
+    s.set_read_timeout(None).ok()?;
     Some(s)
 }
 
@@ -200,7 +209,11 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         .name("sentinel-accept".into())
         .spawn(move || {
             for (conn, stream) in (1u64..).zip(listener.incoming()) {
-                let Ok(stream) = stream else { continue };
+                let Ok(mut stream) = stream else { continue };
+                let greeting = json!({ "sentinel": std::process::id() });
+                if writeln!(stream, "{greeting}").is_err() {
+                    continue;
+                }
                 let tx = accept_tx.clone();
                 let _ = std::thread::Builder::new()
                     .name("sentinel-conn".into())
