@@ -245,6 +245,7 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     ]);
     let notifier = ward_annunciate::Notifier::start(true);
     let mut current: Option<u64> = None;
+    let mut said_mute = false;
     loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(Msg::Hello { conn, station, pid }) => {
@@ -288,17 +289,20 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         }
         audio.set(watch.sounding().then_some(Priority::High));
         let st = audio.status();
-        if !st.ok && !st.detail.is_empty() && watch.sounding() {
-            // Nothing more it can do than say so where someone may read it.
+        let mute = !st.ok && !st.detail.is_empty() && watch.sounding();
+        if mute && !said_mute {
+            // Nothing more it can do than say so (once) where someone may read it.
             tracing::error!(detail = %st.detail, "sentinel: cannot sound the failure signal");
         }
+        said_mute = mute;
         if watch.stopped() && !watch.sounding() {
+            tracing::info!("sentinel stopping: the station stopped in order");
             break;
         }
         if !a.data_dir.exists() {
             // The station was removed (a package purge, a test's temporary directory): there
             // is nothing left to watch.
-            tracing::warn!(dir = %a.data_dir.display(), "sentinel: the station's data directory is gone; stopping");
+            tracing::warn!(dir = %a.data_dir.display(), "sentinel stopping: the station's data directory is gone");
             break;
         }
     }
@@ -306,7 +310,6 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     if info_addr(&a.data_dir).is_some_and(|p| p.port() == port) {
         let _ = std::fs::remove_file(&info);
     }
-    tracing::info!("sentinel stopping: the station stopped in order");
     Ok(())
 }
 
