@@ -335,6 +335,21 @@ fn bed_entry(
     }
 }
 
+/// A log line about the station itself rather than one alarm (a clock step, a restart).
+fn station_entry(
+    t_ms: Ms,
+    kind: LogKind,
+    condition: &str,
+    label: &str,
+    detail: Option<String>,
+) -> LogEntry {
+    LogEntry {
+        bed: None,
+        condition: condition.to_string(),
+        ..bed_entry(t_ms, kind, "", label, None, detail)
+    }
+}
+
 fn entry(t_ms: Ms, kind: LogKind, a: &Alarm, user: Option<&str>) -> LogEntry {
     LogEntry {
         t_ms,
@@ -376,22 +391,17 @@ impl Engine {
         let offset = wall - mono;
         let step = offset - self.wall_offset;
         if self.clock_set && step.abs() > CLOCK_STEP_TOLERANCE_MS {
-            self.log.push(LogEntry {
-                t_ms: wall,
-                kind: LogKind::ClockStepped,
-                alarm_id: None,
-                bed: None,
-                condition: "tech:clock_step".into(),
-                label: "Wall clock changed".into(),
-                priority: None,
-                value: None,
-                limit: None,
-                user: None,
-                detail: Some(format!(
-                    "wall clock stepped by {:+.3} s; alarm delays, pauses and escalation run on the monotonic clock and did not move",
-                    step as f64 / 1000.0
-                )),
-            });
+            let detail = format!(
+                "wall clock stepped by {:+.3} s; alarm delays, pauses and escalation run on the monotonic clock and did not move",
+                step as f64 / 1000.0
+            );
+            self.log.push(station_entry(
+                wall,
+                LogKind::ClockStepped,
+                "tech:clock_step",
+                "Wall clock changed",
+                Some(detail),
+            ));
         }
         self.wall_offset = offset;
         self.clock_set = true;
@@ -453,19 +463,8 @@ impl Engine {
 
     /// The station-wide log line of a restart ("Station restarted at …; N alarms restored").
     pub fn log_restart(&mut self, now: Ms, label: String) {
-        self.log.push(LogEntry {
-            t_ms: now + self.wall_offset,
-            kind: LogKind::Restarted,
-            alarm_id: None,
-            bed: None,
-            condition: String::new(),
-            label,
-            priority: None,
-            value: None,
-            limit: None,
-            user: None,
-            detail: None,
-        });
+        let e = station_entry(now + self.wall_offset, LogKind::Restarted, "", &label, None);
+        self.log.push(e);
     }
 
     /// The wall-clock time of a monotonic instant, by the last clock reading.
@@ -675,13 +674,8 @@ impl Engine {
                 Technical::SentinelDown => Priority::Low,
                 _ => self.policy.station_technical_priority,
             };
-            if let Some(id) = self.raise_technical(now, None, t, p) {
-                if let Some(e) = self.log.last_mut() {
-                    if e.alarm_id == Some(id) && e.detail.is_none() && !detail.is_empty() {
-                        e.detail = Some(detail.to_string());
-                    }
-                }
-            }
+            let id = self.raise_technical(now, None, t, p);
+            self.detail_on_raise(id, detail);
         } else {
             self.cause_ended(now, None, &Condition::Technical(t));
         }
@@ -696,15 +690,20 @@ impl Engine {
         let cond = Condition::Peer(peer.to_string());
         if down {
             let p = self.policy.station_technical_priority;
-            if let Some(id) = self.raise(now, None, cond, label.to_string(), p, None, None) {
-                if let Some(e) = self.log.last_mut() {
-                    if e.alarm_id == Some(id) && e.detail.is_none() && !detail.is_empty() {
-                        e.detail = Some(detail.to_string());
-                    }
-                }
-            }
+            let id = self.raise(now, None, cond, label.to_string(), p, None, None);
+            self.detail_on_raise(id, detail);
         } else if let Some(&id) = self.index.get(&(None, cond)) {
             self.remove(now, id, LogKind::Ended, None);
+        }
+    }
+
+    /// Puts `detail` (why) on the log line of a station alarm just raised as `id`; an alarm
+    /// that was already active keeps its first reason.
+    fn detail_on_raise(&mut self, id: Option<u64>, detail: &str) {
+        if let (Some(id), Some(e)) = (id, self.log.last_mut()) {
+            if e.alarm_id == Some(id) && e.detail.is_none() && !detail.is_empty() {
+                e.detail = Some(detail.to_string());
+            }
         }
     }
 

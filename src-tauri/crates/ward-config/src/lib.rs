@@ -731,17 +731,12 @@ fn care_group(
     let mut priorities = Vec::new();
     for (i, p) in c.priorities.iter().enumerate() {
         let key = format!("care_group.priorities[{i}]");
-        priorities.push(match p.as_str() {
-            "high" => Priority::High,
-            "medium" => Priority::Medium,
-            "low" => Priority::Low,
-            other => {
-                return Err(err(
-                    &key,
-                    format!("{other:?} is not one of \"high\", \"medium\", \"low\""),
-                ))
-            }
-        });
+        priorities.push(Priority::from_name(p).ok_or_else(|| {
+            err(
+                &key,
+                format!("{p:?} is not one of \"high\", \"medium\", \"low\""),
+            )
+        })?);
     }
     let sound = match c.sound.as_str() {
         "reminder" => ward_alarm::care::CareSound::Reminder,
@@ -1015,6 +1010,31 @@ mod tests {
                 "[broker]\nwss_listen = \"127.0.0.1:0\"\n",
                 "broker.wss_listen",
                 "needs broker.tls_listen",
+            ),
+            (
+                "[care_group]\nfollow = [\"st-b\"]\n",
+                "care_group.follow[0]",
+                "needs [upstream] enabled",
+            ),
+            (
+                "[upstream]\nenabled = true\nhost = \"core\"\npeer_stations = [\"st-b\"]\n[care_group]\nfollow = [\"st-c\"]\n",
+                "care_group.follow[0]",
+                "not in upstream.peer_stations",
+            ),
+            (
+                "[upstream]\nenabled = true\nhost = \"core\"\npeer_stations = [\"st-b\"]\n[care_group]\npriorities = [\"urgent\"]\n",
+                "care_group.priorities[0]",
+                "not one of",
+            ),
+            (
+                "[sentinel]\nheartbeat_timeout_s = 1\n",
+                "sentinel.heartbeat_timeout_s",
+                "outside 2..=60",
+            ),
+            (
+                "[upstream]\nenabled = true\nhost = \"core\"\npeer_stations = [\"st-b\"]\npeer_timeout_s = 1\n",
+                "upstream.peer_timeout_s",
+                "outside 3..=300",
             ),
         ];
         for (text, key, reason) in cases {

@@ -158,12 +158,7 @@ pub(crate) struct Previous {
 /// "raised" on); `None` if the rows cannot be read as one.
 pub(crate) fn restore_of(rows: &[AlarmLogRow]) -> Option<Restore> {
     let first = rows.first().filter(|r| r.kind == "raised")?;
-    let priority = |p: Option<&str>| match p? {
-        "high" => Some(Priority::High),
-        "medium" => Some(Priority::Medium),
-        "low" => Some(Priority::Low),
-        _ => None,
-    };
+    let priority = |p: Option<&str>| Priority::from_name(p?);
     let mut r = Restore {
         bed: first.bed.clone()?,
         condition: ward_alarm::Condition::from_key(&first.condition)?,

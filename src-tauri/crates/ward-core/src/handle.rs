@@ -162,11 +162,10 @@ impl AlarmsHandle {
     pub fn snapshot(&self) -> AlarmSnapshot {
         let s = &self.shared;
         let p = &self.policy;
-        let hb = s.heartbeat_ms.load(std::sync::atomic::Ordering::Relaxed);
         AlarmSnapshot {
             alarms: s.alarms.lock().map(|a| a.clone()).unwrap_or_default(),
             audio: s.audio.lock().ok().and_then(|a| a.clone()),
-            driver_ok: hb > 0 && crate::clock::mono_ms() - hb < 2_000,
+            driver_ok: s.loop_alive(),
             audio_pause_s: p.audio_pause_ms / 1000,
             alarm_pause_s: p.alarm_pause_ms / 1000,
             allow_audio_off: p.allow_audio_off,

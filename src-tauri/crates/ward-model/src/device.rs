@@ -90,6 +90,13 @@ impl Priority {
             Priority::High => "high",
         }
     }
+
+    /// The priority [`Self::as_str`] names (as the alarm log and the config write it).
+    pub fn from_name(name: &str) -> Option<Priority> {
+        [Priority::Low, Priority::Medium, Priority::High]
+            .into_iter()
+            .find(|p| p.as_str() == name)
+    }
 }
 
 impl DeviceAlarm {
