@@ -231,12 +231,20 @@ fn a_headless_station_writes_its_metrics_file_and_a_database_line() {
     assert!(m["store"]["db_file_bytes"].as_u64().unwrap() > 0, "{m}");
     assert_eq!(m["store"]["cap_bytes"].as_u64(), Some(40_960 * 1024 * 1024));
     assert!(m["broker"]["messages_in"].as_u64().unwrap() > 0);
-    let lines = st.stdout.lock().unwrap().clone();
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("database ") && l.contains("of 40960 MiB cap")),
-        "{lines:?}"
+    // The summary is printed before the metrics file is written, but the test's reader
+    // thread may not have taken the lines off the pipe yet: wait for it (CI saw it lag).
+    let line = wait_for(
+        "the summary's database line",
+        Duration::from_secs(30),
+        || {
+            st.stdout
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.starts_with("database "))
+                .cloned()
+        },
     );
+    assert!(line.contains("of 40960 MiB cap"), "{line}");
     assert!(st.stop().success());
 }
