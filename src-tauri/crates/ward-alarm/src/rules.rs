@@ -20,25 +20,8 @@ pub enum Direction {
     High,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Category {
-    #[default]
-    Adult,
-    Pediatric,
-    Neonatal,
-}
-
-impl Category {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "adult" => Some(Category::Adult),
-            "pediatric" => Some(Category::Pediatric),
-            "neonatal" => Some(Category::Neonatal),
-            _ => None,
-        }
-    }
-}
+/// The patient category lives with the patient (ward-model); its defaults live here.
+pub use ward_model::Category;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]

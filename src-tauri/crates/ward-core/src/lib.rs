@@ -17,9 +17,10 @@
 //! Layout, read top-down: `station` (start: builds each part and registers its stop),
 //! `lifecycle` (the ordered stop), `handle` (the station handle and its sub-handles),
 //! `alarms` (the alarm driver), `ingest`, `live`, `writer`, `summary` (headless text view),
-//! `error`, `clock`. This file only declares and re-exports; no module imports from it.
+//! `error`, `clock`, `census` (who is in which bed: pure decisions). This file only declares and re-exports; no module imports from it.
 
 mod alarms;
+pub mod census;
 mod clock;
 mod error;
 mod handle;

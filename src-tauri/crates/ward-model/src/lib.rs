@@ -7,7 +7,7 @@
 //! the tests share one definition of the wire contract (docs/topics.md).
 //!
 //! Layout: `ids` (newtypes), `codes` (11073 numbers), `topic` (topic grammar), `vitals`,
-//! `wave` (binary waveform packet), `device` (status, heartbeat, device alarm), `users` (roles),
+//! `wave` (binary waveform packet), `device` (status, heartbeat, device alarm), `users` (roles), `patient` (who is in a bed),
 //! `errors` (the stable error codes every crate answers with).
 #![forbid(unsafe_code)]
 
@@ -15,6 +15,7 @@ pub mod codes;
 pub mod device;
 pub mod errors;
 pub mod ids;
+pub mod patient;
 pub mod topic;
 pub mod users;
 pub mod vitals;
@@ -23,6 +24,7 @@ pub mod wave;
 pub use device::{DeviceAlarm, DeviceAlarmState, DeviceState, Heartbeat, Priority, Status};
 pub use errors::{ErrorCode, ErrorKind};
 pub use ids::{BedId, DeviceId, Username};
+pub use patient::{Category, Patient, Sex};
 pub use topic::{DeviceTopic, TopicKind};
 pub use users::Role;
 pub use vitals::{Observation, VitalsMessage};
@@ -44,6 +46,8 @@ pub enum ModelError {
     Wave(String),
     #[error("{0:?} is not a role (viewer, nurse, charge_nurse, it_admin)")]
     Role(String),
+    #[error("patient {field} {reason}")]
+    Patient { field: &'static str, reason: String },
 }
 
 impl ModelError {
@@ -56,6 +60,7 @@ impl ModelError {
             ModelError::Observation { .. } => "bad_observation",
             ModelError::Wave(_) => "bad_wave",
             ModelError::Role(_) => "bad_role",
+            ModelError::Patient { .. } => "bad_patient",
         }
     }
 }

@@ -88,6 +88,18 @@ pub struct DeviceEvent {
     pub detail: String,
 }
 
+/// One bed of the census as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CensusRow {
+    pub bed: String,
+    /// The Patient as JSON; `None` when the bed is empty.
+    pub patient: Option<String>,
+    pub source: String,
+    pub t_ms: i64,
+    pub user: String,
+    pub limits_for: Option<String>,
+}
+
 /// One alarm log line: a state change of an alarm, or a bed-level action (pause, limits).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -134,6 +146,20 @@ pub enum Record {
         device: Option<String>,
         t_ms: i64,
         user: String,
+    },
+    /// Who is in a bed now (`patient`: the Patient as JSON, `None`: empty), replacing the
+    /// bed's census row but keeping its `limits_for`.
+    Census {
+        bed: String,
+        patient: Option<String>,
+        source: String,
+        t_ms: i64,
+        user: String,
+    },
+    /// The admission whose category defaults the bed's limits now follow.
+    CensusLimits {
+        bed: String,
+        key: String,
     },
     /// A bed's limit rules as JSON, replacing what was stored for the bed.
     BedRules {
@@ -322,8 +348,27 @@ impl Store {
             let mut bed_device = tx.prepare_cached(
                 "INSERT OR REPLACE INTO bed_devices (bed, device, t_ms, user) VALUES (?1, ?2, ?3, ?4)",
             )?;
+            let mut census = tx.prepare_cached(
+                "INSERT INTO census (bed, patient, source, t_ms, user) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (bed) DO UPDATE SET patient = excluded.patient,
+                    source = excluded.source, t_ms = excluded.t_ms, user = excluded.user",
+            )?;
+            let mut census_limits =
+                tx.prepare_cached("UPDATE census SET limits_for = ?2 WHERE bed = ?1")?;
             for r in batch {
                 match r {
+                    Record::Census {
+                        bed,
+                        patient,
+                        source,
+                        t_ms,
+                        user,
+                    } => {
+                        census.execute(params![bed, patient, source, t_ms, user])?;
+                    }
+                    Record::CensusLimits { bed, key } => {
+                        census_limits.execute(params![bed, key])?;
+                    }
                     Record::BedDevice {
                         bed,
                         device,
@@ -582,6 +627,32 @@ impl Store {
             .conn
             .prepare_cached(&format!("{USER_SELECT} WHERE username = ?1"))?;
         Ok(st.query_row(params![username], user_row).optional()?)
+    }
+
+    /// The census: every bed that ever had a patient, with who is in it now.
+    pub fn census(&self) -> Result<Vec<CensusRow>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT bed, patient, source, t_ms, user, limits_for FROM census ORDER BY bed",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(CensusRow {
+                bed: r.get(0)?,
+                patient: r.get(1)?,
+                source: r.get(2)?,
+                t_ms: r.get(3)?,
+                user: r.get(4)?,
+                limits_for: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// SQLite's `data_version`: changes when another connection (the console, the station's
+    /// writer) commits to the file, so a reader can tell cheaply whether to read again.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 
     /// Beds whose device was admitted or discharged at the station: (bed, device or None).

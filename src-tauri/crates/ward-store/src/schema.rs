@@ -142,6 +142,18 @@ const MIGRATIONS: &[&str] = &[
     // 7: alarm episodes by id: a restarted station finds the alarms that were still active
     // (latched, acknowledged) when it stopped, and continues numbering after the last id.
     "CREATE INDEX alarm_log_alarm ON alarm_log (alarm_id, id);",
+    // 8: who is in each bed (the census). `patient` is the Patient as JSON, NULL when the bed
+    // is empty; `source` says who admitted (manual or adt); `limits_for` is the admission
+    // whose category defaults the station last gave the bed's alarm limits, so a change made
+    // while the station was down is applied at its next start, and only once.
+    "CREATE TABLE census (
+        bed        TEXT    PRIMARY KEY,
+        patient    TEXT,
+        source     TEXT    NOT NULL,
+        t_ms       INTEGER NOT NULL,
+        user       TEXT    NOT NULL,
+        limits_for TEXT
+     );",
 ];
 
 pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
