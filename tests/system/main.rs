@@ -20,6 +20,8 @@
 //! - `review`: full disclosure and trends equal what the simulator sent; strips and reports
 //!   exported from the core API and the CLI, audited
 //! - `sync`: store-and-forward to Debian's Mosquitto through a 60 s outage
+//! - `patients`: the ADT feed from PyPI's hl7 package (every answer, census, limits, trail);
+//!   the console's `wardwatch patients` while the station runs
 //! - `sentinel`: the station killed (-9) and hung (SIGSTOP): its sentinel sounds the
 //!   alarm-system-failure signal (captured through ALSA), notifies and logs why; restarts
 
@@ -34,6 +36,7 @@ mod cli;
 mod credentials;
 mod docs_examples;
 mod ingest;
+mod patients;
 mod review;
 mod sentinel;
 mod simulated_ward;

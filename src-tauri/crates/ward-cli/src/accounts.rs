@@ -127,7 +127,13 @@ pub(crate) fn console_actor() -> String {
 }
 
 fn load(c: &ConfigArg) -> anyhow::Result<Config> {
-    Ok(Config::load(c.config.as_deref(), toml::Table::new())?)
+    c.load()
+}
+
+impl ConfigArg {
+    pub(crate) fn load(&self) -> anyhow::Result<Config> {
+        Ok(Config::load(self.config.as_deref(), toml::Table::new())?)
+    }
 }
 
 fn role(s: &str) -> anyhow::Result<Role> {

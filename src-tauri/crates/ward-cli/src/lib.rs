@@ -14,6 +14,7 @@ pub mod bench;
 mod broker_bench;
 mod broker_cmd;
 mod exports;
+mod patients;
 pub mod sentinel;
 #[cfg(feature = "sim")]
 pub mod ward_bench;
@@ -65,6 +66,10 @@ enum Command {
     /// Station users: add, change, list (works whether or not the station runs).
     #[command(subcommand)]
     Users(accounts::UsersCommand),
+    /// Patients: admit, transfer, discharge, update, list (works whether or not the station
+    /// runs; a running station shows the change within a second).
+    #[command(subcommand)]
+    Patients(patients::PatientsCommand),
     /// The hospital core's password in the OS credential store.
     #[command(subcommand)]
     Credentials(accounts::CredentialsCommand),
@@ -340,6 +345,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Users(c) => accounts::users(c),
+        Command::Patients(c) => patients::command(c),
         Command::Sentinel(c) => sentinel::command(c),
         Command::Credentials(c) => accounts::credentials(c),
         Command::Export(c) => exports::export(c),

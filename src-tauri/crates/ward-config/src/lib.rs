@@ -57,8 +57,19 @@ struct Raw {
     display: RawDisplay,
     sentinel: RawSentinel,
     care_group: RawCareGroup,
+    hl7: RawHl7,
     sim: RawSim,
     beds: Vec<RawBed>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHl7 {
+    adt_listen: String,
+    point_of_care: String,
+    application: String,
+    facility: String,
+    beds: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -231,6 +242,36 @@ pub struct CareGroupConfig {
     pub policy: ward_alarm::care::CarePolicy,
 }
 
+/// HL7 v2 interfaces (docs/hl7.md).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Hl7Config {
+    /// Where the ADT feed is taken; `None`: no feed.
+    pub adt_listen: Option<SocketAddr>,
+    /// This unit in PV1-3.1; empty: every point of care.
+    pub point_of_care: String,
+    pub application: String,
+    pub facility: String,
+    /// "room/bed" -> bed id.
+    pub beds: std::collections::BTreeMap<String, BedId>,
+}
+
+impl Hl7Config {
+    /// Whether a PV1-3.1 names this unit.
+    pub fn ours(&self, point_of_care: &str) -> bool {
+        self.point_of_care.is_empty() || self.point_of_care == point_of_care
+    }
+
+    /// The station bed a PV1-3 room and bed name, if any (the map first, then the bed id).
+    pub fn bed_for(&self, room: &str, bed: &str, beds: &[BedConfig]) -> Option<BedId> {
+        if let Some(b) = self.beds.get(&format!("{room}/{bed}")) {
+            return Some(b.clone());
+        }
+        beds.iter()
+            .find(|b| b.id.as_str() == bed)
+            .map(|b| b.id.clone())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SentinelConfig {
     pub enabled: bool,
@@ -277,6 +318,7 @@ pub struct Config {
     pub sentinel: SentinelConfig,
     /// Other stations whose alarms this one follows (a care group), and how.
     pub care_group: CareGroupConfig,
+    pub hl7: Hl7Config,
 }
 
 impl Config {
@@ -640,6 +682,44 @@ impl Config {
             ));
         }
 
+        let hl7 = {
+            let h = &raw.hl7;
+            let mut map = std::collections::BTreeMap::new();
+            for (loc, bed) in &h.beds {
+                let key = format!("hl7.beds.{loc:?}");
+                if loc.split('/').count() != 2 {
+                    return Err(err(
+                        &key,
+                        "the key must be \"room/bed\", e.g. \"401/A\"".into(),
+                    ));
+                }
+                let Some(b) = beds.iter().find(|b| b.id.as_str() == bed) else {
+                    return Err(err(
+                        &key,
+                        format!("{bed:?} is not one of this station's beds"),
+                    ));
+                };
+                map.insert(loc.clone(), b.id.clone());
+            }
+            let text = |key: &str, v: &str| {
+                if v.len() > 40 || v.chars().any(|c| c.is_control() || "|^~\\&".contains(c)) {
+                    Err(err(
+                        key,
+                        "must be at most 40 characters, no control characters or | ^ ~ \\ &".into(),
+                    ))
+                } else {
+                    Ok(v.to_string())
+                }
+            };
+            Hl7Config {
+                adt_listen: addr_of("hl7.adt_listen", &h.adt_listen)?,
+                point_of_care: text("hl7.point_of_care", &h.point_of_care)?,
+                application: text("hl7.application", &h.application)?,
+                facility: text("hl7.facility", &h.facility)?,
+                beds: map,
+            }
+        };
+
         let data_dir = if raw.station.data_dir.trim().is_empty() {
             default_data_dir().map_err(|reason| err("station.data_dir", reason))?
         } else {
@@ -692,6 +772,7 @@ impl Config {
             compositing,
             sentinel,
             care_group,
+            hl7,
         })
     }
 }

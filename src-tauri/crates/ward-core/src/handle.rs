@@ -40,6 +40,8 @@ pub struct StationMetrics {
     pub alarms: AlarmMetrics,
     /// Store-and-forward to the hospital core: backlog and the oldest unsynced event.
     pub sync: ward_sync::SyncStatus,
+    /// The HL7 interfaces: messages taken and answered, by outcome.
+    pub hl7: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -398,6 +400,8 @@ pub struct LiveHandle {
     pub(crate) writer: Arc<Writer>,
     pub(crate) sync: ward_sync::SharedStatus,
     pub(crate) alarms: AlarmsHandle,
+    pub(crate) patients: Arc<crate::patients::Patients>,
+    pub(crate) hl7: crate::hl7::Hl7Counters,
 }
 
 impl LiveHandle {
@@ -413,15 +417,19 @@ impl LiveHandle {
             store: self.writer.counters.snapshot(),
             alarms: self.alarms.shared.metrics(Some(&self.alarms.notify)),
             sync: self.sync.lock().map(|s| s.clone()).unwrap_or_default(),
+            hl7: self.hl7.snapshot(),
         }
     }
 
     pub fn snapshot(&self) -> WardSnapshot {
         let now = now_ms();
-        let (beds, unassigned) = match self.live.lock() {
+        let (mut beds, unassigned) = match self.live.lock() {
             Ok(l) => (l.beds(now), l.unassigned(now)),
             Err(_) => (Vec::new(), Vec::new()),
         };
+        for b in &mut beds {
+            b.patient = self.patients.admission(&b.id);
+        }
         WardSnapshot {
             station: self.cfg.station_name.clone(),
             now_ms: now,
@@ -509,6 +517,41 @@ impl AdminHandle {
     }
 }
 
+/// Patients: admission, transfer, discharge and updates (charge nurses), and the census.
+#[derive(Clone)]
+pub struct PatientsHandle {
+    pub(crate) staff: Arc<Staff>,
+    pub(crate) patients: Arc<crate::patients::Patients>,
+}
+
+impl PatientsHandle {
+    /// Every configured bed and who is in it.
+    pub fn census(&self) -> Vec<(String, Option<crate::census::Admission>)> {
+        self.patients.census()
+    }
+
+    /// A census change asked for in the window (charge nurses). Runs the database write and
+    /// the limit change off the async runtime.
+    pub async fn change(&self, token: &str, op: crate::census::Op) -> Result<(), CoreError> {
+        let user = self
+            .staff
+            .authorize(token, &Action::AdmitDischarge, now_ms())?
+            .username;
+        let patients = self.patients.clone();
+        tokio::task::spawn_blocking(move || {
+            patients.apply(
+                &op,
+                crate::census::Source::Manual,
+                &user,
+                serde_json::json!({ "at": "window" }),
+            )
+        })
+        .await
+        .map_err(|e| CoreError::Internal(format!("census change: {e}")))??;
+        Ok(())
+    }
+}
+
 /// A running station: its sub-handles (cheap to clone, for whoever needs them) and its
 /// lifecycle (only this handle can stop it).
 pub struct StationHandle {
@@ -519,6 +562,7 @@ pub struct StationHandle {
     pub(crate) review: ReviewHandle,
     pub(crate) live: LiveHandle,
     pub(crate) admin: AdminHandle,
+    pub(crate) patients: PatientsHandle,
     pub(crate) lifecycle: Lifecycle,
     /// The simulator's counts, read at shutdown (unit type without the `sim` feature).
     #[cfg_attr(not(feature = "sim"), allow(dead_code))]
@@ -552,5 +596,9 @@ impl StationHandle {
 
     pub fn admin(&self) -> &AdminHandle {
         &self.admin
+    }
+
+    pub fn patients(&self) -> &PatientsHandle {
+        &self.patients
     }
 }

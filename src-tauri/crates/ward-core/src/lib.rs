@@ -24,9 +24,11 @@ pub mod census;
 mod clock;
 mod error;
 mod handle;
+pub mod hl7;
 mod ingest;
 mod lifecycle;
 pub mod live;
+pub mod patients;
 pub mod service;
 mod station;
 pub mod summary;
@@ -36,8 +38,8 @@ pub use alarms::{AlarmMetrics, AlarmSnapshot};
 pub use clock::now_ms;
 pub use error::CoreError;
 pub use handle::{
-    AdminHandle, AlarmsHandle, LiveHandle, ReviewHandle, StaffHandle, StationHandle,
-    StationMetrics, WardSnapshot,
+    AdminHandle, AlarmsHandle, LiveHandle, PatientsHandle, ReviewHandle, StaffHandle,
+    StationHandle, StationMetrics, WardSnapshot,
 };
 pub use live::{BedView, Connection, FrameCursor};
 pub use station::Station;

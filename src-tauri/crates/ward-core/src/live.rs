@@ -100,6 +100,8 @@ pub struct BedView {
     pub connection: Connection,
     pub last_seen_ms: Option<i64>,
     pub numerics: Vec<NumericView>,
+    /// Who is in the bed (`None`: no patient admitted; the bed still monitors and alarms).
+    pub patient: Option<crate::census::Admission>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -264,6 +266,7 @@ impl LiveState {
                     numerics: live
                         .map(|d| d.numerics.values().cloned().collect())
                         .unwrap_or_default(),
+                    patient: None,
                 }
             })
             .collect()

@@ -38,6 +38,9 @@ struct RuntimeInfo<'a> {
     broker_ws: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     broker_wss: Option<String>,
+    /// The HL7 ADT feed's listener, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hl7_adt: Option<String>,
     database: String,
     started_ms: i64,
     station: &'a str,
@@ -253,7 +256,8 @@ impl Station {
         broker_cfg.auth = ward_broker::AuthHook(Arc::new(auth));
         let broker = ward_broker::start(broker_cfg).await?;
         let broker_addr = broker.local_addr();
-        let listeners = Listeners {
+        let mut listeners = Listeners {
+            adt: None,
             tls: broker.tls_addr(),
             ws: broker.ws_addr(),
             wss: broker.wss_addr(),
@@ -379,6 +383,60 @@ impl Station {
             staff: staff.clone(),
             origin: cfg.station_id.clone(),
         };
+        // The census, and the alarm limits of each bed's patient category (which can set
+        // limits: after the alarm driver, before the first reader).
+        let patients = {
+            let (cfg, alarms) = (cfg.clone(), alarms.clone());
+            tokio::task::spawn_blocking(move || crate::patients::Patients::open(&cfg, alarms))
+                .await
+                .map_err(|e| CoreError::Start(format!("census: {e}")))??
+        };
+        let hl7_counters = crate::hl7::Hl7Counters::default();
+        {
+            let token = lifecycle.token();
+            let adt = match cfg.hl7.adt_listen {
+                Some(addr) => {
+                    let l = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .map_err(|e| CoreError::Start(format!("hl7.adt_listen {addr}: {e}")))?;
+                    listeners.adt = l.local_addr().ok();
+                    tracing::info!(addr = ?listeners.adt, "HL7 ADT feed listening");
+                    let feed = Arc::new(crate::hl7::AdtFeed::new(
+                        cfg.hl7.clone(),
+                        cfg.beds.clone(),
+                        patients.clone(),
+                        hl7_counters.clone(),
+                    ));
+                    Some(crate::hl7::serve(l, feed, token.clone()))
+                }
+                None => None,
+            };
+            // The console writes the census while the station runs: look once a second.
+            let refresh = {
+                let (p, t) = (patients.clone(), token.clone());
+                async move {
+                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                    loop {
+                        tokio::select! {
+                            _ = t.cancelled() => break,
+                            _ = tick.tick() => {
+                                let p = p.clone();
+                                let _ = tokio::task::spawn_blocking(move || p.refresh()).await;
+                            }
+                        }
+                    }
+                }
+            };
+            let task = tokio::spawn(async move {
+                tokio::join!(refresh, async {
+                    if let Some(a) = adt {
+                        a.await
+                    }
+                });
+            });
+            lifecycle.add_task(Stage::Ingest, token, task);
+        }
+
         let handle = StationHandle {
             broker_addr,
             staff: StaffHandle {
@@ -398,6 +456,12 @@ impl Station {
                 writer,
                 sync: sync_status,
                 alarms: alarms.clone(),
+                patients: patients.clone(),
+                hl7: hl7_counters,
+            },
+            patients: crate::handle::PatientsHandle {
+                staff: staff.clone(),
+                patients,
             },
             admin: AdminHandle {
                 staff,
@@ -462,6 +526,7 @@ fn start_sim(
 
 /// The broker's listeners beside the plain one, as bound.
 struct Listeners {
+    adt: Option<std::net::SocketAddr>,
     tls: Option<std::net::SocketAddr>,
     ws: Option<std::net::SocketAddr>,
     wss: Option<std::net::SocketAddr>,
@@ -475,6 +540,7 @@ fn write_runtime_file(cfg: &Config, broker: std::net::SocketAddr, l: Listeners) 
         broker_tls: text(l.tls),
         broker_ws: text(l.ws),
         broker_wss: text(l.wss),
+        hl7_adt: text(l.adt),
         database: cfg.db_path().display().to_string(),
         started_ms: now_ms(),
         station: &cfg.station_name,

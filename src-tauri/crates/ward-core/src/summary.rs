@@ -51,7 +51,7 @@ pub fn render(s: &WardSnapshot) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<8} {:<10} {:<8} {:>11} {:>4} {:>5} {:>4} {:>8} {:>5}",
+        "{:<8} {:<10} {:<8} {:>11} {:>4} {:>5} {:>4} {:>8} {:>5}  PATIENT",
         "BED", "DEVICE", "STATE", "LAST SEEN", "HR", "SpO2", "RR", "NIBP", "TEMP"
     );
     for b in &s.beds {
@@ -72,7 +72,7 @@ pub fn render(s: &WardSnapshot) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<8} {:<10} {:<8} {:>11} {:>4} {:>5} {:>4} {:>8} {:>5}",
+            "{:<8} {:<10} {:<8} {:>11} {:>4} {:>5} {:>4} {:>8} {:>5}  {}",
             b.label,
             b.device.as_deref().unwrap_or("-"),
             state,
@@ -82,6 +82,10 @@ pub fn render(s: &WardSnapshot) -> String {
             numeric(b, MDC_RESP_RATE),
             nibp,
             temp,
+            b.patient
+                .as_ref()
+                .map(|p| p.line.as_str())
+                .unwrap_or("no patient admitted"),
         );
     }
     for d in &s.unassigned {
