@@ -88,6 +88,9 @@ args! {
     HistoryArgs { bed: Option<String>, limit: usize }
     AssignArgs { nurse: String, beds: Vec<String> }
     AdmitArgs { bed: String, device: String }
+    PatientAdmitArgs { bed: String, patient: ward_core::Patient }
+    PatientTransferArgs { from: String, to: String }
+    PatientUpdateArgs { patient: ward_core::Patient }
     WaveArgs { bed: String, channel: u32, from_ms: i64, to_ms: i64, max_points: usize }
     TrendArgs { bed: String, from_ms: i64, to_ms: i64 }
     ExportArgs { request: ward_core::export::Request }
@@ -293,6 +296,72 @@ pub async fn bed_discharge(
     off_main(&state, move |s, t| Ok(s.admin().discharge(t, &args.bed)?)).await
 }
 
+/// Admits a patient to an empty bed (charge nurses): the bed takes the category's limits.
+#[tauri::command]
+pub async fn patient_admit(
+    state: tauri::State<'_, AppState>,
+    args: PatientAdmitArgs,
+) -> Result<(), IpcError> {
+    off_main(&state, move |s, t| {
+        Ok(s.patients().change(
+            t,
+            ward_core::census::Op::Admit {
+                bed: args.bed,
+                patient: args.patient,
+            },
+        )?)
+    })
+    .await
+}
+
+/// Moves the patient of one bed to another, empty, bed (charge nurses).
+#[tauri::command]
+pub async fn patient_transfer(
+    state: tauri::State<'_, AppState>,
+    args: PatientTransferArgs,
+) -> Result<(), IpcError> {
+    off_main(&state, move |s, t| {
+        Ok(s.patients().change(
+            t,
+            ward_core::census::Op::Transfer {
+                from: args.from,
+                to: args.to,
+            },
+        )?)
+    })
+    .await
+}
+
+/// Discharges the bed's patient (charge nurses); the monitor stays and still alarms.
+#[tauri::command]
+pub async fn patient_discharge(
+    state: tauri::State<'_, AppState>,
+    args: BedArgs,
+) -> Result<(), IpcError> {
+    off_main(&state, move |s, t| {
+        Ok(s.patients()
+            .change(t, ward_core::census::Op::Discharge { bed: args.bed })?)
+    })
+    .await
+}
+
+/// New details or category for an admitted patient, matched by MRN (charge nurses).
+#[tauri::command]
+pub async fn patient_update(
+    state: tauri::State<'_, AppState>,
+    args: PatientUpdateArgs,
+) -> Result<(), IpcError> {
+    off_main(&state, move |s, t| {
+        Ok(s.patients().change(
+            t,
+            ward_core::census::Op::Update {
+                patient: args.patient,
+            },
+        )?)
+    })
+    .await
+}
+
 /// Stored waveform of a bed (full disclosure), reduced to about `max_points` values.
 #[tauri::command]
 pub async fn review_wave(
@@ -356,6 +425,9 @@ mod bindings {
         HistoryArgs::export_all(&cfg).unwrap();
         AssignArgs::export_all(&cfg).unwrap();
         AdmitArgs::export_all(&cfg).unwrap();
+        PatientAdmitArgs::export_all(&cfg).unwrap();
+        PatientTransferArgs::export_all(&cfg).unwrap();
+        PatientUpdateArgs::export_all(&cfg).unwrap();
         WaveArgs::export_all(&cfg).unwrap();
         TrendArgs::export_all(&cfg).unwrap();
         ExportArgs::export_all(&cfg).unwrap();

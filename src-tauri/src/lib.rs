@@ -19,6 +19,7 @@ pub struct Handles {
     review: ward_core::ReviewHandle,
     live: ward_core::LiveHandle,
     admin: ward_core::AdminHandle,
+    patients: ward_core::PatientsHandle,
 }
 
 impl Handles {
@@ -29,6 +30,7 @@ impl Handles {
             review: s.review().clone(),
             live: s.live().clone(),
             admin: s.admin().clone(),
+            patients: s.patients().clone(),
         }
     }
     pub fn alarms(&self) -> &ward_core::AlarmsHandle {
@@ -45,6 +47,9 @@ impl Handles {
     }
     pub fn admin(&self) -> &ward_core::AdminHandle {
         &self.admin
+    }
+    pub fn patients(&self) -> &ward_core::PatientsHandle {
+        &self.patients
     }
 }
 
@@ -180,6 +185,10 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
             commands::beds_assign,
             commands::bed_admit,
             commands::bed_discharge,
+            commands::patient_admit,
+            commands::patient_transfer,
+            commands::patient_discharge,
+            commands::patient_update,
             commands::review_wave,
             commands::review_trend,
             commands::review_export,

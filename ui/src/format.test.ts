@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { CODES, connectionLabel, formatLastSeen, formatNibp, formatTemp, formatValue, type Numeric } from "./format";
+import { CODES, connectionLabel, formatLastSeen, formatNibp, formatTemp, formatValue, patientLine, type Numeric } from "./format";
 
 const n = (code: number, value: number | null): Numeric => ({
   code,
@@ -31,5 +31,12 @@ describe("format", () => {
     expect(formatLastSeen(10_000, 3_000)).toBe("7 s ago");
     expect(formatLastSeen(200_000, 0)).toBe("3 min ago");
     expect(connectionLabel("silent")).toBe("No data");
+  });
+});
+
+describe("patientLine", () => {
+  it("shows who is in the bed, or that nobody is", () => {
+    expect(patientLine(null)).toBe("no patient admitted");
+    expect(patientLine({ line: "DOE, Jane · MRN 1 · adult" })).toBe("DOE, Jane · MRN 1 · adult");
   });
 });

@@ -59,3 +59,8 @@ export function connectionLabel(c: ConnectionState): string {
       return "Not connected";
   }
 }
+
+/** The patient line of a tile, the bed panel and review: who is in the bed, or that nobody is. */
+export function patientLine(a: { line: string } | null): string {
+  return a === null ? "no patient admitted" : a.line;
+}

@@ -13,6 +13,10 @@ import type { ExportArgs } from "./gen/ExportArgs";
 import type { FollowedArgs } from "./gen/FollowedArgs";
 import type { HistoryArgs } from "./gen/HistoryArgs";
 import type { LoginArgs } from "./gen/LoginArgs";
+import type { Patient } from "./gen/Patient";
+import type { PatientAdmitArgs } from "./gen/PatientAdmitArgs";
+import type { PatientTransferArgs } from "./gen/PatientTransferArgs";
+import type { PatientUpdateArgs } from "./gen/PatientUpdateArgs";
 import type { SetLimitsArgs } from "./gen/SetLimitsArgs";
 import type { TrendArgs } from "./gen/TrendArgs";
 import type { UnlockArgs } from "./gen/UnlockArgs";
@@ -64,6 +68,13 @@ export const ipc = {
     invoke<null>("beds_assign", { args: { nurse, beds } satisfies AssignArgs }),
   admit: (bed: string, device: string) => invoke<null>("bed_admit", { args: { bed, device } satisfies AdmitArgs }),
   discharge: (bed: string) => invoke<null>("bed_discharge", { args: { bed } satisfies BedArgs }),
+  patientAdmit: (bed: string, patient: Patient) =>
+    invoke<null>("patient_admit", { args: { bed, patient } satisfies PatientAdmitArgs }),
+  patientTransfer: (from: string, to: string) =>
+    invoke<null>("patient_transfer", { args: { from, to } satisfies PatientTransferArgs }),
+  patientDischarge: (bed: string) => invoke<null>("patient_discharge", { args: { bed } satisfies BedArgs }),
+  patientUpdate: (patient: Patient) =>
+    invoke<null>("patient_update", { args: { patient } satisfies PatientUpdateArgs }),
   wave: (bed: string, channel: number, from_ms: number, to_ms: number, max_points: number) =>
     invoke<ReviewWave>("review_wave", { args: { bed, channel, from_ms, to_ms, max_points } satisfies WaveArgs }),
   trend: (bed: string, from_ms: number, to_ms: number) =>

@@ -15,4 +15,8 @@ ingest: { [key in string]: number }, store: StoreMetrics, alarms: AlarmMetrics,
 /**
  * Store-and-forward to the hospital core: backlog and the oldest unsynced event.
  */
-sync: SyncStatus, };
+sync: SyncStatus, 
+/**
+ * The HL7 interfaces: messages taken and answered, by outcome.
+ */
+hl7: { [key in string]: number }, };

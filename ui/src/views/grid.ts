@@ -12,6 +12,7 @@ import {
   formatLastSeen,
   formatNibp,
   formatTemp,
+  patientLine,
   formatValue,
   numericValue,
 } from "../format";
@@ -32,7 +33,7 @@ const BAND_KEYS: Record<TraceKind, string> = {
   [TraceKind.Resp]: "resp",
 };
 
-type Field = "patient" | "device" | "state" | "seen" | "hr" | "spo2" | "rr" | "nibp" | "temp" | "alarm";
+type Field = "label" | "patient" | "device" | "state" | "seen" | "hr" | "spo2" | "rr" | "nibp" | "temp" | "alarm";
 
 interface Tile extends TraceTile {
   /** The snapshot's latest for this bed, applied when the tile's group paints. */
@@ -146,13 +147,14 @@ export class WardGrid {
   private buildTile(bed: BedView): Tile {
     const root = testid(el("article", "tile"), `tile-${bed.id}`);
     const head = el("header", "tile-head");
-    // The patient line: the patients issue puts name and identifier here; until then the
-    // bed label stands in.
-    const patient = testid(el("span", "patient", bed.label), `patient-${bed.id}`);
+    // The bed, then who is in it (name, MRN, sex, birth date, category), or "no patient
+    // admitted": a bed without a patient still monitors and alarms.
+    const label = testid(el("span", "bed-label", bed.label), `label-${bed.id}`);
+    const patient = testid(el("span", "patient"), `patient-${bed.id}`);
     const device = el("span", "device", bed.device ?? "no monitor");
     const state = testid(el("span", "state"), `state-${bed.id}`);
     const seen = testid(el("span", "seen"), `seen-${bed.id}`);
-    head.append(patient, device, state, seen);
+    head.append(label, patient, device, state, seen);
     head.addEventListener("click", () => this.onOpenBed(bed.id, bed.label));
     head.title = "Alarm history, limits, pauses and review for this bed";
     const body = el("div", "tile-body");
@@ -187,7 +189,7 @@ export class WardGrid {
       pending: null,
       hasDevice: bed.device !== null,
       connection: bed.connection,
-      fields: { patient, device, state, seen, hr, spo2, rr, nibp, temp, alarm },
+      fields: { label, patient, device, state, seen, hr, spo2, rr, nibp, temp, alarm },
       bedId: bed.id,
     };
   }
@@ -197,6 +199,10 @@ export class WardGrid {
     t.connection = bed.connection;
     setData(t.root, "connection", bed.connection);
     t.root.classList.toggle("stale", bed.connection !== "online");
+    const line = patientLine(bed.patient);
+    setText(t.fields.patient, line);
+    t.fields.patient.title = line;
+    t.fields.patient.classList.toggle("none", bed.patient === null);
     setText(t.fields.device, bed.device ?? "no monitor");
     setText(t.fields.state, connectionLabel(bed.connection));
     setText(t.fields.seen, bed.connection === "online" ? "" : formatLastSeen(nowMs, bed.last_seen_ms));

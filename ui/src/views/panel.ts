@@ -3,6 +3,10 @@
 
 import { parseThreshold, type AlarmLogRow, type LimitRule } from "../alarms";
 import { el, must, setText } from "../dom";
+import { patientLine } from "../format";
+import type { Category } from "../gen/Category";
+import type { Patient } from "../gen/Patient";
+import type { Sex } from "../gen/Sex";
 import { asIpcError, ipc } from "../ipc";
 import { around } from "../review";
 import { roleName, type UserView } from "../session";
@@ -50,7 +54,12 @@ export async function openBed(bed: string | null, label: string): Promise<void> 
       actions.append(off);
     }
     parts.push(actions);
+    const admitted = state.snapshot?.beds.find((b) => b.id === bed)?.patient ?? null;
+    const who = el("p", admitted === null ? "patient-line none" : "patient-line", patientLine(admitted));
+    who.dataset["testid"] = "panel-patient";
+    parts.push(who);
     if (state.session?.role === "charge_nurse" && !state.session.locked) {
+      parts.push(patientEditor(bed, admitted?.patient ?? null));
       parts.push(deviceEditor(bed));
       try {
         parts.push(assignEditor(bed, await ipc.users()));
@@ -112,6 +121,86 @@ function historyTable(rows: AlarmLogRow[]): HTMLElement {
   }
   if (rows.length === 0) table.append(el("tr", "", "No alarm events yet"));
   return table;
+}
+
+/** Charge nurses: who is in the bed. Admit (empty bed), or update, transfer and discharge
+ *  the patient there. The core checks every field and refuses what would overwrite someone. */
+function patientEditor(bed: string, current: Patient | null): HTMLElement {
+  const form = el("form", "patient-form");
+  form.append(el("h3", "", "Patient"));
+  const field = (name: keyof Patient, label: string, value: string, placeholder = ""): HTMLInputElement => {
+    const input = document.createElement("input");
+    input.name = name;
+    input.value = value;
+    input.placeholder = placeholder;
+    input.dataset["testid"] = `patient-${name}`;
+    form.append(el("label", "", label), input);
+    return input;
+  };
+  const choice = (name: keyof Patient, label: string, options: string[], value: string): HTMLSelectElement => {
+    const select = document.createElement("select");
+    select.dataset["testid"] = `patient-${name}`;
+    for (const o of options) {
+      const opt = document.createElement("option");
+      opt.value = o;
+      opt.textContent = o;
+      select.append(opt);
+    }
+    select.value = value;
+    form.append(el("label", "", label), select);
+    return select;
+  };
+  const mrn = field("mrn", "MRN", current?.mrn ?? "");
+  const authority = field("authority", "Authority", current?.authority ?? "", "e.g. CITYHOSP");
+  const family = field("family", "Family name", current?.family ?? "");
+  const given = field("given", "Given name", current?.given ?? "");
+  const birth = field("birth_date", "Born", current?.birth_date ?? "", "YYYY-MM-DD");
+  const sex = choice("sex", "Sex", ["F", "M", "O", "U"], current?.sex ?? "U");
+  const category = choice("category", "Category", ["adult", "pediatric", "neonatal"], current?.category ?? "adult");
+  if (current !== null) mrn.readOnly = true;
+  const read = (): Patient => ({
+    mrn: mrn.value.trim(),
+    authority: authority.value.trim(),
+    family: family.value.trim(),
+    given: given.value.trim(),
+    birth_date: birth.value.trim(),
+    sex: sex.value as Sex,
+    category: category.value as Category,
+    visit: current?.visit ?? null,
+  });
+  const buttons = el("div", "panel-actions");
+  const button = (text: string, testid: string, run: () => Promise<unknown>, done: () => string): void => {
+    const b = document.createElement("button");
+    b.textContent = text;
+    b.type = "button";
+    b.dataset["testid"] = testid;
+    b.addEventListener("click", () => {
+      void act(run).then((ok) => {
+        if (ok) notice(done());
+      });
+    });
+    buttons.append(b);
+  };
+  if (current === null) {
+    button("Admit patient", "patient-admit", () => ipc.patientAdmit(bed, read()), () => `${read().family} admitted to ${place(bed)}`);
+  } else {
+    button("Save", "patient-update", () => ipc.patientUpdate(read()), () => `${place(bed)}: patient details saved`);
+    const to = document.createElement("select");
+    to.dataset["testid"] = "patient-transfer-to";
+    for (const b of state.snapshot?.beds ?? []) {
+      if (b.id === bed || b.patient !== null) continue;
+      const o = document.createElement("option");
+      o.value = b.id;
+      o.textContent = b.label;
+      to.append(o);
+    }
+    button("Transfer to", "patient-transfer", () => ipc.patientTransfer(bed, to.value), () => `${current.family} moved to ${place(to.value)}`);
+    buttons.append(to);
+    button("Discharge patient", "patient-discharge", () => ipc.patientDischarge(bed), () => `${current.family} discharged from ${place(bed)}`);
+  }
+  form.append(buttons);
+  form.addEventListener("submit", (ev) => ev.preventDefault());
+  return form;
 }
 
 /** Charge nurses: the bed's monitor. Discharge ends the bed's alarms (the core logs who);

@@ -530,24 +530,19 @@ impl PatientsHandle {
         self.patients.census()
     }
 
-    /// A census change asked for in the window (charge nurses). Runs the database write and
-    /// the limit change off the async runtime.
-    pub async fn change(&self, token: &str, op: crate::census::Op) -> Result<(), CoreError> {
+    /// A census change asked for in the window (charge nurses). Blocking (a database write
+    /// and the limit change): the shell calls it off its async runtime.
+    pub fn change(&self, token: &str, op: crate::census::Op) -> Result<(), CoreError> {
         let user = self
             .staff
             .authorize(token, &Action::AdmitDischarge, now_ms())?
             .username;
-        let patients = self.patients.clone();
-        tokio::task::spawn_blocking(move || {
-            patients.apply(
-                &op,
-                crate::census::Source::Manual,
-                &user,
-                serde_json::json!({ "at": "window" }),
-            )
-        })
-        .await
-        .map_err(|e| CoreError::Internal(format!("census change: {e}")))??;
+        self.patients.apply(
+            &op,
+            crate::census::Source::Manual,
+            &user,
+            serde_json::json!({ "at": "window" }),
+        )?;
         Ok(())
     }
 }

@@ -49,6 +49,6 @@ pub use ward_access::{staff, Action, Denial, Session, UserChange, UserView};
 pub use ward_alarm::{Alarm, AlarmCommand, AlarmError, LimitRule, LogEntry};
 pub use ward_config::{self as config, Config};
 pub use ward_export::{self as export, review};
-pub use ward_model::{ErrorCode, ErrorKind};
+pub use ward_model::{Category, ErrorCode, ErrorKind, Patient, Sex};
 pub use ward_store::AlarmLogRow;
 pub use ward_sync::{self as sync, secrets};

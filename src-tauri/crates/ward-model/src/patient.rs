@@ -204,7 +204,8 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: Vec<(fn(&mut Patient), &str)> = vec![
+        type Edit = fn(&mut Patient);
+        let cases: Vec<(Edit, &str)> = vec![
             (|p| p.mrn = " ".into(), "mrn is empty"),
             (|p| p.family = String::new(), "family is empty"),
             (|p| p.given = "x".repeat(81), "given is longer than 80"),
