@@ -328,3 +328,59 @@ def test_a_followed_stations_alarm_shows_in_other_beds_and_is_acknowledged_here(
     db = sqlite3.connect(a_dir / "data" / "wardwatch.sqlite")
     rows = db.execute("SELECT actor FROM audit WHERE kind = 'alarm.acknowledged'").fetchall()
     assert ("nurse.e2e at station st-5e",) in rows, rows
+
+
+def test_the_adt_feed_and_the_charge_nurse_put_patients_on_the_tiles(xvfb, station_config):
+    """Patients in the real window: the hospital's ADT feed (PyPI's hl7 package over MLLP)
+    admits Jane Doe to bed 3; the charge nurse admits a child to bed 4 in the bed panel; both
+    tiles carry the patient line, the other beds say no patient is admitted."""
+    cfg, data = station_config
+    with cfg.open("a") as f:
+        f.write('[hl7]\nadt_listen = "127.0.0.1:0"\npoint_of_care = "4W"\n')
+    with station_window(APP, xvfb, cfg, cfg.parent / "tauri-driver.log") as drv:
+        runtime = data / "runtime.json"
+        wait_until("the ADT listener", 60, lambda: runtime.exists() and "hl7_adt" in json.loads(runtime.read_text()))
+        host, port = json.loads(runtime.read_text())["hl7_adt"].rsplit(":", 1)
+        a01 = (
+            "MSH|^~\\&|EPIC|CITYHOSP|WARDWATCH|4W|20261204101500||ADT^A01^ADT_A01|E2E-1|P|2.5\n"
+            "EVN|A01|20261204101500\n"
+            "PID|1||123456^^^CITYHOSP^MR||DOE^JANE||19840229|F\n"
+            "PV1|1|I|4W^301^bed-03\n"
+        )
+        sent = subprocess.run(
+            [sys.executable, str(ROOT / "tests" / "py" / "hl7_send.py"), host, port],
+            input=a01, text=True, capture_output=True, check=True,
+        )
+        assert json.loads(sent.stdout.splitlines()[0])["code"] == "AA", sent.stdout
+        wait_until(
+            "Jane Doe on bed 3's tile", 20,
+            lambda: text_of(drv, "patient-bed-03") == "DOE, JANE · MRN 123456 · F · 1984-02-29 · adult",
+        )
+        assert text_of(drv, "patient-bed-01") == "no patient admitted"
+
+        # The charge nurse admits a child to bed 4 in the bed panel.
+        sign_in(drv, "charge.e2e", "charge-e2e-pass")
+        drv.find_element(By.CSS_SELECTOR, '[data-testid="tile-bed-04"] .tile-head').click()
+        wait_until("the patient form", 10, lambda: drv.find_elements(By.CSS_SELECTOR, '[data-testid="patient-admit"]'))
+        assert text_of(drv, "panel-patient") == "no patient admitted"
+        for field, value in [("mrn", "P-42"), ("authority", "CITYHOSP"), ("family", "Lee"), ("given", "Sam"), ("birth_date", "2016-03-09")]:
+            drv.find_element(By.CSS_SELECTOR, f'[data-testid="patient-{field}"]').send_keys(value)
+        for field, value in [("sex", "M"), ("category", "pediatric")]:
+            drv.execute_script(
+                "const s = document.querySelector(`[data-testid=\"patient-${arguments[0]}\"]`); s.value = arguments[1];",
+                field, value,
+            )
+        click(drv, "patient-admit")
+        wait_until("the admission notice", 10, lambda: (text_of(drv, "notice") or "") == "Lee admitted to Bed 4")
+        click(drv, "panel-close")
+        wait_until(
+            "the child on bed 4's tile", 10,
+            lambda: text_of(drv, "patient-bed-04") == "LEE, Sam · MRN P-42 · M · 2016-03-09 · pediatric",
+        )
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert drv.save_screenshot(str(ARTIFACTS / "e2e-patients.png"))
+    db = sqlite3.connect(data / "wardwatch.sqlite")
+    trail = db.execute("SELECT kind, actor, bed FROM audit WHERE kind LIKE 'patient.%' ORDER BY seq").fetchall()
+    assert trail == [("patient.admitted", "adt:EPIC", "bed-03"), ("patient.admitted", "charge.e2e", "bed-04")], trail
+    limits = db.execute("SELECT user FROM alarm_log WHERE bed = 'bed-04' AND kind = 'limits_changed'").fetchall()
+    assert ("charge.e2e",) in limits, limits

@@ -18,6 +18,7 @@ pub mod ack;
 pub mod adt;
 pub mod er7;
 pub mod mllp;
+pub mod pcd;
 
 /// What can be wrong with an HL7 message the station received.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

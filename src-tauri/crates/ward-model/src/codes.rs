@@ -87,3 +87,45 @@ impl TraceKind {
         self as u8
     }
 }
+
+/// How a known numeric is named to other systems: its 11073 reference id (HL7 v2 coding
+/// system `MDC`, FHIR `urn:iso:std:iso:11073:10101`), its unit's reference id and UCUM code,
+/// and the LOINC vital-signs code where FHIR's vital-signs profile has one
+/// (../shared/reference/clinical.md §3).
+#[derive(Debug, Clone, Copy)]
+pub struct Reference {
+    pub code: u32,
+    pub name: &'static str,
+    pub unit: u32,
+    pub unit_name: &'static str,
+    pub ucum: &'static str,
+    pub loinc: Option<(&'static str, &'static str)>,
+}
+
+#[rustfmt::skip]
+pub const REFERENCES: &[Reference] = &[
+    Reference { code: MDC_ECG_HEART_RATE, name: "MDC_ECG_HEART_RATE", unit: UNIT_BPM, unit_name: "MDC_DIM_BEAT_PER_MIN", ucum: "/min", loinc: Some(("8867-4", "Heart rate")) },
+    Reference { code: MDC_PULS_OXIM_PULS_RATE, name: "MDC_PULS_OXIM_PULS_RATE", unit: UNIT_BPM, unit_name: "MDC_DIM_BEAT_PER_MIN", ucum: "/min", loinc: None },
+    Reference { code: MDC_PULS_OXIM_SAT_O2, name: "MDC_PULS_OXIM_SAT_O2", unit: UNIT_PERCENT, unit_name: "MDC_DIM_PERCENT", ucum: "%", loinc: Some(("2708-6", "Oxygen saturation in Arterial blood")) },
+    Reference { code: MDC_RESP_RATE, name: "MDC_RESP_RATE", unit: UNIT_RESP_PER_MIN, unit_name: "MDC_DIM_RESP_PER_MIN", ucum: "/min", loinc: Some(("9279-1", "Respiratory rate")) },
+    Reference { code: MDC_PRESS_BLD_NONINV_SYS, name: "MDC_PRESS_BLD_NONINV_SYS", unit: UNIT_MMHG, unit_name: "MDC_DIM_MMHG", ucum: "mm[Hg]", loinc: Some(("8480-6", "Systolic blood pressure")) },
+    Reference { code: MDC_PRESS_BLD_NONINV_DIA, name: "MDC_PRESS_BLD_NONINV_DIA", unit: UNIT_MMHG, unit_name: "MDC_DIM_MMHG", ucum: "mm[Hg]", loinc: Some(("8462-4", "Diastolic blood pressure")) },
+    Reference { code: MDC_PRESS_BLD_NONINV_MEAN, name: "MDC_PRESS_BLD_NONINV_MEAN", unit: UNIT_MMHG, unit_name: "MDC_DIM_MMHG", ucum: "mm[Hg]", loinc: None },
+    Reference { code: MDC_TEMP, name: "MDC_TEMP", unit: UNIT_DEGC, unit_name: "MDC_DIM_DEGC", ucum: "Cel", loinc: Some(("8310-5", "Body temperature")) },
+    Reference { code: MDC_TEMP_BODY, name: "MDC_TEMP_BODY", unit: UNIT_DEGC, unit_name: "MDC_DIM_DEGC", ucum: "Cel", loinc: Some(("8310-5", "Body temperature")) },
+    Reference { code: MDC_ECG_ELEC_POTL_II, name: "MDC_ECG_ELEC_POTL_II", unit: UNIT_MV, unit_name: "MDC_DIM_MILLI_VOLT", ucum: "mV", loinc: None },
+    Reference { code: MDC_PULS_OXIM_PLETH, name: "MDC_PULS_OXIM_PLETH", unit: UNIT_DIMLESS, unit_name: "MDC_DIM_DIMLESS", ucum: "1", loinc: None },
+    Reference { code: MDC_IMPED_TTHOR, name: "MDC_IMPED_TTHOR", unit: UNIT_DIMLESS, unit_name: "MDC_DIM_DIMLESS", ucum: "1", loinc: None },
+];
+
+pub fn reference(code: u32) -> Option<&'static Reference> {
+    REFERENCES.iter().find(|r| r.code == code)
+}
+
+/// The reference id and UCUM code of a unit the station knows.
+pub fn unit_names(unit: u32) -> Option<(&'static str, &'static str)> {
+    REFERENCES
+        .iter()
+        .find(|r| r.unit == unit)
+        .map(|r| (r.unit_name, r.ucum))
+}
