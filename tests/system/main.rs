@@ -22,6 +22,8 @@
 //! - `sync`: store-and-forward to Debian's Mosquitto through a 60 s outage
 //! - `patients`: the ADT feed from PyPI's hl7 package (every answer, census, limits, trail);
 //!   the console's `wardwatch patients` while the station runs
+//! - `hl7_out`: PCD-01 and PCD-04 to an MLLP server from PyPI's hl7 package, through a 60 s
+//!   outage and a `kill -9`; a refused message kept for IT
 //! - `sentinel`: the station killed (-9) and hung (SIGSTOP): its sentinel sounds the
 //!   alarm-system-failure signal (captured through ALSA), notifies and logs why; restarts
 
@@ -35,6 +37,7 @@ mod broker;
 mod cli;
 mod credentials;
 mod docs_examples;
+mod hl7_out;
 mod ingest;
 mod patients;
 mod review;

@@ -14,6 +14,7 @@ pub mod bench;
 mod broker_bench;
 mod broker_cmd;
 mod exports;
+mod hl7_cmd;
 mod patients;
 pub mod sentinel;
 #[cfg(feature = "sim")]
@@ -70,6 +71,9 @@ enum Command {
     /// runs; a running station shows the change within a second).
     #[command(subcommand)]
     Patients(patients::PatientsCommand),
+    /// HL7 messages to the hospital: refused ones (kept for IT), the backlog.
+    #[command(subcommand)]
+    Hl7(hl7_cmd::Hl7Command),
     /// The hospital core's password in the OS credential store.
     #[command(subcommand)]
     Credentials(accounts::CredentialsCommand),
@@ -346,6 +350,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
         }
         Command::Users(c) => accounts::users(c),
         Command::Patients(c) => patients::command(c),
+        Command::Hl7(c) => hl7_cmd::command(c),
         Command::Sentinel(c) => sentinel::command(c),
         Command::Credentials(c) => accounts::credentials(c),
         Command::Export(c) => exports::export(c),

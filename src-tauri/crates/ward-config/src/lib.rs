@@ -69,6 +69,14 @@ struct RawHl7 {
     point_of_care: String,
     application: String,
     facility: String,
+    pcd01_to: String,
+    pcd01_every_s: u64,
+    pcd04_to: String,
+    pcd04_heartbeat_s: u64,
+    pcd01_receiver: String,
+    pcd04_receiver: String,
+    ack_timeout_s: u64,
+    keep_days: u64,
     beds: std::collections::BTreeMap<String, String>,
 }
 
@@ -253,6 +261,16 @@ pub struct Hl7Config {
     pub facility: String,
     /// "room/bed" -> bed id.
     pub beds: std::collections::BTreeMap<String, BedId>,
+    /// PCD-01 to the interface engine ("host:port"), when on.
+    pub pcd01_to: Option<String>,
+    pub pcd01_every: Duration,
+    /// PCD-04 to the alarm manager ("host:port"), when on.
+    pub pcd04_to: Option<String>,
+    pub pcd04_heartbeat: Duration,
+    pub pcd01_receiver: String,
+    pub pcd04_receiver: String,
+    pub ack_timeout: Duration,
+    pub keep: Duration,
 }
 
 impl Hl7Config {
@@ -711,7 +729,39 @@ impl Config {
                     Ok(v.to_string())
                 }
             };
+            let dest = |key: &str, v: &str| -> Result<Option<String>, ConfigError> {
+                let v = v.trim();
+                if v.is_empty() {
+                    return Ok(None);
+                }
+                match v.rsplit_once(':') {
+                    Some((host, port))
+                        if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) =>
+                    {
+                        Ok(Some(v.to_string()))
+                    }
+                    _ => Err(err(
+                        key,
+                        format!("{v:?} is not host:port, e.g. \"engine.hospital.org:2575\""),
+                    )),
+                }
+            };
+            let secs = |key: &str, v: u64, lo: u64, hi: u64| {
+                if (lo..=hi).contains(&v) {
+                    Ok(Duration::from_secs(v))
+                } else {
+                    Err(err(key, format!("{v} is outside {lo}..={hi}")))
+                }
+            };
             Hl7Config {
+                pcd01_to: dest("hl7.pcd01_to", &h.pcd01_to)?,
+                pcd01_every: secs("hl7.pcd01_every_s", h.pcd01_every_s, 1, 86_400)?,
+                pcd04_to: dest("hl7.pcd04_to", &h.pcd04_to)?,
+                pcd04_heartbeat: secs("hl7.pcd04_heartbeat_s", h.pcd04_heartbeat_s, 1, 3600)?,
+                pcd01_receiver: text("hl7.pcd01_receiver", &h.pcd01_receiver)?,
+                pcd04_receiver: text("hl7.pcd04_receiver", &h.pcd04_receiver)?,
+                ack_timeout: secs("hl7.ack_timeout_s", h.ack_timeout_s, 1, 600)?,
+                keep: secs("hl7.keep_days", h.keep_days, 1, 3650)? * 86_400,
                 adt_listen: addr_of("hl7.adt_listen", &h.adt_listen)?,
                 point_of_care: text("hl7.point_of_care", &h.point_of_care)?,
                 application: text("hl7.application", &h.application)?,

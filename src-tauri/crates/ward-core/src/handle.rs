@@ -42,6 +42,8 @@ pub struct StationMetrics {
     pub sync: ward_sync::SyncStatus,
     /// The HL7 interfaces: messages taken and answered, by outcome.
     pub hl7: BTreeMap<String, u64>,
+    /// PCD-01 / PCD-04 destinations: connected, backlog, refused (shown beside the core's).
+    pub hl7_links: Vec<crate::hl7_out::LinkStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -402,6 +404,7 @@ pub struct LiveHandle {
     pub(crate) alarms: AlarmsHandle,
     pub(crate) patients: Arc<crate::patients::Patients>,
     pub(crate) hl7: crate::hl7::Hl7Counters,
+    pub(crate) hl7_links: crate::hl7_out::Links,
 }
 
 impl LiveHandle {
@@ -418,6 +421,7 @@ impl LiveHandle {
             alarms: self.alarms.shared.metrics(Some(&self.alarms.notify)),
             sync: self.sync.lock().map(|s| s.clone()).unwrap_or_default(),
             hl7: self.hl7.snapshot(),
+            hl7_links: self.hl7_links.lock().map(|l| l.clone()).unwrap_or_default(),
         }
     }
 

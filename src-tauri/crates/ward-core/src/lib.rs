@@ -25,6 +25,7 @@ mod clock;
 mod error;
 mod handle;
 pub mod hl7;
+pub mod hl7_out;
 mod ingest;
 mod lifecycle;
 pub mod live;

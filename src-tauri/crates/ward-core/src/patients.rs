@@ -15,11 +15,10 @@
 
 use crate::census::{self, Admission, Census, Op, Outcome, Source};
 use crate::error::CoreError;
-use crate::handle::AlarmsHandle;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use ward_alarm::AlarmCommand;
+use ward_alarm::LimitRule;
 use ward_config::Config;
 use ward_model::{Category, Patient};
 use ward_store::{AuditEvent, CensusRow, Record, Store};
@@ -110,6 +109,10 @@ pub fn apply_offline(cfg: &Config, op: &Op, actor: &str) -> Result<Outcome, Core
     Ok(out)
 }
 
+/// Sets a bed's limit rules in the alarm engine in someone's name (the engine logs the
+/// change). A function rather than the alarm handle, so this module sits below `handle`.
+pub type SetLimits = Box<dyn Fn(&str, Vec<LimitRule>, &str) -> Result<(), CoreError> + Send + Sync>;
+
 /// The census as the station keeps it.
 pub struct Patients {
     store: Mutex<Store>,
@@ -120,11 +123,11 @@ pub struct Patients {
     beds: Vec<String>,
     version: Mutex<i64>,
     origin: String,
-    alarms: AlarmsHandle,
+    set_limits: SetLimits,
 }
 
 impl Patients {
-    pub(crate) fn open(cfg: &Config, alarms: AlarmsHandle) -> Result<Arc<Self>, CoreError> {
+    pub(crate) fn open(cfg: &Config, set_limits: SetLimits) -> Result<Arc<Self>, CoreError> {
         let store = Store::open(&cfg.db_path())?;
         let beds: Vec<String> = cfg.beds.iter().map(|b| b.id.to_string()).collect();
         let rows = store.census()?;
@@ -146,7 +149,7 @@ impl Patients {
             beds,
             version: Mutex::new(version),
             origin: cfg.station_id.clone(),
-            alarms,
+            set_limits,
         });
         p.reconcile(None, "system");
         Ok(p)
@@ -278,13 +281,7 @@ impl Patients {
                 self.bed_category.get(bed).copied().unwrap_or_default(),
             );
             let rules = ward_alarm::rules::defaults(category);
-            match self.alarms.run(
-                AlarmCommand::SetRules {
-                    bed: bed.to_string(),
-                    rules,
-                },
-                actor.to_string(),
-            ) {
+            match (self.set_limits)(bed, rules, actor) {
                 Ok(_) => {
                     tracing::info!(bed, %category, key, "alarm limits set to the category defaults");
                     if let Ok(mut s) = self.store.lock() {

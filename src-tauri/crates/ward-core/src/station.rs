@@ -387,11 +387,19 @@ impl Station {
         // limits: after the alarm driver, before the first reader).
         let patients = {
             let (cfg, alarms) = (cfg.clone(), alarms.clone());
-            tokio::task::spawn_blocking(move || crate::patients::Patients::open(&cfg, alarms))
+            let set_limits: crate::patients::SetLimits = Box::new(move |bed, rules, user| {
+                let command = ward_alarm::AlarmCommand::SetRules {
+                    bed: bed.to_string(),
+                    rules,
+                };
+                alarms.run(command, user.to_string()).map(|_| ())
+            });
+            tokio::task::spawn_blocking(move || crate::patients::Patients::open(&cfg, set_limits))
                 .await
                 .map_err(|e| CoreError::Start(format!("census: {e}")))??
         };
         let hl7_counters = crate::hl7::Hl7Counters::default();
+        let hl7_links = crate::hl7_out::Links::default();
         {
             let token = lifecycle.token();
             let adt = match cfg.hl7.adt_listen {
@@ -411,6 +419,35 @@ impl Station {
                 }
                 None => None,
             };
+            // PCD-01 and PCD-04 out, through the outbox.
+            let out = (cfg.hl7.pcd01_to.is_some() || cfg.hl7.pcd04_to.is_some()).then(|| {
+                if let Ok(mut l) = hl7_links.lock() {
+                    for (dest, to) in [
+                        (crate::hl7_out::PCD01, &cfg.hl7.pcd01_to),
+                        (crate::hl7_out::PCD04, &cfg.hl7.pcd04_to),
+                    ] {
+                        if let Some(to) = to {
+                            l.push(crate::hl7_out::LinkStatus {
+                                dest: dest.into(),
+                                to: to.clone(),
+                                ..Default::default()
+                            });
+                        }
+                    }
+                }
+                let alarms = alarms.clone();
+                let out = Arc::new(crate::hl7_out::Out {
+                    cfg: cfg.hl7.clone(),
+                    db: cfg.db_path(),
+                    origin: cfg.station_id.clone(),
+                    patients: patients.clone(),
+                    live: live.clone(),
+                    rules: Box::new(move |bed| alarms.limits(bed)),
+                    counters: hl7_counters.clone(),
+                    links: hl7_links.clone(),
+                });
+                crate::hl7_out::run(out, token.clone())
+            });
             // The console writes the census while the station runs: look once a second.
             let refresh = {
                 let (p, t) = (patients.clone(), token.clone());
@@ -428,11 +465,19 @@ impl Station {
                 }
             };
             let task = tokio::spawn(async move {
-                tokio::join!(refresh, async {
-                    if let Some(a) = adt {
-                        a.await
+                tokio::join!(
+                    refresh,
+                    async {
+                        if let Some(a) = adt {
+                            a.await
+                        }
+                    },
+                    async {
+                        if let Some(o) = out {
+                            o.await
+                        }
                     }
-                });
+                );
             });
             lifecycle.add_task(Stage::Ingest, token, task);
         }
@@ -458,6 +503,7 @@ impl Station {
                 alarms: alarms.clone(),
                 patients: patients.clone(),
                 hl7: hl7_counters,
+                hl7_links,
             },
             patients: crate::handle::PatientsHandle {
                 staff: staff.clone(),

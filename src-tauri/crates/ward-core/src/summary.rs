@@ -169,6 +169,26 @@ pub fn render(s: &WardSnapshot) -> String {
                 .unwrap_or_default(),
         );
     }
+    for l in &m.hl7_links {
+        let _ = writeln!(
+            out,
+            "HL7 {} to {}: {} | backlog {} | refused {}{}",
+            l.dest.to_uppercase(),
+            l.to,
+            if l.connected {
+                "connected"
+            } else {
+                "NOT CONNECTED"
+            },
+            l.backlog,
+            l.failed,
+            l.last_error
+                .as_deref()
+                .filter(|_| !l.connected)
+                .map(|e| format!(" | {e}"))
+                .unwrap_or_default(),
+        );
+    }
     let refused: Vec<String> = m
         .ingest
         .iter()

@@ -80,13 +80,14 @@ fn msh(h: &Header, kind: [&str; 3], profile: [&str; 4]) -> (&'static str, Vec<St
 
 fn pid(p: Option<&Patient>) -> (&'static str, Vec<String>) {
     let Some(p) = p else {
-        // No patient admitted: PID is still present (the profile wants it), empty.
-        return ("PID", vec![]);
+        // No patient admitted: PID is still present (the profile wants it), with its set id
+        // only.
+        return ("PID", vec!["1".into()]);
     };
     (
         "PID",
         vec![
-            String::new(),
+            "1".into(),
             String::new(),
             comps(&[&p.mrn, "", "", &p.authority, "MR"]),
             String::new(),

@@ -19,6 +19,7 @@
 
 pub mod audit;
 pub mod chunker;
+pub mod hl7;
 mod retention;
 mod review;
 mod schema;

@@ -154,6 +154,25 @@ const MIGRATIONS: &[&str] = &[
         user       TEXT    NOT NULL,
         limits_for TEXT
      );",
+    // 9: the HL7 outbox (PCD-01 to the interface engine, PCD-04 to the alarm manager) and the
+    // producers' cursors (the alarm log row last turned into messages).
+    "CREATE TABLE hl7_outbox (
+        id          INTEGER PRIMARY KEY,
+        dest        TEXT    NOT NULL,
+        bed         TEXT,
+        control_id  TEXT    NOT NULL UNIQUE,
+        message     TEXT    NOT NULL,
+        t_ms        INTEGER NOT NULL,
+        state       TEXT    NOT NULL DEFAULT 'pending',
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        answer      TEXT,
+        answered_ms INTEGER
+     );
+     CREATE INDEX hl7_outbox_pending ON hl7_outbox (dest, state, id);
+     CREATE TABLE hl7_cursor (
+        name  TEXT    PRIMARY KEY,
+        value INTEGER NOT NULL
+     );",
 ];
 
 pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
