@@ -128,14 +128,15 @@ test: deps lint check-core test-ui test-rust test-fuzz test-e2e
 	@echo "make test: all suites passed"
 
 # Short fuzz runs (cargo-fuzz, nightly, AddressSanitizer) of the broker's packet decoder,
-# seeded with valid packets, and of the connection machine fed packet sequences with its
-# invariants checked; any crash fails the build and leaves its input in fuzz/artifacts/NAME.
+# seeded with valid packets, of the connection machine fed packet sequences with its
+# invariants checked, and of the HL7 decode path (MLLP, ER7, ADT, ACK) seeded with ADT messages; any crash fails the build and leaves its input in fuzz/artifacts/NAME.
 # Longer runs: make test-fuzz FUZZ_SECONDS=3600 (each target).
 FUZZ_SECONDS ?= 30
 test-fuzz: deps-tools
-	mkdir -p fuzz/corpus/decode fuzz/corpus/sequence
+	mkdir -p fuzz/corpus/decode fuzz/corpus/sequence fuzz/corpus/hl7
 	cd fuzz && cargo +nightly fuzz run decode corpus/decode seeds/decode -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048
 	cd fuzz && cargo +nightly fuzz run sequence corpus/sequence -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048
+	cd fuzz && cargo +nightly fuzz run hl7 corpus/hl7 seeds/hl7 -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048
 
 # Benchmarks, in release builds; results (with ratios) are written into docs/BENCHMARKS.md.
 # The ward run takes 10 minutes (and 10 more for Mosquitto on the same ward) and the 72 h

@@ -124,7 +124,13 @@ pub fn read(m: &Message, today: &str) -> Result<Adt, Hl7Error> {
     let dob = m.get("PID", 7, 1);
     let birth_date = if dob.is_empty() {
         String::new()
-    } else if dob.len() >= 8 && dob[..8].bytes().all(|b| b.is_ascii_digit()) {
+    } else if dob
+        .as_bytes()
+        .get(..8)
+        .is_some_and(|b| b.iter().all(u8::is_ascii_digit))
+    {
+        // Eight ASCII digits: byte slicing below is on character boundaries (the fuzzer
+        // found a multi-byte character at byte 8).
         format!("{}-{}-{}", &dob[..4], &dob[4..6], &dob[6..8])
     } else {
         return Err(Hl7Error::Invalid(format!(
@@ -216,6 +222,7 @@ mod tests {
             (msg("A99", PID, "PV1|1"), "ADT event \"A99\""),
             (msg("A01", "PID|1||", "PV1|1"), "PID-3"),
             (msg("A01", "PID|1||1||DOE||1984-02-29", "PV1|1"), "PID-7"),
+            (msg("A01", "PID|1||1||DOE||1234567\u{fffd}", "PV1|1"), "PID-7"),
             (msg("A01", "PID|1||1||DOE||19840229|Q", "PV1|1"), "PID-8"),
             (
                 msg("A01", "PID|1||1||||19840229|F", "PV1|1"),
