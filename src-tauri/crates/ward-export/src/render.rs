@@ -124,6 +124,8 @@ fn err<E: std::fmt::Display>(e: E) -> ExportError {
 /// Everything a strip shows, read from the store.
 #[derive(Debug, Clone)]
 pub struct StripData {
+    /// Who the strip is of (the first line, as on every printed record).
+    pub patient: String,
     pub title: String,
     pub numerics: String,
     pub from_ms: i64,
@@ -188,6 +190,7 @@ impl StripData {
             fmt(at(codes::MDC_PRESS_BLD_NONINV_MEAN)?, 0),
             fmt(at(codes::MDC_TEMP_BODY)?, 1),
         );
+        let patient = patient_line(store, bed, from_ms, to_ms)?;
         let title = format!(
             "{bed_label} ({bed})   {station}   ECG II   {} – {} ({})   {MM_PER_S} mm/s   {MM_PER_MV} mm/mV",
             local(from_ms, "%Y-%m-%d %H:%M:%S"),
@@ -195,6 +198,7 @@ impl StripData {
             local(from_ms, "%:z"),
         );
         Ok(Self {
+            patient,
             title,
             numerics,
             from_ms,
@@ -207,6 +211,46 @@ impl StripData {
         let (w, h, _, _) = strip_geometry(self.seconds);
         render(format, w, h, self)
     }
+}
+
+/// The patient line of whoever was in `bed` during `[from_ms, to_ms)` (the admission
+/// history, not today's census: a strip of last night names last night's patient). When the
+/// bed changed hands in the window, each patient with the time they came; the part of the
+/// window before the first admission is said too.
+pub fn patient_line(
+    store: &Store,
+    bed: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<String, ExportError> {
+    let who: Vec<(i64, String)> = store
+        .patients_between(bed, from_ms, to_ms)?
+        .into_iter()
+        .filter_map(|(t, j)| {
+            Some((
+                t,
+                serde_json::from_str::<ward_model::Patient>(&j).ok()?.line(),
+            ))
+        })
+        .collect();
+    if who.is_empty() {
+        return Ok("no patient admitted".into());
+    }
+    let mut parts = Vec::new();
+    if who[0].0 > from_ms {
+        parts.push(format!(
+            "no patient admitted until {}",
+            local(who[0].0, "%H:%M")
+        ));
+    }
+    for (i, (t, line)) in who.iter().enumerate() {
+        if i == 0 && *t <= from_ms {
+            parts.push(line.clone());
+        } else {
+            parts.push(format!("{line} from {}", local(*t, "%H:%M")));
+        }
+    }
+    Ok(parts.join("; "))
 }
 
 /// Something drawn the same way on every plotters backend.
@@ -271,11 +315,14 @@ fn draw_strip<DB: DrawingBackend>(
     let (w, _, top, left) = strip_geometry(d.seconds);
     let mm = PX_PER_MM;
     let font = |px: i32| (FAMILY, px as f64).into_font().color(&TEXT);
-    area.draw(&Text::new(d.title.clone(), (left, 5 * mm), font(4 * mm)))
+    // One embedded face (DejaVu Sans, regular): the patient line is first, not bold.
+    area.draw(&Text::new(d.patient.clone(), (left, mm), font(4 * mm)))
+        .map_err(err)?;
+    area.draw(&Text::new(d.title.clone(), (left, 7 * mm), font(4 * mm)))
         .map_err(err)?;
     area.draw(&Text::new(
         d.numerics.clone(),
-        (left, 11 * mm),
+        (left, 13 * mm),
         font(4 * mm),
     ))
     .map_err(err)?;
@@ -479,7 +526,8 @@ impl TrendData {
     ) -> Result<Self, ExportError> {
         let trend = review::trend(store, bed, from_ms, to_ms)?;
         let title = format!(
-            "{bed_label} ({bed})   {station}   trends {} – {} ({})   {}",
+            "{}\n{bed_label} ({bed})   {station}   trends {} – {} ({})   {}",
+            patient_line(store, bed, from_ms, to_ms)?,
             local(from_ms, "%Y-%m-%d %H:%M"),
             local(to_ms, "%Y-%m-%d %H:%M"),
             local(from_ms, "%:z"),
@@ -501,14 +549,17 @@ fn draw_report<DB: DrawingBackend>(
     d: &TrendData,
 ) -> Result<(), ExportError> {
     area.fill(&WHITE).map_err(err)?;
-    let (title, body) = area.split_vertically(60);
-    title
-        .draw(&Text::new(
-            d.title.clone(),
-            (20, 20),
-            (FAMILY, 24.0).into_font().color(&TEXT),
-        ))
-        .map_err(err)?;
+    let (title, body) = area.split_vertically(84);
+    // First line the patient, then bed, station and period.
+    for (i, line) in d.title.lines().enumerate() {
+        title
+            .draw(&Text::new(
+                line.to_string(),
+                (20, 14 + 32 * i as i32),
+                (FAMILY, 24.0).into_font().color(&TEXT),
+            ))
+            .map_err(err)?;
+    }
     let t = &d.trend;
     // Panels: HR, SpO2, RR, NIBP (three series), Temp.
     let groups: [&[u32]; 5] = [
@@ -624,6 +675,42 @@ fn draw_report<DB: DrawingBackend>(
 pub(crate) mod tests {
     use super::*;
     use ward_store::{Record, VitalRow, WaveChunk};
+
+    #[test]
+    fn the_patient_line_names_who_was_in_the_bed_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("p.sqlite")).unwrap();
+        let census = |t: i64, p: Option<&str>| {
+            Record::Census {
+            bed: "bed-01".into(),
+            patient: p.map(|family| {
+                format!(
+                    r#"{{"mrn":"{family}-1","authority":"","family":"{family}","given":"","birth_date":"","sex":"U","category":"adult"}}"#
+                )
+            }),
+            source: "manual".into(),
+            t_ms: t,
+            user: "t".into(),
+        }
+        };
+        s.write_batch(&[census(1_000, Some("Ant"))]).unwrap();
+        s.write_batch(&[census(5_000, None)]).unwrap();
+        s.write_batch(&[census(9_000, Some("Bee"))]).unwrap();
+        let line = |a, b| patient_line(&s, "bed-01", a, b).unwrap();
+        assert_eq!(line(0, 500), "no patient admitted");
+        assert_eq!(line(1_000, 2_000), "ANT · MRN Ant-1 · adult");
+        assert_eq!(
+            line(6_000, 8_000),
+            "no patient admitted",
+            "between two patients"
+        );
+        let both = line(2_000, 10_000);
+        assert!(
+            both.starts_with("ANT · MRN Ant-1 · adult; BEE · MRN Bee-1 · adult from "),
+            "{both}"
+        );
+        assert!(line(500, 2_000).starts_with("no patient admitted until "));
+    }
 
     /// 10 s of ECG at 250 Hz for bed-01: a 1 Hz sine of 1 mV amplitude from `t0_ms`, in one
     /// chunk a second, and HR 72 each second.

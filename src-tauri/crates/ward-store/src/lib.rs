@@ -354,6 +354,12 @@ impl Store {
                  ON CONFLICT (bed) DO UPDATE SET patient = excluded.patient,
                     source = excluded.source, t_ms = excluded.t_ms, user = excluded.user",
             )?;
+            let mut close_admission = tx.prepare_cached(
+                "UPDATE admissions SET to_ms = ?2 WHERE bed = ?1 AND to_ms IS NULL",
+            )?;
+            let mut open_admission = tx.prepare_cached(
+                "INSERT INTO admissions (bed, patient, from_ms) VALUES (?1, ?2, ?3)",
+            )?;
             let mut census_limits =
                 tx.prepare_cached("UPDATE census SET limits_for = ?2 WHERE bed = ?1")?;
             for r in batch {
@@ -366,6 +372,10 @@ impl Store {
                         user,
                     } => {
                         census.execute(params![bed, patient, source, t_ms, user])?;
+                        close_admission.execute(params![bed, t_ms])?;
+                        if let Some(p) = patient {
+                            open_admission.execute(params![bed, p, t_ms])?;
+                        }
                     }
                     Record::CensusLimits { bed, key } => {
                         census_limits.execute(params![bed, key])?;
@@ -645,6 +655,35 @@ impl Store {
                 limits_for: r.get(5)?,
             })
         })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The patient (as JSON) who was in `bed` at `t_ms`, if anyone was.
+    pub fn patient_at(&self, bed: &str, t_ms: i64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT patient FROM admissions WHERE bed = ?1 AND from_ms <= ?2
+                 AND (to_ms IS NULL OR to_ms > ?2) ORDER BY from_ms DESC LIMIT 1",
+                params![bed, t_ms],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Everyone who was in `bed` during `[from_ms, to_ms)`: (admitted at, patient JSON),
+    /// oldest first.
+    pub fn patients_between(
+        &self,
+        bed: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT from_ms, patient FROM admissions WHERE bed = ?1 AND from_ms < ?3
+             AND (to_ms IS NULL OR to_ms > ?2) ORDER BY from_ms LIMIT 20",
+        )?;
+        let rows = st.query_map(params![bed, from_ms, to_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -153,7 +153,16 @@ const MIGRATIONS: &[&str] = &[
         t_ms       INTEGER NOT NULL,
         user       TEXT    NOT NULL,
         limits_for TEXT
-     );",
+     );
+     -- Who was in each bed when: every strip, report and export names the patient of its time,
+     -- not whoever is in the bed now. A census change closes the bed's open row.
+     CREATE TABLE admissions (
+        bed     TEXT    NOT NULL,
+        patient TEXT    NOT NULL,
+        from_ms INTEGER NOT NULL,
+        to_ms   INTEGER
+     );
+     CREATE INDEX admissions_bed_from ON admissions (bed, from_ms);",
     // 9: the HL7 outbox (PCD-01 to the interface engine, PCD-04 to the alarm manager) and the
     // producers' cursors (the alarm log row last turned into messages).
     "CREATE TABLE hl7_outbox (
