@@ -24,6 +24,7 @@
 //!   the console's `wardwatch patients` while the station runs
 //! - `hl7_out`: PCD-01 and PCD-04 to an MLLP server from PyPI's hl7 package, through a 60 s
 //!   outage and a `kill -9`; a refused message kept for IT
+//! - `open_exports`: FHIR (fhir.resources) and EDF+ (edfio) exports equal to the store
 //! - `sentinel`: the station killed (-9) and hung (SIGSTOP): its sentinel sounds the
 //!   alarm-system-failure signal (captured through ALSA), notifies and logs why; restarts
 
@@ -39,6 +40,7 @@ mod credentials;
 mod docs_examples;
 mod hl7_out;
 mod ingest;
+mod open_exports;
 mod patients;
 mod review;
 mod sentinel;

@@ -1,5 +1,5 @@
-//! `wardwatch export strip | trend`: the same ECG strip and trend report as the window's
-//! export buttons, from the station's database, for IT and for scripts. Works while the
+//! `wardwatch export strip | trend | fhir | edf`: the same ECG strip, trend report, FHIR
+//! Bundle and EDF+ file as the window's export buttons, from the station's database, for IT and for scripts. Works while the
 //! station runs (the database is read through its own connection). Each export is written to
 //! the audit trail with the console user, as the window's are with the nurse.
 
@@ -31,6 +31,26 @@ pub enum ExportCommand {
         /// End of the window (default: now), in the same forms as strip's --from.
         #[arg(long)]
         to: Option<String>,
+    },
+    /// FHIR R4 Bundle (JSON): the patient, the monitor, every numeric and the waveforms as
+    /// SampledData, from --from for --minutes.
+    Fhir {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        from: String,
+        #[arg(long, default_value_t = 5)]
+        minutes: u32,
+    },
+    /// EDF+ full disclosure (every waveform channel, alarms as annotations), from --from for
+    /// --minutes.
+    Edf {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        from: String,
+        #[arg(long, default_value_t = 5)]
+        minutes: u32,
     },
 }
 
@@ -80,6 +100,45 @@ pub fn export(c: ExportCommand) -> anyhow::Result<()> {
             };
             (common, req)
         }
+        ExportCommand::Fhir {
+            common,
+            from,
+            minutes,
+        }
+        | ExportCommand::Edf {
+            common,
+            from,
+            minutes,
+        } if !(1..=1440).contains(&minutes) => {
+            let _ = (common, from);
+            anyhow::bail!("--minutes must be 1 to 1440 (24 h), not {minutes}")
+        }
+        ExportCommand::Fhir {
+            common,
+            from,
+            minutes,
+        } => {
+            let from_ms = parse_time(&from)?;
+            let req = Request::Fhir {
+                bed: common.bed.clone(),
+                from_ms,
+                to_ms: from_ms + minutes as i64 * 60_000,
+            };
+            (common, req)
+        }
+        ExportCommand::Edf {
+            common,
+            from,
+            minutes,
+        } => {
+            let from_ms = parse_time(&from)?;
+            let req = Request::Edf {
+                bed: common.bed.clone(),
+                from_ms,
+                to_ms: from_ms + minutes as i64 * 60_000,
+            };
+            (common, req)
+        }
     };
     let cfg = Config::load(common.config.as_deref(), toml::Table::new())?;
     let label = cfg
@@ -109,12 +168,20 @@ pub fn export(c: ExportCommand) -> anyhow::Result<()> {
         })
         .to_string(),
     })])?;
-    println!(
-        "wrote {} ({} x {} px, {} bytes)",
-        common.out.display(),
-        rendered.width,
-        rendered.height,
-        rendered.bytes.len()
-    );
+    if rendered.width > 0 {
+        println!(
+            "wrote {} ({} x {} px, {} bytes)",
+            common.out.display(),
+            rendered.width,
+            rendered.height,
+            rendered.bytes.len()
+        );
+    } else {
+        println!(
+            "wrote {} ({} bytes)",
+            common.out.display(),
+            rendered.bytes.len()
+        );
+    }
     Ok(())
 }

@@ -10,7 +10,9 @@
 //! `render` (strip and trend report: data gathering, then drawing generic over the plotters
 //! backend).
 
+pub mod edf;
 mod error;
+pub mod fhir;
 pub mod render;
 pub mod review;
 

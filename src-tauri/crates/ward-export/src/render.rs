@@ -408,17 +408,35 @@ pub enum Request {
         to_ms: i64,
         format: Format,
     },
+    /// FHIR R4 Bundle (JSON) of `[from_ms, to_ms)`: patient, monitor, numerics, waveforms.
+    Fhir {
+        bed: String,
+        from_ms: i64,
+        to_ms: i64,
+    },
+    /// EDF+ full disclosure of `[from_ms, to_ms)`, alarms as annotations.
+    Edf {
+        bed: String,
+        from_ms: i64,
+        to_ms: i64,
+    },
 }
 
 impl Request {
     pub fn bed(&self) -> &str {
         match self {
-            Request::Strip { bed, .. } | Request::Trend { bed, .. } => bed,
+            Request::Strip { bed, .. }
+            | Request::Trend { bed, .. }
+            | Request::Fhir { bed, .. }
+            | Request::Edf { bed, .. } => bed,
         }
     }
     pub fn from_ms(&self) -> i64 {
         match self {
-            Request::Strip { from_ms, .. } | Request::Trend { from_ms, .. } => *from_ms,
+            Request::Strip { from_ms, .. }
+            | Request::Trend { from_ms, .. }
+            | Request::Fhir { from_ms, .. }
+            | Request::Edf { from_ms, .. } => *from_ms,
         }
     }
     pub fn to_ms(&self) -> i64 {
@@ -426,25 +444,31 @@ impl Request {
             Request::Strip {
                 from_ms, seconds, ..
             } => from_ms + *seconds as i64 * 1000,
-            Request::Trend { to_ms, .. } => *to_ms,
+            Request::Trend { to_ms, .. }
+            | Request::Fhir { to_ms, .. }
+            | Request::Edf { to_ms, .. } => *to_ms,
         }
     }
     pub fn audit_kind(&self) -> &'static str {
         match self {
             Request::Strip { .. } => "export.strip",
             Request::Trend { .. } => "export.trend",
+            Request::Fhir { .. } => "export.fhir",
+            Request::Edf { .. } => "export.edf",
         }
     }
     /// `ecg-bed-03-20261121-104205.png`: bed and local start time, so a folder of exports
     /// sorts by bed and time.
     pub fn file_name(&self) -> String {
-        let (kind, format) = match self {
-            Request::Strip { format, .. } => ("ecg", format),
-            Request::Trend { format, .. } => ("trend", format),
-        };
-        let ext = match format {
+        let ext_of = |f: &Format| match f {
             Format::Png => "png",
             Format::Svg => "svg",
+        };
+        let (kind, ext) = match self {
+            Request::Strip { format, .. } => ("ecg", ext_of(format)),
+            Request::Trend { format, .. } => ("trend", ext_of(format)),
+            Request::Fhir { .. } => ("fhir", "json"),
+            Request::Edf { .. } => ("disclosure", "edf"),
         };
         format!(
             "{kind}-{}-{}.{ext}",
@@ -474,8 +498,39 @@ impl Request {
                 to_ms,
                 format,
             } => TrendData::load(store, station, bed, bed_label, *from_ms, *to_ms)?.render(*format),
+            Request::Fhir {
+                bed,
+                from_ms,
+                to_ms,
+            } => {
+                check_window(*from_ms, *to_ms)?;
+                Ok(Rendered {
+                    width: 0,
+                    height: 0,
+                    bytes: crate::fhir::bundle(store, station, bed, *from_ms, *to_ms)?.into_bytes(),
+                })
+            }
+            Request::Edf {
+                bed,
+                from_ms,
+                to_ms,
+            } => Ok(Rendered {
+                width: 0,
+                height: 0,
+                bytes: crate::edf::file(store, station, bed, *from_ms, *to_ms)?,
+            }),
         }
     }
+}
+
+/// A data export covers a positive window of at most 24 hours.
+fn check_window(from_ms: i64, to_ms: i64) -> Result<(), ExportError> {
+    if to_ms <= from_ms || to_ms - from_ms > 24 * 3_600_000 {
+        return Err(ExportError::BadRequest(
+            "an export covers 1 s to 24 h".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A time as people type it: RFC 3339 (`2026-11-21T10:42:05+01:00`), local

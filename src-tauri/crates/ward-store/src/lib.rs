@@ -687,6 +687,25 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The devices that sent vitals for `bed` during `[from_ms, to_ms)`.
+    pub fn devices_between(
+        &self,
+        bed: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT DISTINCT device FROM vitals WHERE bed = ?1 AND code = ?4
+             AND ts_ms >= ?2 AND ts_ms < ?3 LIMIT 8",
+        )?;
+        // By heart rate, through the (bed, code, ts) index: every monitor here sends it.
+        let rows = st.query_map(
+            params![bed, from_ms, to_ms, ward_model::codes::MDC_ECG_HEART_RATE],
+            |r| r.get(0),
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// SQLite's `data_version`: changes when another connection (the console, the station's
     /// writer) commits to the file, so a reader can tell cheaply whether to read again.
     pub fn data_version(&self) -> Result<i64, StoreError> {
