@@ -379,6 +379,18 @@ def test_the_adt_feed_and_the_charge_nurse_put_patients_on_the_tiles(xvfb, stati
         )
         ARTIFACTS.mkdir(exist_ok=True)
         assert drv.save_screenshot(str(ARTIFACTS / "e2e-patients.png"))
+        # Review names the patient of the window on screen, and exports it as FHIR and EDF+.
+        drv.find_element(By.CSS_SELECTOR, '[data-testid="tile-bed-03"] .tile-head').click()
+        wait_until("the review button", 10, lambda: drv.find_elements(By.CSS_SELECTOR, '[data-testid="review-open"]'))
+        click(drv, "review-open")
+        wait_until(
+            "the patient in review", 20,
+            lambda: (text_of(drv, "review-patient") or "").endswith("DOE, JANE · MRN 123456 · F · 1984-02-29 · adult from " + time.strftime("%H:%M"))
+            or text_of(drv, "review-patient") == "DOE, JANE · MRN 123456 · F · 1984-02-29 · adult",
+        )
+        for button, ext in [("export-fhir", ".json"), ("export-edf", ".edf")]:
+            click(drv, button)
+            wait_until(f"the {ext} export", 20, lambda: (text_of(drv, "notice") or "").endswith(ext))
     db = sqlite3.connect(data / "wardwatch.sqlite")
     trail = db.execute("SELECT kind, actor, bed FROM audit WHERE kind LIKE 'patient.%' ORDER BY seq").fetchall()
     assert trail == [("patient.admitted", "adt:EPIC", "bed-03"), ("patient.admitted", "charge.e2e", "bed-04")], trail

@@ -1,21 +1,50 @@
 """Sends HL7 v2 messages to the station over MLLP with PyPI's `hl7` package (hl7.client),
 as a hospital's ADT system would, and prints each answer as a JSON line.
 
-Usage: hl7_send.py HOST PORT < messages   (messages separated by blank lines; segments one
-per line, sent with CR as HL7 wants). A line "RAW:<text>" is sent framed as it is (bad input).
+Usage: hl7_send.py HOST PORT [--tls-ca CA.pem] < messages   (messages separated by blank
+lines; segments one per line, sent with CR as HL7 wants). A line "RAW:<text>" is sent framed
+as it is (bad input). With --tls-ca the connection is TLS (the package's client has no TLS:
+the same MLLP framing over Python's ssl, verified against the CA).
 """
 
 import json
+import socket
+import ssl
 import sys
 
 import hl7
 from hl7.client import MLLPClient
 
 
+class TlsClient:
+    """MLLP over TLS, answering like MLLPClient.send_message (the frame's content, bytes)."""
+
+    def __init__(self, host, port, ca):
+        ctx = ssl.create_default_context(cafile=ca)
+        self.sock = ctx.wrap_socket(socket.create_connection((host, port), timeout=10), server_hostname=host)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.sock.close()
+
+    def send_message(self, text):
+        self.sock.sendall(b"\x0b" + text.encode("utf-8") + b"\x1c\x0d")
+        buf = b""
+        while not buf.endswith(b"\x1c\x0d"):
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed before answering")
+            buf += chunk
+        return buf[buf.index(b"\x0b") + 1 : -2]
+
+
 def main():
     host, port = sys.argv[1], int(sys.argv[2])
+    ca = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--tls-ca" else None
     blocks = [b.strip() for b in sys.stdin.read().split("\n\n") if b.strip()]
-    with MLLPClient(host, port) as client:
+    with (TlsClient(host, port, ca) if ca else MLLPClient(host, port)) as client:
         for block in blocks:
             if block.startswith("RAW:"):
                 text = block[4:]

@@ -39,10 +39,15 @@ fn adt_addr(st: &Headless) -> String {
 
 /// Sends messages (blank-line separated) and returns each answer.
 fn send(addr: &str, messages: &str) -> Vec<serde_json::Value> {
+    send_with(addr, messages, &[])
+}
+
+fn send_with(addr: &str, messages: &str, extra: &[&str]) -> Vec<serde_json::Value> {
     let (host, port) = addr.rsplit_once(':').unwrap();
     let mut child = Command::new(python())
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/hl7_send.py"))
         .args([host, port])
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -427,5 +432,53 @@ fn the_console_admits_to_a_running_station_and_refuses_what_would_overwrite_some
     let trail = audit_kinds(&st.db(), "patient.");
     assert_eq!(trail.len(), 2);
     assert!(trail[0].1.starts_with("console"), "{trail:?}");
+    assert!(st.stop().success());
+}
+
+#[test]
+fn the_adt_feed_over_tls_answers_and_a_plain_connection_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    crate::support::make_certs(work.path());
+    let cfg = work.path().join("station.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[hl7]\nadt_listen = \"127.0.0.1:0\"\nadt_tls_cert = {:?}\nadt_tls_key = {:?}\n",
+            work.path().join("server.pem").display().to_string(),
+            work.path().join("server.key").display().to_string()
+        ),
+    )
+    .unwrap();
+    let st = Headless::start(&["--config", cfg.to_str().unwrap()]);
+    let addr = adt_addr(&st);
+    let ca = work.path().join("ca.pem");
+    let answers = send_with(
+        &addr,
+        &adt("A01", "T1", JANE, "PV1|1|I|4W^401^bed-01"),
+        &["--tls-ca", ca.to_str().unwrap()],
+    );
+    assert_eq!(answers[0]["code"], "AA", "{answers:?}");
+    bed_line(&st, "Bed 1", "DOE, JANE · MRN 123456");
+    // A sender without TLS gets no answer and is counted.
+    let mut plain = std::net::TcpStream::connect(&addr).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut plain,
+        b"\x0bMSH|^~\\&|X|Y|Z|W|1||ADT^A01|P1|P|2.5\r\x1c\r",
+    )
+    .unwrap();
+    let mut buf = [0u8; 64];
+    let n = std::io::Read::read(&mut plain, &mut buf).unwrap_or(0);
+    assert!(!buf[..n].contains(&b'M'), "no HL7 answer over plain TCP");
+    wait_for("the refusal counted", Duration::from_secs(20), || {
+        st.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("adt_tls_refused"))
+            .then_some(())
+    });
     assert!(st.stop().success());
 }

@@ -38,6 +38,7 @@ describe("wave paths", () => {
     to_ms: 1000,
     samples: 4,
     reduced: false,
+    patient: "no patient admitted",
     segments: [
       { t0_ms: 0, step_ms: 250, values: [0, 1] },
       { t0_ms: 750, step_ms: 250, values: [0.5, 2] },

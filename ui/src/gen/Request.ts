@@ -4,4 +4,4 @@ import type { Format } from "./Format";
 /**
  * What to export, as the window, the CLI and the audit trail name it.
  */
-export type Request = { "kind": "strip", bed: string, from_ms: number, seconds: number, format: Format, } | { "kind": "trend", bed: string, from_ms: number, to_ms: number, format: Format, };
+export type Request = { "kind": "strip", bed: string, from_ms: number, seconds: number, format: Format, } | { "kind": "trend", bed: string, from_ms: number, to_ms: number, format: Format, } | { "kind": "fhir", bed: string, from_ms: number, to_ms: number, } | { "kind": "edf", bed: string, from_ms: number, to_ms: number, };

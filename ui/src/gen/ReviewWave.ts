@@ -5,4 +5,8 @@ export type ReviewWave = { bed: string, channel: number, from_ms: number, to_ms:
 /**
  * Stored samples in the window (before any reduction).
  */
-samples: number, reduced: boolean, segments: Array<WaveSegment>, };
+samples: number, reduced: boolean, segments: Array<WaveSegment>, 
+/**
+ * Who was in the bed in this window (review names the patient of its time).
+ */
+patient: string, };

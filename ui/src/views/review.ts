@@ -84,6 +84,8 @@ async function loadWave(): Promise<void> {
   }
   if (state.review !== st || g === null) return;
   r.dataset["samples"] = String(w.samples);
+  // Who was in the bed in this window (from the admission history, not today's census).
+  setText(must("review-patient"), w.patient);
   g.fillStyle = "#05090d";
   g.fillRect(0, 0, c.width, c.height);
   // One-second grid so time can be read off the screen.
@@ -214,11 +216,14 @@ function renderTrendTable(t: ReviewTrend, shown: boolean): void {
   box.replaceChildren(table);
 }
 
-async function exportReview(kind: "strip" | "trend", format: "png" | "svg"): Promise<void> {
+async function exportReview(kind: "strip" | "trend" | "fhir" | "edf", format: "png" | "svg"): Promise<void> {
   if (state.review === null) return;
   const st = state.review;
   let request: Request;
-  if (kind === "strip") {
+  if (kind === "fhir" || kind === "edf") {
+    // The data of the window on screen, open formats for the EHR and research tools.
+    request = { kind, bed: st.bed, from_ms: Math.round(st.from), to_ms: Math.round(st.to) };
+  } else if (kind === "strip") {
     // The strip is 10-30 s: the window itself, or the 30 s at its centre.
     const seconds = Math.min(30, Math.max(10, Math.round((st.to - st.from) / 1000)));
     const from = Math.round((st.from + st.to) / 2 - (seconds * 1000) / 2);
@@ -313,6 +318,8 @@ export function initReview(): void {
     ["export-strip-svg", "strip", "svg"],
     ["export-trend-png", "trend", "png"],
     ["export-trend-svg", "trend", "svg"],
+    ["export-fhir", "fhir", "png"],
+    ["export-edf", "edf", "png"],
   ] as const)
     must<HTMLElement>(id).addEventListener("click", () => void exportReview(kind, format));
 }

@@ -36,7 +36,9 @@ pub use auth::{Acl, Authorizer, FileAuth, Identity, Passwords, SubAccess};
 pub use codec::{reason, PubProps, Qos};
 pub use persist::PersistError;
 pub use router::{split_share, topic_matches, valid_filter, valid_topic_name};
-pub use tls::{TlsConfig, TlsError};
+pub use tls::{acceptor_for, TlsConfig, TlsError};
+/// The acceptor type other listeners of the station use (`acceptor_for`).
+pub use tokio_rustls::TlsAcceptor;
 
 /// The decode path and the connection machine as the fuzzers see them
 /// (`fuzz/fuzz_targets/decode.rs`, `sequence.rs`): not for other use.

@@ -72,6 +72,12 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
+/// A TLS acceptor for another listener of the station (the HL7 ADT feed), with the same
+/// certificate handling as the broker's.
+pub fn acceptor_for(cfg: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
+    build(cfg)
+}
+
 fn build(cfg: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
     let chain = certs(&cfg.cert)?;
     let key_pem = read(&cfg.key)?;

@@ -66,6 +66,8 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawHl7 {
     adt_listen: String,
+    adt_tls_cert: String,
+    adt_tls_key: String,
     point_of_care: String,
     application: String,
     facility: String,
@@ -255,6 +257,8 @@ pub struct CareGroupConfig {
 pub struct Hl7Config {
     /// Where the ADT feed is taken; `None`: no feed.
     pub adt_listen: Option<SocketAddr>,
+    /// TLS for the ADT feed (certificate, key), when set.
+    pub adt_tls: Option<(PathBuf, PathBuf)>,
     /// This unit in PV1-3.1; empty: every point of care.
     pub point_of_care: String,
     pub application: String,
@@ -753,7 +757,18 @@ impl Config {
                     Err(err(key, format!("{v} is outside {lo}..={hi}")))
                 }
             };
+            let adt_tls = match (file_of(&h.adt_tls_cert), file_of(&h.adt_tls_key)) {
+                (None, None) => None,
+                (Some(c), Some(k)) => Some((c, k)),
+                _ => {
+                    return Err(err(
+                        "hl7.adt_tls_cert",
+                        "set both adt_tls_cert and adt_tls_key, or neither".into(),
+                    ))
+                }
+            };
             Hl7Config {
+                adt_tls,
                 pcd01_to: dest("hl7.pcd01_to", &h.pcd01_to)?,
                 pcd01_every: secs("hl7.pcd01_every_s", h.pcd01_every_s, 1, 86_400)?,
                 pcd04_to: dest("hl7.pcd04_to", &h.pcd04_to)?,

@@ -304,9 +304,10 @@ impl AdtFeed {
     }
 }
 
-/// Serves the ADT feed on `listener` until `stop`.
+/// Serves the ADT feed on `listener` (over TLS when `tls` is set) until `stop`.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<ward_broker::TlsAcceptor>,
     feed: Arc<AdtFeed>,
     stop: CancellationToken,
 ) {
@@ -326,16 +327,41 @@ pub(crate) async fn serve(
         tracing::info!(%peer, "ADT feed connected");
         let feed = feed.clone();
         let stop = stop.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(sock, feed, stop).await {
+            let result = match tls {
+                None => connection(sock, feed, stop).await,
+                Some(acceptor) => {
+                    // A handshake that does not finish in 10 s is a stuck or hostile client.
+                    let handshake = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(sock),
+                    );
+                    match handshake.await {
+                        Ok(Ok(s)) => connection(s, feed, stop).await,
+                        Ok(Err(e)) => {
+                            feed.counters.add("adt_tls_refused", 1);
+                            Err(e)
+                        }
+                        Err(_) => {
+                            feed.counters.add("adt_tls_refused", 1);
+                            Err(std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                "TLS handshake timed out",
+                            ))
+                        }
+                    }
+                }
+            };
+            if let Err(e) = result {
                 tracing::info!(%peer, error = %e, "ADT feed connection ended");
             }
         });
     }
 }
 
-async fn connection(
-    mut sock: tokio::net::TcpStream,
+async fn connection<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut sock: S,
     feed: Arc<AdtFeed>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {

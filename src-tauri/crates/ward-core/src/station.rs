@@ -415,7 +415,21 @@ impl Station {
                         patients.clone(),
                         hl7_counters.clone(),
                     ));
-                    Some(crate::hl7::serve(l, feed, token.clone()))
+                    let tls = match &cfg.hl7.adt_tls {
+                        None => None,
+                        Some((cert, key)) => Some(
+                            ward_broker::acceptor_for(&ward_broker::TlsConfig {
+                                listen: addr,
+                                cert: cert.clone(),
+                                key: key.clone(),
+                                client_ca: None,
+                                require_client_cert: false,
+                                reload_interval: std::time::Duration::ZERO,
+                            })
+                            .map_err(|e| CoreError::Start(format!("hl7.adt_tls_cert: {e}")))?,
+                        ),
+                    };
+                    Some(crate::hl7::serve(l, tls, feed, token.clone()))
                 }
                 None => None,
             };

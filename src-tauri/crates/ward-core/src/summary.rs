@@ -189,6 +189,10 @@ pub fn render(s: &WardSnapshot) -> String {
                 .unwrap_or_default(),
         );
     }
+    if !m.hl7.is_empty() {
+        let counts: Vec<String> = m.hl7.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "HL7: {}", counts.join(" "));
+    }
     let refused: Vec<String> = m
         .ingest
         .iter()

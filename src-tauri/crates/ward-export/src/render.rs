@@ -190,7 +190,7 @@ impl StripData {
             fmt(at(codes::MDC_PRESS_BLD_NONINV_MEAN)?, 0),
             fmt(at(codes::MDC_TEMP_BODY)?, 1),
         );
-        let patient = patient_line(store, bed, from_ms, to_ms)?;
+        let patient = review::patient_line(store, bed, from_ms, to_ms)?;
         let title = format!(
             "{bed_label} ({bed})   {station}   ECG II   {} – {} ({})   {MM_PER_S} mm/s   {MM_PER_MV} mm/mV",
             local(from_ms, "%Y-%m-%d %H:%M:%S"),
@@ -211,46 +211,6 @@ impl StripData {
         let (w, h, _, _) = strip_geometry(self.seconds);
         render(format, w, h, self)
     }
-}
-
-/// The patient line of whoever was in `bed` during `[from_ms, to_ms)` (the admission
-/// history, not today's census: a strip of last night names last night's patient). When the
-/// bed changed hands in the window, each patient with the time they came; the part of the
-/// window before the first admission is said too.
-pub fn patient_line(
-    store: &Store,
-    bed: &str,
-    from_ms: i64,
-    to_ms: i64,
-) -> Result<String, ExportError> {
-    let who: Vec<(i64, String)> = store
-        .patients_between(bed, from_ms, to_ms)?
-        .into_iter()
-        .filter_map(|(t, j)| {
-            Some((
-                t,
-                serde_json::from_str::<ward_model::Patient>(&j).ok()?.line(),
-            ))
-        })
-        .collect();
-    if who.is_empty() {
-        return Ok("no patient admitted".into());
-    }
-    let mut parts = Vec::new();
-    if who[0].0 > from_ms {
-        parts.push(format!(
-            "no patient admitted until {}",
-            local(who[0].0, "%H:%M")
-        ));
-    }
-    for (i, (t, line)) in who.iter().enumerate() {
-        if i == 0 && *t <= from_ms {
-            parts.push(line.clone());
-        } else {
-            parts.push(format!("{line} from {}", local(*t, "%H:%M")));
-        }
-    }
-    Ok(parts.join("; "))
 }
 
 /// Something drawn the same way on every plotters backend.
@@ -582,7 +542,7 @@ impl TrendData {
         let trend = review::trend(store, bed, from_ms, to_ms)?;
         let title = format!(
             "{}\n{bed_label} ({bed})   {station}   trends {} – {} ({})   {}",
-            patient_line(store, bed, from_ms, to_ms)?,
+            review::patient_line(store, bed, from_ms, to_ms)?,
             local(from_ms, "%Y-%m-%d %H:%M"),
             local(to_ms, "%Y-%m-%d %H:%M"),
             local(from_ms, "%:z"),
@@ -751,7 +711,7 @@ pub(crate) mod tests {
         s.write_batch(&[census(1_000, Some("Ant"))]).unwrap();
         s.write_batch(&[census(5_000, None)]).unwrap();
         s.write_batch(&[census(9_000, Some("Bee"))]).unwrap();
-        let line = |a, b| patient_line(&s, "bed-01", a, b).unwrap();
+        let line = |a, b| review::patient_line(&s, "bed-01", a, b).unwrap();
         assert_eq!(line(0, 500), "no patient admitted");
         assert_eq!(line(1_000, 2_000), "ANT · MRN Ant-1 · adult");
         assert_eq!(

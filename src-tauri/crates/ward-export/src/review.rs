@@ -9,6 +9,16 @@ use serde::Serialize;
 use ward_model::codes::{self, known_vital};
 use ward_store::{AlarmLogRow, Store, TrendPoint, TrendResolution};
 
+/// Station-local hours and minutes, as the patient line says when a patient came.
+fn hhmm(ms: i64) -> String {
+    use chrono::TimeZone;
+    chrono::Local
+        .timestamp_millis_opt(ms)
+        .single()
+        .map(|t| t.format("%H:%M").to_string())
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
 /// The vitals a trend view and report show, in display order.
 pub const TREND_CODES: &[u32] = &[
     codes::MDC_ECG_HEART_RATE,
@@ -37,6 +47,43 @@ pub struct WaveSegment {
     pub values: Vec<f32>,
 }
 
+/// The patient line of whoever was in `bed` during `[from_ms, to_ms)` (the admission
+/// history, not today's census: a strip of last night names last night's patient). When the
+/// bed changed hands in the window, each patient with the time they came; the part of the
+/// window before the first admission is said too.
+pub fn patient_line(
+    store: &Store,
+    bed: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<String, ExportError> {
+    let who: Vec<(i64, String)> = store
+        .patients_between(bed, from_ms, to_ms)?
+        .into_iter()
+        .filter_map(|(t, j)| {
+            Some((
+                t,
+                serde_json::from_str::<ward_model::Patient>(&j).ok()?.line(),
+            ))
+        })
+        .collect();
+    if who.is_empty() {
+        return Ok("no patient admitted".into());
+    }
+    let mut parts = Vec::new();
+    if who[0].0 > from_ms {
+        parts.push(format!("no patient admitted until {}", hhmm(who[0].0)));
+    }
+    for (i, (t, line)) in who.iter().enumerate() {
+        if i == 0 && *t <= from_ms {
+            parts.push(line.clone());
+        } else {
+            parts.push(format!("{line} from {}", hhmm(*t)));
+        }
+    }
+    Ok(parts.join("; "))
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ReviewWave {
@@ -48,6 +95,8 @@ pub struct ReviewWave {
     pub samples: u64,
     pub reduced: bool,
     pub segments: Vec<WaveSegment>,
+    /// Who was in the bed in this window (review names the patient of its time).
+    pub patient: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -146,6 +195,7 @@ pub fn wave(
         samples,
         reduced,
         segments,
+        patient: patient_line(store, bed, from_ms, to_ms)?,
     })
 }
 
