@@ -290,6 +290,18 @@ async fn pcd01_and_pcd04_reach_the_hospital_through_a_60_s_outage_in_order_with_
             .then_some(())
     });
     st.shutdown().await;
+    // The alarm log names the patient of the alarm's bed.
+    let logged = ward_store::Store::open_read_only(&db)
+        .unwrap()
+        .alarm_log(Some("bed-02"), 1000)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.kind == "raised" && r.condition == "limit:spo2_desat")
+        .unwrap();
+    assert_eq!(
+        logged.patient.as_deref(),
+        Some("BETA, Test · MRN MRN-2 · F · 1960-05-05 · adult")
+    );
 
     let n01 = assert_all_arrived_in_order(&db, "pcd01", &engine);
     let n04 = assert_all_arrived_in_order(&db, "pcd04", &manager);

@@ -14,6 +14,7 @@ const row: AlarmLogRow = {
   limit: 120,
   user: null,
   detail: null,
+  patient: null,
 };
 
 describe("review windows", () => {

@@ -3,4 +3,9 @@
 /**
  * One alarm log line: a state change of an alarm, or a bed-level action (pause, limits).
  */
-export type AlarmLogRow = { t_ms: number, kind: string, alarm_id: number | null, bed: string | null, condition: string, label: string, priority: string | null, value: number | null, limit: number | null, user: string | null, detail: string | null, };
+export type AlarmLogRow = { t_ms: number, kind: string, alarm_id: number | null, bed: string | null, condition: string, label: string, priority: string | null, value: number | null, limit: number | null, user: string | null, detail: string | null, 
+/**
+ * The patient line of the bed's patient when the row was written (read back only;
+ * the engine's rows leave it `None`).
+ */
+patient: string | null, };

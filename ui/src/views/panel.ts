@@ -86,7 +86,7 @@ function historyTable(rows: AlarmLogRow[]): HTMLElement {
   const table = el("table", "history");
   table.dataset["testid"] = "history";
   const head = el("tr", "");
-  for (const h of ["Time", "Bed", "Event", "Priority", "Condition", "Value", "Limit", "By", ""]) head.append(el("th", "", h));
+  for (const h of ["Time", "Bed", "Patient", "Event", "Priority", "Condition", "Value", "Limit", "By", ""]) head.append(el("th", "", h));
   table.append(head);
   for (const r of rows) {
     const tr = el("tr", `ev-${r.kind}`);
@@ -95,6 +95,7 @@ function historyTable(rows: AlarmLogRow[]): HTMLElement {
     for (const v of [
       fmtTime(r.t_ms),
       place(r.bed),
+      r.patient ?? "",
       r.kind.replace(/_/g, " "),
       r.priority ?? "",
       r.label + (r.detail !== null ? ` (${r.detail})` : ""),

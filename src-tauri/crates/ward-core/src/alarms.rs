@@ -643,6 +643,7 @@ fn row(l: &LogEntry) -> AlarmLogRow {
         limit: l.limit,
         user: l.user.clone(),
         detail: l.detail.clone(),
+        patient: None,
     }
 }
 

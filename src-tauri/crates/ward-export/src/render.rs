@@ -924,6 +924,7 @@ pub(crate) mod tests {
             limit: Some(120.0),
             user: None,
             detail: None,
+            patient: None,
         })])
         .unwrap();
         let d = TrendData::load(&s, "Ward 7", "bed-01", "Bed 1", T0 - 60_000, T0 + 60_000).unwrap();

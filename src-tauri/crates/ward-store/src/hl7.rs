@@ -155,11 +155,11 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(i64, AlarmLogRow)>, StoreError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT t_ms, kind, alarm_id, bed, condition, label, priority, value, limit_value, user, detail, id
+            "SELECT t_ms, kind, alarm_id, bed, condition, label, priority, value, limit_value, user, detail, patient, id
              FROM alarm_log WHERE id > ?1 ORDER BY id LIMIT ?2",
         )?;
         let rows = st.query_map(params![after, limit as i64], |r| {
-            Ok((r.get::<_, i64>(11)?, alarm_log_row(r)?))
+            Ok((r.get::<_, i64>(12)?, alarm_log_row(r)?))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

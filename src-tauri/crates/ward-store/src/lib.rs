@@ -116,6 +116,9 @@ pub struct AlarmLogRow {
     pub limit: Option<f64>,
     pub user: Option<String>,
     pub detail: Option<String>,
+    /// The patient line of the bed's patient when the row was written (read back only;
+    /// the engine's rows leave it `None`).
+    pub patient: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -256,6 +259,10 @@ fn alarm_log_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmLogRow> {
         limit: r.get(8)?,
         user: r.get(9)?,
         detail: r.get(10)?,
+        patient: r
+            .get::<_, Option<String>>(11)?
+            .and_then(|j| serde_json::from_str::<ward_model::Patient>(&j).ok())
+            .map(|p| p.line()),
     })
 }
 
@@ -327,8 +334,11 @@ impl Store {
                 "INSERT INTO device_events (ts_ms, device, bed, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             let mut alarm = tx.prepare_cached(
-                "INSERT INTO alarm_log (t_ms, kind, alarm_id, bed, condition, label, priority, value, limit_value, user, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                // The bed's patient at the time, from the admission history in this very
+                // database (the engine knows beds, not people).
+                "INSERT INTO alarm_log (t_ms, kind, alarm_id, bed, condition, label, priority, value, limit_value, user, detail, patient)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
+                    (SELECT patient FROM admissions WHERE bed = ?4 AND to_ms IS NULL ORDER BY from_ms DESC LIMIT 1))",
             )?;
             let mut bed_rules = tx.prepare_cached(
                 "INSERT OR REPLACE INTO bed_rules (bed, rules_json, t_ms, user) VALUES (?1, ?2, ?3, ?4)",
@@ -543,7 +553,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<AlarmLogRow>, StoreError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT t_ms, kind, alarm_id, bed, condition, label, priority, value, limit_value, user, detail
+            "SELECT t_ms, kind, alarm_id, bed, condition, label, priority, value, limit_value, user, detail, patient
              FROM alarm_log WHERE (?1 IS NULL OR bed = ?1) ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = st.query_map(params![bed, limit as i64], alarm_log_row)?;
@@ -564,7 +574,7 @@ impl Store {
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
         let mut episode = self.conn.prepare(
-            "SELECT t_ms, kind, alarm_id, bed, condition, label, priority, value, limit_value, user, detail
+            "SELECT t_ms, kind, alarm_id, bed, condition, label, priority, value, limit_value, user, detail, patient
              FROM alarm_log WHERE alarm_id = ?1 AND id <= ?2 AND id >= (
                 SELECT MAX(id) FROM alarm_log WHERE alarm_id = ?1 AND id <= ?2 AND kind = 'raised')
              ORDER BY id",
@@ -810,6 +820,7 @@ mod tests {
                 limit: Some(90.0),
                 user: (kind == "acknowledged").then(|| "nurse.ana".into()),
                 detail: None,
+                patient: None,
             })
         };
         s.write_batch(&[

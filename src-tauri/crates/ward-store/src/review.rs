@@ -134,7 +134,7 @@ impl Store {
         to_ms: i64,
     ) -> Result<Vec<AlarmLogRow>, StoreError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT t_ms, kind, alarm_id, bed, condition, label, priority, value, limit_value, user, detail
+            "SELECT t_ms, kind, alarm_id, bed, condition, label, priority, value, limit_value, user, detail, patient
              FROM alarm_log WHERE bed = ?1 AND t_ms >= ?2 AND t_ms < ?3 ORDER BY t_ms, id LIMIT 10000",
         )?;
         let rows = st.query_map(params![bed, from_ms, to_ms], crate::alarm_log_row)?;

@@ -162,7 +162,9 @@ const MIGRATIONS: &[&str] = &[
         from_ms INTEGER NOT NULL,
         to_ms   INTEGER
      );
-     CREATE INDEX admissions_bed_from ON admissions (bed, from_ms);",
+     CREATE INDEX admissions_bed_from ON admissions (bed, from_ms);
+     -- The patient of each bed alarm log row, as admitted when the row was written.
+     ALTER TABLE alarm_log ADD COLUMN patient TEXT;",
     // 9: the HL7 outbox (PCD-01 to the interface engine, PCD-04 to the alarm manager) and the
     // producers' cursors (the alarm log row last turned into messages).
     "CREATE TABLE hl7_outbox (

@@ -78,6 +78,7 @@ fn keepers(t_s: i64) -> Vec<Record> {
             limit: Some(130.0),
             user: None,
             detail: None,
+            patient: None,
         }),
         Record::Audit(AuditEvent {
             origin: "st-test".into(),
