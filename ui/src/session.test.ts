@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { age, refusal, sessionText, syncText, type Session, type SyncStatus } from "./session";
+import { age, hl7Text, refusal, sessionText, syncText, type Session, type SyncStatus } from "./session";
 
 const session = (over: Partial<Session>): Session => ({
   username: "nurse.ana",
@@ -55,6 +55,28 @@ describe("session", () => {
     expect(refusal("not_assigned", "bed 9 is not assigned to you")).toEqual({
       text: "Refused: bed 9 is not assigned to you",
       focus: null,
+    });
+  });
+});
+
+describe("hl7Text", () => {
+  const link = (dest: string, connected: boolean, backlog: number, failed: number) => ({
+    dest,
+    to: "engine:2575",
+    connected,
+    backlog,
+    failed,
+    last_error: null,
+  });
+  it("is absent without HL7 links and names each receiver's state", () => {
+    expect(hl7Text([])).toBeNull();
+    expect(hl7Text([link("pcd01", true, 0, 0), link("pcd04", true, 0, 0)])).toEqual({
+      text: "EHR · alarm manager",
+      warn: false,
+    });
+    expect(hl7Text([link("pcd01", false, 12, 1), link("pcd04", true, 0, 0)])).toEqual({
+      text: "EHR NOT CONNECTED (12 waiting, 1 refused) · alarm manager",
+      warn: true,
     });
   });
 });

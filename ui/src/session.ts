@@ -1,5 +1,6 @@
 // Who is signed in at this window, and the hospital-core sync state, as text. Pure, so it is
 // tested without a window. The core decides every permission; the window only explains.
+import type { LinkStatus } from "./gen/LinkStatus";
 import type { ErrorCode } from "./gen/ErrorCode";
 
 // The types are generated from the Rust ones (ts-rs, src/gen): they cannot drift.
@@ -47,6 +48,19 @@ export function syncText(y: SyncStatus | undefined, nowMs: number): { text: stri
       : `${y.backlog} event${y.backlog === 1 ? "" : "s"} waiting` +
         (y.oldest_unsynced_ms !== null ? `, oldest ${age(nowMs - y.oldest_unsynced_ms)}` : "");
   return { text: `${state} · ${backlog}`, warn: !y.connected || y.backlog > 0 };
+}
+
+/** The HL7 links (PCD-01 to the EHR's engine, PCD-04 to the alarm manager), beside the
+ *  core's state: null when none is configured. */
+export function hl7Text(links: readonly LinkStatus[]): { text: string; warn: boolean } | null {
+  if (links.length === 0) return null;
+  const parts = links.map((l) => {
+    const name = l.dest === "pcd04" ? "alarm manager" : "EHR";
+    const state = l.connected ? name : `${name} NOT CONNECTED`;
+    const extra = [l.backlog > 0 ? `${l.backlog} waiting` : "", l.failed > 0 ? `${l.failed} refused` : ""].filter((x) => x !== "");
+    return extra.length > 0 ? `${state} (${extra.join(", ")})` : state;
+  });
+  return { text: parts.join(" · "), warn: links.some((l) => !l.connected || l.failed > 0 || l.backlog > 0) };
 }
 
 /** What the window says when the core refuses an action, and which field to focus. */

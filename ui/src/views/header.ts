@@ -4,7 +4,7 @@
 import { audioText, restartText, type AlarmSnapshot } from "../alarms";
 import { must, setHidden, setText } from "../dom";
 import { ipc, type WindowSnapshot } from "../ipc";
-import { syncText } from "../session";
+import { hl7Text, syncText } from "../session";
 import { act } from "./session";
 
 let lastTip = 0;
@@ -37,6 +37,15 @@ export function renderHeader(snap: WindowSnapshot): void {
     syncEl.classList.toggle("warn", sync.warn);
     const syncTip = sync.text + (m.sync.last_error !== null ? `\n${m.sync.last_error}` : "");
     if (syncEl.title !== syncTip) syncEl.title = syncTip;
+  }
+  const hl7 = hl7Text(m.hl7_links);
+  const hl7El = must<HTMLElement>("hl7");
+  setHidden(hl7El, hl7 === null);
+  if (hl7 !== null) {
+    setText(hl7El, hl7.text);
+    hl7El.classList.toggle("warn", hl7.warn);
+    const tip = hl7.text + m.hl7_links.map((l) => (l.last_error !== null ? `\n${l.dest}: ${l.last_error}` : "")).join("");
+    if (hl7El.title !== tip) hl7El.title = tip;
   }
   renderAudio(snap.alarms, snap.now_ms);
   const restart = restartText(snap.alarms.restart);
