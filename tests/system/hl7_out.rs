@@ -312,7 +312,7 @@ async fn pcd01_and_pcd04_reach_the_hospital_through_a_60_s_outage_in_order_with_
     // The alarm's reports: start, then the acknowledgement with the nurse's name.
     let reports: Vec<serde_json::Value> = first_receipts(&manager)
         .into_iter()
-        .filter(|m| m["alarm_id"] == raised.alarm_id.unwrap().to_string())
+        .filter(|m| m["alarm_id"].as_str() == Some(raised.alarm_id.unwrap().to_string().as_str()))
         .collect();
     let attr = |m: &serde_json::Value, name: &str| {
         m["obx"]

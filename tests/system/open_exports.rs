@@ -136,7 +136,7 @@ fn fhir_and_edf_exports_read_back_equal_to_the_store() {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|n| n["mdc"] == code.to_string())
+            .filter(|n| n["mdc"].as_str() == Some(code.to_string().as_str()))
             .collect();
         assert_eq!(sent.len(), stored.len(), "code {code}");
         assert!(!stored.is_empty());
@@ -162,7 +162,7 @@ fn fhir_and_edf_exports_read_back_equal_to_the_store() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|w| w["mdc"] == codes::MDC_ECG_ELEC_POTL_II.to_string())
+        .filter(|w| w["mdc"].as_str() == Some(codes::MDC_ECG_ELEC_POTL_II.to_string().as_str()))
         .map(|w| w["n"].as_u64().unwrap())
         .sum();
     assert_eq!(sent_samples as usize, ecg_samples);

@@ -1182,6 +1182,46 @@ mod tests {
                 "upstream.peer_timeout_s",
                 "outside 3..=300",
             ),
+            (
+                "[hl7]\npcd01_to = \"engine\"\n",
+                "hl7.pcd01_to",
+                "is not host:port",
+            ),
+            (
+                "[hl7]\npcd04_to = \"engine:0\"\n",
+                "hl7.pcd04_to",
+                "is not host:port",
+            ),
+            (
+                "[hl7]\nadt_listen = \"everywhere\"\n",
+                "hl7.adt_listen",
+                "is not an address",
+            ),
+            (
+                "[hl7]\nadt_tls_cert = \"/x.pem\"\n",
+                "hl7.adt_tls_cert",
+                "set both",
+            ),
+            (
+                "[hl7.beds]\n\"401/A\" = \"bed-99\"\n",
+                "hl7.beds.\"401/A\"",
+                "not one of this station's beds",
+            ),
+            (
+                "[hl7.beds]\n\"401\" = \"bed-01\"\n",
+                "hl7.beds.\"401\"",
+                "room/bed",
+            ),
+            (
+                "[hl7]\npoint_of_care = \"4W|X\"\n",
+                "hl7.point_of_care",
+                "no control characters or |",
+            ),
+            (
+                "[hl7]\npcd01_every_s = 0\n",
+                "hl7.pcd01_every_s",
+                "outside 1..=86400",
+            ),
         ];
         for (text, key, reason) in cases {
             let e = load_text(&with_data_dir(text)).unwrap_err();

@@ -257,7 +257,7 @@ impl Out {
     }
 
     /// Turns new alarm log rows into messages (one transaction with the cursor).
-    fn produce_from_log(&self, store: &mut Store) -> Result<(), crate::CoreError> {
+    fn produce_from_log(&self, store: &mut Store) -> Result<(), crate::error::CoreError> {
         // First run on this database: start from now, not from years of old alarms.
         let after = match store.hl7_cursor(CURSOR)? {
             Some(c) => c,
@@ -291,7 +291,7 @@ impl Out {
     }
 
     /// Every admitted bed's numerics now.
-    fn produce_periodic(&self, store: &mut Store) -> Result<(), crate::CoreError> {
+    fn produce_periodic(&self, store: &mut Store) -> Result<(), crate::error::CoreError> {
         let now = crate::clock::now_ms();
         let mut msgs = Vec::new();
         for (bed, adm) in self.patients.census() {
@@ -449,6 +449,9 @@ impl Conn {
     }
 }
 
+/// Work on the sender's database connection, run off the async runtime.
+type StoreJob = Box<dyn FnOnce(&Store) -> Option<ward_store::hl7::OutRow> + Send>;
+
 async fn sender(out: Arc<Out>, dest: &'static str, to: String, stop: CancellationToken) {
     let mut conn: Option<Conn> = None;
     let mut backoff = Duration::from_millis(500);
@@ -460,7 +463,7 @@ async fn sender(out: Arc<Out>, dest: &'static str, to: String, stop: Cancellatio
             return;
         }
     };
-    let blocking = |f: Box<dyn FnOnce(&Store) -> Option<ward_store::hl7::OutRow> + Send>| {
+    let blocking = |f: StoreJob| {
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.lock().ok().and_then(|s| f(&s)))
     };
