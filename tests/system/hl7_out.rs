@@ -418,15 +418,7 @@ fn a_refused_message_is_kept_for_it_and_the_next_one_goes() {
     )
     .unwrap();
     let st = Headless::start(&["--config", cfg.to_str().unwrap()]);
-    let console = work.path().join("console.toml");
-    std::fs::write(
-        &console,
-        format!(
-            "[station]\ndata_dir = {:?}\n",
-            st.dir.path().display().to_string()
-        ),
-    )
-    .unwrap();
+    let console = st.console_config(work.path());
     let wardwatch = |args: &[&str]| {
         Command::new(crate::support::workspace_bin("wardwatch"))
             .args(args)

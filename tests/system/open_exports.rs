@@ -18,15 +18,7 @@ fn fhir_and_edf_exports_read_back_equal_to_the_store() {
     .unwrap();
     let st = Headless::start(&["--config", cfg.to_str().unwrap()]);
     // The patient, admitted at the console while the station runs.
-    let console = work.path().join("console.toml");
-    std::fs::write(
-        &console,
-        format!(
-            "[station]\ndata_dir = {:?}\n",
-            st.dir.path().display().to_string()
-        ),
-    )
-    .unwrap();
+    let console = st.console_config(work.path());
     let wardwatch = |args: &[&str]| {
         let out = Command::new(workspace_bin("wardwatch"))
             .args(args)

@@ -342,15 +342,7 @@ fn the_adt_feed_admits_updates_transfers_and_discharges_and_answers_every_messag
 fn the_console_admits_to_a_running_station_and_refuses_what_would_overwrite_someone() {
     let work = tempfile::tempdir().unwrap();
     let st = Headless::start(&[]);
-    let cfg = work.path().join("console.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[station]\ndata_dir = {:?}\n",
-            st.dir.path().display().to_string()
-        ),
-    )
-    .unwrap();
+    let cfg = st.console_config(work.path());
     let patients = |args: &[&str]| {
         Command::new(workspace_bin("wardwatch"))
             .arg("patients")

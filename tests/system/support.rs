@@ -122,6 +122,18 @@ impl Headless {
         }
     }
 
+    /// A config for console commands (`wardwatch patients`, `hl7`, `export`) on this
+    /// station's data directory, written into `dir`.
+    pub fn console_config(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("console.toml");
+        let text = format!(
+            "[station]\ndata_dir = {:?}\n",
+            self.dir.path().display().to_string()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
     pub fn db(&self) -> PathBuf {
         self.dir.path().join("wardwatch.sqlite")
     }

@@ -66,6 +66,26 @@ pub struct Common {
     out: PathBuf,
 }
 
+/// A data export (FHIR, EDF+) of `minutes` from `from`.
+fn data_request(
+    common: Common,
+    from: &str,
+    minutes: u32,
+    make: impl FnOnce(String, i64, i64) -> Request,
+) -> anyhow::Result<(Common, Request)> {
+    anyhow::ensure!(
+        (1..=1440).contains(&minutes),
+        "--minutes must be 1 to 1440 (24 h), not {minutes}"
+    );
+    let from_ms = parse_time(from)?;
+    let req = make(
+        common.bed.clone(),
+        from_ms,
+        from_ms + minutes as i64 * 60_000,
+    );
+    Ok((common, req))
+}
+
 pub fn export(c: ExportCommand) -> anyhow::Result<()> {
     let (common, req) = match c {
         ExportCommand::Strip {
@@ -104,41 +124,22 @@ pub fn export(c: ExportCommand) -> anyhow::Result<()> {
             common,
             from,
             minutes,
-        }
-        | ExportCommand::Edf {
-            common,
-            from,
-            minutes,
-        } if !(1..=1440).contains(&minutes) => {
-            let _ = (common, from);
-            anyhow::bail!("--minutes must be 1 to 1440 (24 h), not {minutes}")
-        }
-        ExportCommand::Fhir {
-            common,
-            from,
-            minutes,
-        } => {
-            let from_ms = parse_time(&from)?;
-            let req = Request::Fhir {
-                bed: common.bed.clone(),
+        } => data_request(common, &from, minutes, |bed, from_ms, to_ms| {
+            Request::Fhir {
+                bed,
                 from_ms,
-                to_ms: from_ms + minutes as i64 * 60_000,
-            };
-            (common, req)
-        }
+                to_ms,
+            }
+        })?,
         ExportCommand::Edf {
             common,
             from,
             minutes,
-        } => {
-            let from_ms = parse_time(&from)?;
-            let req = Request::Edf {
-                bed: common.bed.clone(),
-                from_ms,
-                to_ms: from_ms + minutes as i64 * 60_000,
-            };
-            (common, req)
-        }
+        } => data_request(common, &from, minutes, |bed, from_ms, to_ms| Request::Edf {
+            bed,
+            from_ms,
+            to_ms,
+        })?,
     };
     let cfg = Config::load(common.config.as_deref(), toml::Table::new())?;
     let label = cfg

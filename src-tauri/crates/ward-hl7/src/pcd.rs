@@ -431,21 +431,30 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pcd01_carries_patient_bed_codes_units_and_device() {
-        let me = me();
-        let p = jane();
+    fn header_place<'a>(
+        me: &'a Sender,
+        p: &'a Patient,
+        receiver: &'a str,
+        control_id: &'a str,
+    ) -> (Header<'a>, Place<'a>) {
         let h = Header {
-            me: &me,
-            receiver: "EHR",
+            me,
+            receiver,
             now: "20261204101500+0000",
-            control_id: "WW-1",
+            control_id,
         };
         let pl = Place {
-            patient: Some(&p),
+            patient: Some(p),
             point_of_care: "4W",
             bed: "bed-01",
         };
+        (h, pl)
+    }
+
+    #[test]
+    fn pcd01_carries_patient_bed_codes_units_and_device() {
+        let (me, p) = (me(), jane());
+        let (h, pl) = header_place(&me, &p, "EHR", "WW-1");
         let metrics = [
             Metric {
                 code: MDC_ECG_HEART_RATE,
@@ -487,19 +496,8 @@ mod tests {
 
     #[test]
     fn pcd04_reports_the_alert_and_its_states() {
-        let me = me();
-        let p = jane();
-        let h = Header {
-            me: &me,
-            receiver: "AM",
-            now: "20261204101500+0000",
-            control_id: "WW-2",
-        };
-        let pl = Place {
-            patient: Some(&p),
-            point_of_care: "4W",
-            bed: "bed-01",
-        };
+        let (me, p) = (me(), jane());
+        let (h, pl) = header_place(&me, &p, "AM", "WW-2");
         let a = Alert {
             alarm_id: 17,
             phase: "start",
