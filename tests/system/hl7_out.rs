@@ -302,6 +302,19 @@ async fn pcd01_and_pcd04_reach_the_hospital_through_a_60_s_outage_in_order_with_
         logged.patient.as_deref(),
         Some("BETA, Test · MRN MRN-2 · F · 1960-05-05 · adult")
     );
+    // So does the audit trail's acknowledgement (and so what the core receives).
+    let acked: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT detail FROM audit WHERE kind = 'alarm.acknowledged' AND bed = 'bed-02'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        acked.contains("\"patient\":\"BETA, Test · MRN MRN-2"),
+        "{acked}"
+    );
 
     let n01 = assert_all_arrived_in_order(&db, "pcd01", &engine);
     let n04 = assert_all_arrived_in_order(&db, "pcd04", &manager);

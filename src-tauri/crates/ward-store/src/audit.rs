@@ -69,6 +69,34 @@ pub fn chain_hash(r: &AuditRow) -> String {
 }
 
 /// Appends events inside the writer's transaction, continuing the chain from the last event.
+/// An event about a bed names the bed's patient (the patient line, from the admission history
+/// as it is when the event is written) unless it already does: the trail, and the hospital
+/// core it reaches, say who an alarm or an acknowledgement was about.
+fn with_patient(
+    q: &mut rusqlite::CachedStatement<'_>,
+    e: &AuditEvent,
+) -> Result<String, StoreError> {
+    let Some(bed) = &e.bed else {
+        return Ok(e.detail.clone());
+    };
+    let Ok(serde_json::Value::Object(mut d)) = serde_json::from_str(&e.detail) else {
+        return Ok(e.detail.clone());
+    };
+    // Alarm events carry the log row, whose `patient` the engine leaves null.
+    if d.get("patient").is_some_and(|p| !p.is_null()) {
+        return Ok(e.detail.clone());
+    }
+    let json: Option<String> = q.query_row(params![bed], |r| r.get(0)).optional()?;
+    let Some(line) = json
+        .and_then(|j| serde_json::from_str::<ward_model::Patient>(&j).ok())
+        .map(|p| p.line())
+    else {
+        return Ok(e.detail.clone());
+    };
+    d.insert("patient".into(), line.into());
+    Ok(serde_json::Value::Object(d).to_string())
+}
+
 pub(crate) fn append(tx: &Transaction<'_>, events: &[&AuditEvent]) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
@@ -85,6 +113,9 @@ pub(crate) fn append(tx: &Transaction<'_>, events: &[&AuditEvent]) -> Result<(),
         "INSERT INTO audit (seq, event_id, t_ms, actor, kind, bed, detail, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
+    let mut patient = tx.prepare_cached(
+        "SELECT patient FROM admissions WHERE bed = ?1 AND to_ms IS NULL ORDER BY from_ms DESC LIMIT 1",
+    )?;
     for e in events {
         seq += 1;
         let mut r = AuditRow {
@@ -94,7 +125,7 @@ pub(crate) fn append(tx: &Transaction<'_>, events: &[&AuditEvent]) -> Result<(),
             actor: e.actor.clone(),
             kind: e.kind.clone(),
             bed: e.bed.clone(),
-            detail: e.detail.clone(),
+            detail: with_patient(&mut patient, e)?,
             prev_hash: prev,
             hash: String::new(),
         };
