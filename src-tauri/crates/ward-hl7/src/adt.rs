@@ -102,6 +102,11 @@ pub fn read(m: &Message, today: &str) -> Result<Adt, Hl7Error> {
             "ADT event {trigger:?}; taken are A01, A02, A03, A08, A11, A12, A13"
         ))
     })?;
+    // The control id is what the sender matches our answer with, and what duplicates are
+    // found by: a message without one cannot be answered meaningfully.
+    if m.control_id().is_empty() {
+        return Err(Hl7Error::Missing("MSH-10 (message control id)".into()));
+    }
     if m.segment("PID").is_none() {
         return Err(Hl7Error::Missing("PID".into()));
     }
@@ -236,6 +241,11 @@ mod tests {
             let e = read(&m, "2026-12-04").unwrap_err().to_string();
             assert!(e.contains(want), "{e} should contain {want}");
         }
+        let no_id = Message::parse("MSH|^~\\&|A|B|C|D|1||ADT^A01||P|2.5\rPID|1||1||DOE").unwrap();
+        assert!(read(&no_id, "2026-12-04")
+            .unwrap_err()
+            .to_string()
+            .contains("MSH-10"));
         let oru = Message::parse("MSH|^~\\&|A|B|C|D|1||ORU^R01|1|P|2.6").unwrap();
         assert!(read(&oru, "2026-12-04")
             .unwrap_err()
