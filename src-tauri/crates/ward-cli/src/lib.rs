@@ -393,29 +393,17 @@ where
 }
 
 /// True when the arguments name a CLI subcommand, so the desktop binary should act as
-/// `wardwatch` instead of opening a window.
+/// `wardwatch` instead of opening a window. Read from the command definition itself, so a new
+/// subcommand works from the installed desktop program without a second list to keep.
 pub fn is_cli_invocation(args: &[OsString]) -> bool {
-    matches!(
-        args.get(1).and_then(|a| a.to_str()),
-        Some(
-            "run"
-                | "sim"
-                | "check-config"
-                | "store-stats"
-                | "bench"
-                | "audit"
-                | "users"
-                | "credentials"
-                | "export"
-                | "broker"
-                | "sentinel"
-                | "help"
-                | "--help"
-                | "-h"
-                | "--version"
-                | "-V"
-        )
-    )
+    use clap::CommandFactory;
+    let Some(first) = args.get(1).and_then(|a| a.to_str()) else {
+        return false;
+    };
+    matches!(first, "help" | "--help" | "-h" | "--version" | "-V")
+        || Cli::command()
+            .get_subcommands()
+            .any(|c| c.get_name() == first || c.get_all_aliases().any(|a| a == first))
 }
 
 /// Builds the override table that command-line flags lay over the config file.
@@ -576,4 +564,39 @@ async fn run_sim(a: SimArgs) -> anyhow::Result<()> {
     let vitals: u64 = stats.vitals_messages.values().sum();
     println!("sim: sent {samples} waveform samples and {vitals} vitals messages");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<OsString> {
+        a.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn every_subcommand_makes_the_desktop_program_the_cli() {
+        use clap::CommandFactory;
+        for c in Cli::command().get_subcommands() {
+            assert!(
+                is_cli_invocation(&args(&["wardwatch-station", c.get_name()])),
+                "{}",
+                c.get_name()
+            );
+        }
+        for name in ["patients", "hl7", "sentinel", "--help", "-V"] {
+            assert!(
+                is_cli_invocation(&args(&["wardwatch-station", name])),
+                "{name}"
+            );
+        }
+        // No subcommand, or a window option: the window.
+        assert!(!is_cli_invocation(&args(&["wardwatch-station"])));
+        assert!(!is_cli_invocation(&args(&[
+            "wardwatch-station",
+            "--config",
+            "x.toml"
+        ])));
+        assert!(!is_cli_invocation(&args(&["wardwatch-station", "patient"])));
+    }
 }
