@@ -415,12 +415,15 @@ fn the_console_admits_to_a_running_station_and_refuses_what_would_overwrite_some
     bed_line(&st, "Bed 5", "POE, Ada");
     bed_line(&st, "Bed 4", "no patient admitted");
     let out = patients(&["list", "--json"]);
-    let listed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        listed.contains(r#""bed":"bed-05","admission":{"line":"POE, Ada"#)
-            || listed.contains("\"mrn\":\"P-9\""),
-        "{listed}"
-    );
+    let listed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let bed5 = listed.iter().find(|b| b["bed"] == "bed-05").unwrap();
+    assert_eq!(bed5["admission"]["patient"]["mrn"], "P-9", "{listed:?}");
+    assert_eq!(bed5["admission"]["source"], "manual");
+    let bed4 = listed.iter().find(|b| b["bed"] == "bed-04").unwrap();
+    assert!(bed4["admission"].is_null(), "{listed:?}");
     let trail = audit_kinds(&st.db(), "patient.");
     assert_eq!(trail.len(), 2);
     assert!(trail[0].1.starts_with("console"), "{trail:?}");

@@ -205,7 +205,7 @@ impl Census {
                         )));
                     }
                     // The feed admits someone we have elsewhere: they moved.
-                    self.take(&other, &mut out, now_ms);
+                    self.put(&other, None, &mut out);
                 }
                 if let Some(prev) = self.get(bed).cloned() {
                     if source == Source::Manual {
@@ -312,10 +312,6 @@ impl Census {
             }
         }
         Ok(out)
-    }
-
-    fn take(&mut self, bed: &str, out: &mut Outcome, _now_ms: i64) {
-        self.put(bed, None, out);
     }
 
     fn put(&mut self, bed: &str, a: Option<Admission>, out: &mut Outcome) {

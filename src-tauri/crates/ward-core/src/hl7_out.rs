@@ -294,8 +294,13 @@ impl Out {
     fn produce_periodic(&self, store: &mut Store) -> Result<(), crate::error::CoreError> {
         let now = crate::clock::now_ms();
         let mut msgs = Vec::new();
+        // One view of the ward for the whole report, not one per bed.
+        let mut views: std::collections::HashMap<String, BedView> = match self.live.lock() {
+            Ok(l) => l.beds(now).into_iter().map(|b| (b.id.clone(), b)).collect(),
+            Err(_) => return Ok(()),
+        };
         for (bed, adm) in self.patients.census() {
-            let (Some(adm), Some(view)) = (adm, self.bed_view(&bed)) else {
+            let (Some(adm), Some(view)) = (adm, views.remove(&bed)) else {
                 continue;
             };
             let cid = format!("{}-R01-{bed}-{now}", self.origin);
@@ -308,11 +313,9 @@ impl Out {
     fn refresh_links(&self, store: &Store) {
         if let Ok(mut links) = self.links.lock() {
             for l in links.iter_mut() {
-                l.backlog = store.hl7_backlog(&l.dest).unwrap_or(0);
-                l.failed = store
-                    .hl7_messages(Some("failed"))
-                    .map(|v| v.iter().filter(|m| m.msg.dest == l.dest).count() as u64)
-                    .unwrap_or(0);
+                if let Ok((backlog, failed)) = store.hl7_counts(&l.dest) {
+                    (l.backlog, l.failed) = (backlog, failed);
+                }
             }
         }
     }

@@ -139,6 +139,18 @@ impl Store {
         )? as u64)
     }
 
+    /// (unanswered, refused) messages for `dest`, in one indexed query: the link state the
+    /// summary and the window show, read every second.
+    pub fn hl7_counts(&self, dest: &str) -> Result<(u64, u64), StoreError> {
+        let (pending, failed): (i64, i64) = self.conn.query_row(
+            "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'failed'), 0)
+             FROM hl7_outbox WHERE dest = ?1",
+            params![dest],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((pending.max(0) as u64, failed.max(0) as u64))
+    }
+
     /// Removes acknowledged messages answered before `before_ms` (failed ones stay).
     pub fn hl7_prune(&self, before_ms: i64) -> Result<usize, StoreError> {
         Ok(self.conn.execute(
@@ -214,6 +226,7 @@ mod tests {
         let failed = s.hl7_messages(Some("failed")).unwrap();
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].answer.as_deref(), Some("AE bed unknown"));
+        assert_eq!(s.hl7_counts("pcd04").unwrap(), (1, 1));
         assert_eq!(s.hl7_prune(100).unwrap(), 1, "only the acknowledged one");
         assert_eq!(s.hl7_messages(None).unwrap().len(), 2);
     }
