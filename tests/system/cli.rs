@@ -41,9 +41,12 @@ fn tests_cannot_fall_back_to_the_real_user_data_directory() {
 fn the_simulator_runs_on_its_own_against_a_station() {
     let st = Headless::start(&[]);
     let out = Command::new(workspace_bin("wardwatch"))
-        .args(["sim", "--beds", "2", "--duration", "3", "--broker"])
+        .args(["sim", "--beds", "2", "--duration", "4", "--broker"])
         .arg(st.addr.to_string())
-        .args(["--scenario", "bed 2 desaturates to 85 % at 0 s"])
+        // Bed 2 starts at 98 %; to 70 % over the 10 s ramp it is near 92 % by its third
+        // sample. A shallower fall (to 85 %) put the third sample at 95.4 % ± the simulator's
+        // 0.4 % jitter, which rounds to 96 about a third of the time: CI failed on exactly that.
+        .args(["--scenario", "bed 2 desaturates to 70 % at 0 s"])
         .output()
         .unwrap();
     assert!(
