@@ -6,15 +6,23 @@
 //! in. What it is not: it decides nothing about who may see or export (the station asks
 //! `ward_access` first and audits the export), and it writes nothing but the file asked for.
 //!
+//! Alarm burden (issue 18): `burden` (the unit's alarm statistics, pure over log rows),
+//! `whatif` (the limit review: the alarm engine replayed over stored values),
+//! `alarm_report` (both read from a store; CSV and JSON), `burden_render` (the report drawn).
+//!
 //! Layout: `review` (waveform segments with min/max reduction, trends with their alarm rows),
 //! `render` (strip and trend report: data gathering, then drawing generic over the plotters
 //! backend).
 
+pub mod alarm_report;
+pub mod burden;
+pub mod burden_render;
 pub mod edf;
 mod error;
 pub mod fhir;
 pub mod render;
 pub mod review;
+pub mod whatif;
 
 pub use render::*;
 pub use review::{ReviewTrend, ReviewWave};

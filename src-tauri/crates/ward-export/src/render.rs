@@ -25,7 +25,7 @@ use ward_model::codes;
 use ward_store::Store;
 
 static FONT: &[u8] = include_bytes!("../../../../assets/fonts/DejaVuSans.ttf");
-const FAMILY: &str = "sans-serif";
+pub(crate) const FAMILY: &str = "sans-serif";
 
 /// Pixels per millimetre of paper.
 pub const PX_PER_MM: i32 = 8;
@@ -41,7 +41,7 @@ const ROW_MM: i32 = 40;
 pub const MINOR_GRID: RGBColor = RGBColor(250, 200, 200);
 pub const MAJOR_GRID: RGBColor = RGBColor(220, 90, 90);
 pub const TRACE: RGBColor = RGBColor(0, 0, 0);
-const TEXT: RGBColor = RGBColor(20, 20, 20);
+pub(crate) const TEXT: RGBColor = RGBColor(20, 20, 20);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -109,7 +109,7 @@ fn fonts() -> Result<(), ExportError> {
     }
 }
 
-fn local(ms: i64, fmt: &str) -> String {
+pub(crate) fn local(ms: i64, fmt: &str) -> String {
     chrono::Local
         .timestamp_millis_opt(ms)
         .single()
@@ -117,7 +117,7 @@ fn local(ms: i64, fmt: &str) -> String {
         .unwrap_or_else(|| format!("{ms} ms"))
 }
 
-fn err<E: std::fmt::Display>(e: E) -> ExportError {
+pub(crate) fn err<E: std::fmt::Display>(e: E) -> ExportError {
     ExportError::Render(e.to_string())
 }
 
@@ -214,7 +214,7 @@ impl StripData {
 }
 
 /// Something drawn the same way on every plotters backend.
-trait Drawing {
+pub(crate) trait Drawing {
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), ExportError>;
 }
 
@@ -230,7 +230,12 @@ impl Drawing for TrendData {
     }
 }
 
-fn render<D: Drawing>(format: Format, w: u32, h: u32, d: &D) -> Result<Rendered, ExportError> {
+pub(crate) fn render<D: Drawing>(
+    format: Format,
+    w: u32,
+    h: u32,
+    d: &D,
+) -> Result<Rendered, ExportError> {
     fonts()?;
     let bytes = match format {
         Format::Png => {

@@ -126,6 +126,39 @@ impl Store {
         }
     }
 
+    /// Every alarm log row in `[from_ms, to_ms)`, in the order written (alarm statistics).
+    pub fn alarm_log_range(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<AlarmLogRow>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT t_ms, kind, alarm_id, bed, condition, label, priority, value, limit_value, user, detail, patient
+             FROM alarm_log WHERE t_ms >= ?1 AND t_ms < ?2 ORDER BY id",
+        )?;
+        let rows = st.query_map(params![from_ms, to_ms], crate::alarm_log_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One bed's stored values of one measure in `[from_ms, to_ms)`, oldest first, "value
+    /// not available" as `None` (the limit review replays them).
+    pub fn bed_values(
+        &self,
+        bed: &str,
+        code: u32,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, Option<f64>)>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT ts_ms, value FROM vitals
+             WHERE bed = ?1 AND code = ?2 AND ts_ms >= ?3 AND ts_ms < ?4 ORDER BY ts_ms, id",
+        )?;
+        let rows = st.query_map(params![bed, code, from_ms, to_ms], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// One bed's alarm log rows in `[from_ms, to_ms)`, oldest first: the markers on a trend.
     pub fn alarm_log_between(
         &self,
