@@ -94,6 +94,8 @@ args! {
     WaveArgs { bed: String, channel: u32, from_ms: i64, to_ms: i64, max_points: usize }
     TrendArgs { bed: String, from_ms: i64, to_ms: i64 }
     ExportArgs { request: ward_core::export::Request }
+    /// The last `days` days (1-90).
+    StatisticsArgs { days: u32 }
 }
 
 #[derive(Serialize)]
@@ -401,6 +403,18 @@ pub async fn review_export(
     .await
 }
 
+/// The unit's alarm statistics and limit review (clinical staff), with the report drawn.
+#[tauri::command]
+pub async fn unit_statistics(
+    state: tauri::State<'_, AppState>,
+    args: StatisticsArgs,
+) -> Result<ward_core::UnitStatistics, IpcError> {
+    off_main(&state, move |s, t| {
+        Ok(s.review().unit_statistics(t, args.days)?)
+    })
+    .await
+}
+
 /// Writes the TypeScript of every type the window exchanges with these commands (and all the
 /// types they contain) into ui/src/gen (`TS_RS_EXPORT_DIR`). `make lint` regenerates them into
 /// a scratch directory and fails when the committed files differ, so a Rust IPC type cannot
@@ -431,6 +445,8 @@ mod bindings {
         WaveArgs::export_all(&cfg).unwrap();
         TrendArgs::export_all(&cfg).unwrap();
         ExportArgs::export_all(&cfg).unwrap();
+        StatisticsArgs::export_all(&cfg).unwrap();
+        ward_core::UnitStatistics::export_all(&cfg).unwrap();
         IpcError::export_all(&cfg).unwrap();
         Session::export_all(&cfg).unwrap();
         UserView::export_all(&cfg).unwrap();

@@ -192,6 +192,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
             commands::review_wave,
             commands::review_trend,
             commands::review_export,
+            commands::unit_statistics,
             stream::live_stream
         ])
         .setup(move |app| Ok(open_window(app, display, compositing)?))

@@ -18,7 +18,9 @@ import type { PatientAdmitArgs } from "./gen/PatientAdmitArgs";
 import type { PatientTransferArgs } from "./gen/PatientTransferArgs";
 import type { PatientUpdateArgs } from "./gen/PatientUpdateArgs";
 import type { SetLimitsArgs } from "./gen/SetLimitsArgs";
+import type { StatisticsArgs } from "./gen/StatisticsArgs";
 import type { TrendArgs } from "./gen/TrendArgs";
+import type { UnitStatistics } from "./gen/UnitStatistics";
 import type { UnlockArgs } from "./gen/UnlockArgs";
 import type { WaveArgs } from "./gen/WaveArgs";
 import type { IpcError } from "./gen/IpcError";
@@ -63,6 +65,7 @@ export const ipc = {
   history: (bed: string | null, limit: number) =>
     invoke<AlarmLogRow[]>("alarm_history", { args: { bed, limit } satisfies HistoryArgs }),
   limits: (bed: string) => invoke<LimitRule[]>("alarm_limits", { args: { bed } satisfies BedArgs }),
+  unitStatistics: (days: number) => invoke<UnitStatistics>("unit_statistics", { args: { days } satisfies StatisticsArgs }),
   users: () => invoke<UserView[]>("users_list"),
   assignBeds: (nurse: string, beds: string[]) =>
     invoke<null>("beds_assign", { args: { nurse, beds } satisfies AssignArgs }),

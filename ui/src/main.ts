@@ -13,6 +13,7 @@ import { banner } from "./views/notice";
 import { renderOtherBar } from "./views/otherbar";
 import { initPanel, openBed } from "./views/panel";
 import { initReview, placeReview, resizeReview } from "./views/review";
+import { initStats } from "./views/stats";
 import { initSession, renderAccount } from "./views/session";
 
 const grid = new WardGrid((bed, label) => void openBed(bed, label));
@@ -66,6 +67,7 @@ initHeader(() => void openBed(null, "Unit"));
 initAlarmBar(() => void openBed(null, "Unit"));
 initPanel();
 initReview();
+initStats();
 window.addEventListener("resize", resizeReview);
 void refresh().then(() => {
   startStream();

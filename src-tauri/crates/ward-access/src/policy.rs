@@ -42,6 +42,10 @@ pub enum Action {
         station: String,
         bed: String,
     },
+    /// The unit's alarm statistics and limit review (Unit statistics): how the unit's
+    /// alarms behave, for the clinical staff who answer them. Applying a suggestion is
+    /// `SetRules`, with its own permission.
+    UnitStatistics,
 }
 
 impl Action {
@@ -63,6 +67,7 @@ impl Action {
             Action::ManageUsers => "manage_users",
             Action::Export { .. } => "export",
             Action::AcknowledgeFollowed { .. } => "acknowledge_followed",
+            Action::UnitStatistics => "unit_statistics",
         }
     }
 
@@ -146,6 +151,8 @@ pub fn authorize(
             Action::Export { .. } => Ok(()),
             // The care group is followed by the unit's decision (config), not by assignment.
             Action::AcknowledgeFollowed { .. } => Ok(()),
+            // The unit's alarm burden is every nurse's business; changing a limit is not.
+            Action::UnitStatistics => Ok(()),
             // A station-level technical alarm (audio, storage) concerns everyone on shift.
             Action::Alarm {
                 command: AlarmCommand::Acknowledge { .. },
@@ -196,6 +203,7 @@ fn describe(action: &Action) -> String {
         Action::ManageUsers => "Managing users",
         Action::Export { .. } => "Exporting strips and reports",
         Action::AcknowledgeFollowed { .. } => "Acknowledging another station's alarms",
+        Action::UnitStatistics => "Viewing the unit's alarm statistics",
     };
     match action.bed() {
         Some(b) => format!("{what} at bed {b}"),
@@ -396,6 +404,7 @@ mod tests {
             Action::Export {
                 bed: bed.to_string(),
             },
+            Action::UnitStatistics,
         ]
     }
 
@@ -448,6 +457,7 @@ mod tests {
             "nurse manage_users - not_permitted",
             "nurse export 3 allowed",
             "nurse export 9 allowed",
+            "nurse unit_statistics - allowed",
         ] {
             assert!(nurse.contains(&expected.to_string()), "{expected}\n{t}");
         }
@@ -466,6 +476,7 @@ mod tests {
         assert!(it.contains(&"it_admin acknowledge 3 not_permitted".to_string()));
         assert!(it.contains(&"it_admin change_limits 3 not_permitted".to_string()));
         assert!(it.contains(&"it_admin export 9 not_permitted".to_string()));
+        assert!(it.contains(&"it_admin unit_statistics - not_permitted".to_string()));
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod broker_cmd;
 mod exports;
 mod hl7_cmd;
 mod patients;
+mod report_cmd;
 pub mod sentinel;
 #[cfg(feature = "sim")]
 pub mod ward_bench;
@@ -80,6 +81,9 @@ enum Command {
     /// Printable ECG strips and trend reports (PNG or SVG) from the station's database.
     #[command(subcommand)]
     Export(exports::ExportCommand),
+    /// Reports over the station's database: `report alarms` (the unit's alarm burden).
+    #[command(subcommand)]
+    Report(report_cmd::ReportCommand),
     /// The embedded broker on its own: password file entries, or a broker without a station
     /// (benchmarks, drills, a test bench for device integrators).
     #[command(subcommand)]
@@ -354,6 +358,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
         Command::Sentinel(c) => sentinel::command(c),
         Command::Credentials(c) => accounts::credentials(c),
         Command::Export(c) => exports::export(c),
+        Command::Report(c) => report_cmd::command(c),
         Command::StoreStats { db } => {
             let s = ward_store::Store::open_read_only(&db)?;
             let c = s.counts()?;

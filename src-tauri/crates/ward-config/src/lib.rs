@@ -125,6 +125,16 @@ struct RawAccess {
     demo_accounts: bool,
 }
 
+/// `[alarms]` flood and self-limiting settings of the alarm statistics (docs/alarms.md).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StatisticsConfig {
+    /// At least this many alarms of one bed within `flood_window_ms` is a flood.
+    pub flood_alarms: u32,
+    pub flood_window_ms: i64,
+    /// An alarm whose cause ends by itself within this time is self-limiting.
+    pub self_limiting_ms: i64,
+}
+
 /// The upstream password with `password_from = "env"` (never the config file).
 pub const UPSTREAM_PASSWORD_ENV: &str = "WARDWATCH_UPSTREAM_PASSWORD";
 
@@ -143,6 +153,9 @@ struct RawAlarms {
     sensor_off_s: u64,
     ui_heartbeat_s: u64,
     notifications: bool,
+    flood_alarms: u64,
+    flood_window_s: u64,
+    self_limiting_s: u64,
 }
 
 #[derive(Deserialize)]
@@ -330,6 +343,8 @@ pub struct Config {
     pub scenarios: Vec<Scenario>,
     pub beds: Vec<BedConfig>,
     pub alarm_policy: Policy,
+    /// What the unit's alarm statistics call a flood and a self-limiting alarm.
+    pub statistics: StatisticsConfig,
     pub notifications: bool,
     pub upstream: Option<UpstreamConfig>,
     pub access: AccessPolicy,
@@ -585,6 +600,11 @@ impl Config {
             ..Policy::default()
         };
         let notifications = a.notifications;
+        let statistics = StatisticsConfig {
+            flood_alarms: in_range("alarms.flood_alarms", a.flood_alarms, 2, 1000)? as u32,
+            flood_window_ms: secs("alarms.flood_window_s", a.flood_window_s, 60, 86_400)?,
+            self_limiting_ms: secs("alarms.self_limiting_s", a.self_limiting_s, 1, 600)?,
+        };
         let sn = &raw.sentinel;
         let sentinel = SentinelConfig {
             enabled: sn.enabled,
@@ -830,6 +850,7 @@ impl Config {
             scenarios,
             beds,
             alarm_policy,
+            statistics,
             notifications,
             upstream,
             access,

@@ -44,6 +44,9 @@ pub struct StationMetrics {
     pub hl7: BTreeMap<String, u64>,
     /// PCD-01 / PCD-04 destinations: connected, backlog, refused (shown beside the core's).
     pub hl7_links: Vec<crate::hl7_out::LinkStatus>,
+    /// The unit's alarm figures over the last 24 hours (refreshed once a minute; absent
+    /// until the first computation).
+    pub alarm_burden: Option<crate::burden::BurdenMetrics>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -279,11 +282,22 @@ impl StaffHandle {
     }
 }
 
+/// The Unit statistics view: the report and its drawing.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct UnitStatistics {
+    pub report: ward_export::alarm_report::AlarmReport,
+    /// The report page (key figures and charts) as SVG, the same as `wardwatch report`.
+    pub svg: String,
+}
+
 /// Review, exports and the alarm history, read from the database.
 #[derive(Clone)]
 pub struct ReviewHandle {
     pub(crate) cfg: Arc<Config>,
     pub(crate) staff: Arc<Staff>,
+    /// The limit rules in force now (the unit statistics' limit review).
+    pub(crate) alarms: AlarmsHandle,
 }
 
 impl ReviewHandle {
@@ -381,6 +395,26 @@ impl ReviewHandle {
         Ok(path)
     }
 
+    /// The unit's alarm statistics over the last `days` days with the limit review, and the
+    /// report drawn as SVG (clinical staff).
+    pub fn unit_statistics(&self, token: &str, days: u32) -> Result<UnitStatistics, CoreError> {
+        let now = now_ms();
+        self.staff.authorize(token, &Action::UnitStatistics, now)?;
+        let rules = self
+            .alarms
+            .shared
+            .rules
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        let report = crate::burden::report(&self.cfg, &rules, days, now)?;
+        let svg = ward_export::burden_render::render_report(&report, ward_export::Format::Svg)?;
+        Ok(UnitStatistics {
+            svg: String::from_utf8_lossy(&svg.bytes).into_owned(),
+            report,
+        })
+    }
+
     /// The alarm log from the database, newest first (one bed, or the unit).
     pub fn alarm_history(
         &self,
@@ -405,6 +439,7 @@ pub struct LiveHandle {
     pub(crate) patients: Arc<crate::patients::Patients>,
     pub(crate) hl7: crate::hl7::Hl7Counters,
     pub(crate) hl7_links: crate::hl7_out::Links,
+    pub(crate) burden: crate::burden::BurdenSlot,
 }
 
 impl LiveHandle {
@@ -422,6 +457,7 @@ impl LiveHandle {
             sync: self.sync.lock().map(|s| s.clone()).unwrap_or_default(),
             hl7: self.hl7.snapshot(),
             hl7_links: self.hl7_links.lock().map(|l| l.clone()).unwrap_or_default(),
+            alarm_burden: self.burden.lock().ok().and_then(|b| b.clone()),
         }
     }
 

@@ -17,9 +17,11 @@
 //! Layout, read top-down: `station` (start: builds each part and registers its stop),
 //! `lifecycle` (the ordered stop), `handle` (the station handle and its sub-handles),
 //! `alarms` (the alarm driver), `ingest`, `live`, `writer`, `summary` (headless text view),
-//! `error`, `clock`, `census` (who is in which bed: pure decisions). This file only declares and re-exports; no module imports from it.
+//! `error`, `clock`, `census` (who is in which bed: pure decisions), `burden` (the
+//! unit's alarm statistics: the report, the 24 h figures in the metrics). This file only declares and re-exports; no module imports from it.
 
 mod alarms;
+pub mod burden;
 pub mod census;
 mod clock;
 mod error;
@@ -40,7 +42,7 @@ pub use clock::now_ms;
 pub use error::CoreError;
 pub use handle::{
     AdminHandle, AlarmsHandle, LiveHandle, PatientsHandle, ReviewHandle, StaffHandle,
-    StationHandle, StationMetrics, WardSnapshot,
+    StationHandle, StationMetrics, UnitStatistics, WardSnapshot,
 };
 pub use live::{BedView, Connection, FrameCursor};
 pub use station::Station;

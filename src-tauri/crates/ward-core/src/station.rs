@@ -16,7 +16,6 @@ use crate::writer::Writer;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use ward_alarm::LimitRule;
 use ward_config::Config;
 use ward_store::{Record, RecordSink};
 
@@ -73,29 +72,16 @@ fn station_event(cfg: &Config, kind: &str, detail: serde_json::Value) -> ward_st
 /// Each configured bed's limit rules: edited ones from the database, else the defaults of
 /// its patient category.
 fn bed_setups(cfg: &Config) -> Result<Vec<alarms::BedSetup>, CoreError> {
-    let stored: BTreeMap<String, String> = ward_store::Store::open_read_only(&cfg.db_path())?
-        .bed_rules()?
-        .into_iter()
-        .collect();
+    let mut rules = crate::burden::stored_rules(cfg)?;
     Ok(cfg
         .beds
         .iter()
         .map(|b| {
             let id = b.id.to_string();
-            let rules = stored
-                .get(&id)
-                .and_then(|json| match serde_json::from_str::<Vec<LimitRule>>(json) {
-                    Ok(r) if ward_alarm::rules::validate(&r).is_ok() => Some(r),
-                    _ => {
-                        tracing::error!(bed = %id, "stored limits are unreadable; using the category defaults");
-                        None
-                    }
-                })
-                .unwrap_or_else(|| ward_alarm::rules::defaults(b.category));
             alarms::BedSetup {
+                rules: rules.remove(&id).unwrap_or_default(),
                 id,
                 label: b.label.clone(),
-                rules,
                 monitored: b.device.is_some(),
             }
         })
@@ -400,6 +386,7 @@ impl Station {
         };
         let hl7_counters = crate::hl7::Hl7Counters::default();
         let hl7_links = crate::hl7_out::Links::default();
+        let burden = crate::burden::BurdenSlot::default();
         {
             let token = lifecycle.token();
             let adt = match cfg.hl7.adt_listen {
@@ -478,9 +465,30 @@ impl Station {
                     }
                 }
             };
+            // The last 24 hours' alarm figures for the metrics, once a minute.
+            let burden_refresh = {
+                let (slot, t, cfg) = (burden.clone(), token.clone(), cfg.clone());
+                let beds: Vec<String> = cfg.beds.iter().map(|b| b.id.to_string()).collect();
+                async move {
+                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+                    loop {
+                        tokio::select! {
+                            _ = t.cancelled() => break,
+                            _ = tick.tick() => {
+                                let (slot, cfg, beds) = (slot.clone(), cfg.clone(), beds.clone());
+                                let _ = tokio::task::spawn_blocking(move || {
+                                    crate::burden::refresh(&cfg, &beds, &slot, now_ms())
+                                })
+                                .await;
+                            }
+                        }
+                    }
+                }
+            };
             let task = tokio::spawn(async move {
                 tokio::join!(
                     refresh,
+                    burden_refresh,
                     async {
                         if let Some(a) = adt {
                             a.await
@@ -505,6 +513,7 @@ impl Station {
             review: ReviewHandle {
                 cfg: cfg.clone(),
                 staff: staff.clone(),
+                alarms: alarms.clone(),
             },
             live: LiveHandle {
                 cfg: cfg.clone(),
@@ -518,6 +527,7 @@ impl Station {
                 patients: patients.clone(),
                 hl7: hl7_counters,
                 hl7_links,
+                burden,
             },
             patients: crate::handle::PatientsHandle {
                 staff: staff.clone(),

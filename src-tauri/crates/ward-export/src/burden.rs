@@ -155,8 +155,33 @@ pub struct Response {
     pub to_resolve: Spread,
     /// Ended without anyone acknowledging them.
     pub never_acknowledged: u32,
-    /// Every onset-to-acknowledgement time, for the distribution chart.
-    pub ack_ms: Vec<i64>,
+    /// How many acknowledgements fell in each of [`ACK_BUCKETS`] (the distribution).
+    pub ack_histogram: Vec<u32>,
+}
+
+/// Buckets of the time to acknowledge, in seconds: `[lower, upper)`.
+pub const ACK_BUCKETS: [(i64, i64, &str); 6] = [
+    (0, 10, "<10 s"),
+    (10, 30, "10-30 s"),
+    (30, 60, "30-60 s"),
+    (60, 120, "1-2 min"),
+    (120, 300, "2-5 min"),
+    (300, i64::MAX, "≥5 min"),
+];
+
+/// How many of `ack_ms` fall in each of [`ACK_BUCKETS`].
+pub fn ack_histogram(ack_ms: &[i64]) -> Vec<u32> {
+    let mut h = vec![0u32; ACK_BUCKETS.len()];
+    for &a in ack_ms {
+        let s = a.max(0) / 1000;
+        if let Some(i) = ACK_BUCKETS
+            .iter()
+            .position(|(lo, hi, _)| s >= *lo && s < *hi)
+        {
+            h[i] += 1;
+        }
+    }
+    h
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -704,13 +729,13 @@ pub fn compute(
             Response {
                 priority: p.to_string(),
                 alarms: of.len() as u32,
-                to_acknowledge: Spread::of(ack.clone()),
+                ack_histogram: ack_histogram(&ack),
+                to_acknowledge: Spread::of(ack),
                 to_resolve: Spread::of(resolve),
                 never_acknowledged: of
                     .iter()
                     .filter(|e| e.end_ms.is_some() && e.ack_ms.is_none())
                     .count() as u32,
-                ack_ms: ack,
             }
         })
         .collect();
@@ -919,6 +944,11 @@ mod tests {
             }
         );
         assert_eq!(high.never_acknowledged, 2);
+        assert_eq!(
+            high.ack_histogram,
+            vec![0, 0, 0, 1, 0, 0],
+            "60 s is in 1-2 min"
+        );
         let medium = &s.response[1];
         assert_eq!(medium.alarms, 4);
         assert_eq!(
@@ -940,6 +970,7 @@ mod tests {
             }
         );
         assert_eq!(medium.never_acknowledged, 2);
+        assert_eq!(medium.ack_histogram, vec![0, 1, 1, 0, 0, 0]);
         assert_eq!(s.response[2].alarms, 0);
         assert_eq!(s.response[2].to_acknowledge, Spread::default());
     }

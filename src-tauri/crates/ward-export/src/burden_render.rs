@@ -3,6 +3,7 @@
 //! time to acknowledge by priority. The window shows the same SVG.
 
 use crate::alarm_report::AlarmReport;
+use crate::burden::ACK_BUCKETS;
 use crate::error::ExportError;
 use crate::render::{
     err, local, render, Drawing, Format, Rendered, FAMILY, MARK_HIGH, MARK_LOW, MARK_MEDIUM,
@@ -12,31 +13,6 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 pub const BURDEN_SIZE: (u32, u32) = (1600, 1500);
-
-/// Buckets of the time to acknowledge, in seconds: `[lower, upper)`.
-pub const ACK_BUCKETS: [(i64, i64, &str); 6] = [
-    (0, 10, "<10 s"),
-    (10, 30, "10-30 s"),
-    (30, 60, "30-60 s"),
-    (60, 120, "1-2 min"),
-    (120, 300, "2-5 min"),
-    (300, i64::MAX, "≥5 min"),
-];
-
-/// How many of `ack_ms` fall in each of [`ACK_BUCKETS`].
-pub fn ack_histogram(ack_ms: &[i64]) -> [u32; 6] {
-    let mut h = [0u32; 6];
-    for &a in ack_ms {
-        let s = a / 1000;
-        if let Some(i) = ACK_BUCKETS
-            .iter()
-            .position(|(lo, hi, _)| s >= *lo && s < *hi)
-        {
-            h[i] += 1;
-        }
-    }
-    h
-}
 
 pub fn render_report(r: &AlarmReport, format: Format) -> Result<Rendered, ExportError> {
     render(format, BURDEN_SIZE.0, BURDEN_SIZE.1, r)
@@ -215,11 +191,11 @@ fn ack_distribution<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     r: &AlarmReport,
 ) -> Result<(), ExportError> {
-    let hist: Vec<(String, [u32; 6])> = r
+    let hist: Vec<(String, Vec<u32>)> = r
         .stats
         .response
         .iter()
-        .map(|p| (p.priority.clone(), ack_histogram(&p.ack_ms)))
+        .map(|p| (p.priority.clone(), p.ack_histogram.clone()))
         .collect();
     let top = hist
         .iter()

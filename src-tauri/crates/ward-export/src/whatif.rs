@@ -286,3 +286,111 @@ pub fn review(
             .is_some_and(|v| v.iter().any(|t| *t >= from_ms && *t < to_ms)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ward_model::Priority;
+
+    fn spo2_rule(threshold: f64, delay_ms: i64, priority: Priority) -> LimitRule {
+        LimitRule {
+            id: "spo2_low".into(),
+            label: "SpO2 low".into(),
+            code: codes::MDC_PULS_OXIM_SAT_O2,
+            direction: Direction::Low,
+            threshold,
+            priority,
+            hysteresis: 1.0,
+            delay_ms,
+        }
+    }
+
+    /// One value a second: `(seconds, value)` runs.
+    fn values(runs: &[(i64, f64)]) -> Vec<(i64, ReplayEvent)> {
+        let mut t = 0;
+        let mut v = Vec::new();
+        for &(n, x) in runs {
+            for _ in 0..n {
+                v.push((t, ReplayEvent::Value(Some(x))));
+                t += 1000;
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn the_delay_and_the_limit_decide_what_a_dip_raises() {
+        let p = Policy::default();
+        // 15 s at 88 %, later 5 s at 88 %.
+        let ev = values(&[(20, 95.0), (15, 88.0), (20, 95.0), (5, 88.0), (20, 95.0)]);
+        let at = |r: &LimitRule| replay(r, &p, &ev, 0, 1_000_000);
+        let base = at(&spo2_rule(90.0, 10_000, Priority::Medium));
+        assert_eq!(
+            base,
+            vec![(30_000, Some(88.0))],
+            "only the long dip, when its delay has passed"
+        );
+        assert!(at(&spo2_rule(90.0, 20_000, Priority::Medium)).is_empty());
+        assert!(at(&spo2_rule(86.0, 10_000, Priority::Medium)).is_empty());
+        assert_eq!(at(&spo2_rule(90.0, 4_000, Priority::Medium)).len(), 2);
+        // Counted only inside the period.
+        assert!(replay(
+            &spo2_rule(90.0, 10_000, Priority::Medium),
+            &p,
+            &ev,
+            31_000,
+            1_000_000
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn a_latched_alarm_is_one_alarm_until_someone_acknowledges_it() {
+        let p = Policy::default();
+        let rule = spo2_rule(90.0, 5_000, Priority::High);
+        let ev = values(&[(10, 95.0), (10, 85.0), (10, 95.0), (10, 85.0), (10, 95.0)]);
+        assert_eq!(
+            replay(&rule, &p, &ev, 0, 1_000_000).len(),
+            1,
+            "latched, never reset"
+        );
+        // Acknowledged between the dips (the cause had ended: reset), the second is new.
+        let acked = timeline(
+            &ev.iter()
+                .map(|(t, e)| match e {
+                    ReplayEvent::Value(v) => (*t, *v),
+                    _ => unreachable!(),
+                })
+                .collect::<Vec<_>>(),
+            &[(25_000, ReplayEvent::Acknowledged)],
+        );
+        assert_eq!(replay(&rule, &p, &acked, 0, 1_000_000).len(), 2);
+        // A discharge ends it too.
+        let mut discharged = ev.clone();
+        discharged.insert(25, (25_000, ReplayEvent::Monitored(false)));
+        assert_eq!(replay(&rule, &p, &discharged, 0, 1_000_000).len(), 2);
+    }
+
+    #[test]
+    fn alternatives_move_the_limit_outward_and_lengthen_the_delay_within_bounds() {
+        let alts = alternatives(&spo2_rule(90.0, 10_000, Priority::Medium));
+        let names: Vec<&str> = alts.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "limit 90 → 88",
+                "limit 90 → 86",
+                "delay 10 s → 15 s",
+                "delay 10 s → 20 s"
+            ]
+        );
+        let near_max = alternatives(&spo2_rule(90.0, 55_000, Priority::Medium));
+        assert!(near_max
+            .iter()
+            .all(|(_, r)| r.delay_ms <= ward_alarm::rules::MAX_DELAY_MS));
+        let mut hr = spo2_rule(120.0, 5_000, Priority::Medium);
+        hr.code = codes::MDC_ECG_HEART_RATE;
+        hr.direction = Direction::High;
+        assert_eq!(alternatives(&hr)[0].1.threshold, 125.0);
+    }
+}
