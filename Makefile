@@ -18,9 +18,10 @@ APT_BUILD := build-essential pkg-config libwebkit2gtk-4.1-dev libasound2-dev
 # a private D-Bus session bus and monitor (OS notification tests), Mosquitto as the hospital
 # core in the sync tests (started by the tests on a free loopback port, never as a service),
 # openssl for the certificates those tests make, GNOME Keyring and keyutils as the real
-# credential stores of the upstream-password tests.
+# credential stores of the upstream-password tests, sqlite3 for counts made independently
+# of the station (the alarm statistics test).
 APT_TEST := mosquitto-clients xvfb xauth x11-utils webkit2gtk-driver python3-venv \
-  dbus-daemon dbus-bin mosquitto openssl gnome-keyring keyutils
+  dbus-daemon dbus-bin mosquitto openssl gnome-keyring keyutils sqlite3
 # Tests play alarm tones into ALSA's null sink: a working audio device, and silence on a
 # developer's machine. Tests that check the tone capture it with their own configuration.
 TEST_ALSA := $(CURDIR)/tests/fixtures/asound-null.conf

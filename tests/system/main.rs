@@ -25,6 +25,8 @@
 //! - `hl7_out`: PCD-01 and PCD-04 to an MLLP server from PyPI's hl7 package, through a 60 s
 //!   outage and a `kill -9`; a refused message kept for IT
 //! - `open_exports`: FHIR (fhir.resources) and EDF+ (edfio) exports equal to the store
+//! - `burden`: a noisy simulated ward's alarm statistics from `wardwatch report alarms` in
+//!   four formats, equal to sqlite3's count; the limit review's replay equals the live engine
 //! - `sentinel`: the station killed (-9) and hung (SIGSTOP): its sentinel sounds the
 //!   alarm-system-failure signal (captured through ALSA), notifies and logs why; restarts
 
@@ -35,6 +37,7 @@ mod alarms;
 mod audit;
 mod bad_input;
 mod broker;
+mod burden;
 mod cli;
 mod credentials;
 mod docs_examples;

@@ -50,13 +50,13 @@ fn draw<DB: DrawingBackend>(
             u.alarms, u.high, u.medium, u.low, u.physiological, u.technical, pct(u.technical_share), u.device
         ),
         format!(
-            "{} audible = {:.1} per bed per day · {} self-limiting (≤ {} s) · {} floods ({} min) · {} restarts",
+            "{} audible = {:.1} per bed per day · {} self-limiting (≤ {} s) · {} floods ({} in flood) · {} restarts",
             u.audible,
             u.audible_per_bed_day,
             u.self_limiting,
             s.settings.self_limiting_ms / 1000,
             u.floods,
-            u.flood_ms / 60_000,
+            duration(u.flood_ms),
             s.restarts
         ),
         format!(
@@ -102,33 +102,48 @@ fn per_bed_day<DB: DrawingBackend>(
         .x_label_area_size(40)
         .y_label_area_size(70)
         .caption("Audible alarms per bed per day", (FAMILY, 22.0))
-        .build_cartesian_2d((0..n).into_segmented(), 0.0..top)
+        .build_cartesian_2d(0.0..n as f64, 0.0..top)
         .map_err(err)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(n.min(64))
-        .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => beds.get(*i).map(|b| b.bed.clone()).unwrap_or_default(),
-            _ => String::new(),
-        })
+        .x_labels(2 * n.min(64) + 1)
+        .y_labels(6)
+        .x_label_formatter(&|x| centre_label(*x, |i| beds.get(i).map(|b| b.bed.clone())))
         .label_style((FAMILY, 13.0))
         .draw()
         .map_err(err)?;
     chart
         .draw_series(beds.iter().enumerate().map(|(i, b)| {
-            let mut bar = Rectangle::new(
-                [
-                    (SegmentValue::Exact(i), 0.0),
-                    (SegmentValue::Exact(i + 1), b.figures.audible_per_bed_day),
-                ],
+            let x = i as f64;
+            Rectangle::new(
+                [(x + 0.1, 0.0), (x + 0.9, b.figures.audible_per_bed_day)],
                 SERIES.filled(),
-            );
-            bar.set_margin(0, 0, 3, 3);
-            bar
+            )
         }))
         .map_err(err)?;
     Ok(())
+}
+
+/// The label of slot `i` when `x` is its centre (`i + 0.5`), else nothing: categories on a
+/// continuous axis, one label each.
+fn centre_label(x: f64, name: impl Fn(usize) -> Option<String>) -> String {
+    let i = x.floor();
+    if i >= 0.0 && (x - i - 0.5).abs() < 0.01 {
+        name(i as usize).unwrap_or_default()
+    } else {
+        String::new()
+    }
+}
+
+/// 45000 -> "45 s", 5400000 -> "1 h 30 min".
+fn duration(ms: i64) -> String {
+    let s = ms / 1000;
+    match s {
+        s if s < 60 => format!("{s} s"),
+        s if s < 3600 => format!("{} min", s / 60),
+        s => format!("{} h {} min", s / 3600, s / 60 % 60),
+    }
 }
 
 fn flood_timeline<DB: DrawingBackend>(
@@ -156,32 +171,29 @@ fn flood_timeline<DB: DrawingBackend>(
             ),
             (FAMILY, 22.0),
         )
-        .build_cartesian_2d(s.from_ms..s.to_ms, (0..n).into_segmented())
+        .build_cartesian_2d(s.from_ms..s.to_ms, 0.0..n as f64)
         .map_err(err)?;
     chart
         .configure_mesh()
+        .disable_y_mesh()
         .x_labels(8)
         .x_label_formatter(&|ms| local(*ms, fmt))
-        .y_labels(n.min(32))
-        .y_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => beds.get(*i).map(|b| b.to_string()).unwrap_or_default(),
-            _ => String::new(),
-        })
+        .y_labels(2 * n.min(32) + 1)
+        .y_label_formatter(&|y| centre_label(*y, |i| beds.get(i).map(|b| b.to_string())))
         .label_style((FAMILY, 13.0))
         .draw()
         .map_err(err)?;
+    // A flood of minutes in a week would be thinner than a pixel: at least 1/300 of the axis.
+    let min_w = span / 300;
     chart
         .draw_series(s.floods.iter().filter_map(|f| {
-            let i = beds.iter().position(|b| **b == f.bed)?;
-            let mut bar = Rectangle::new(
-                [
-                    (f.start_ms, SegmentValue::Exact(i)),
-                    (f.end_ms.min(s.to_ms), SegmentValue::Exact(i + 1)),
-                ],
+            let i = beds.iter().position(|b| **b == f.bed)? as f64;
+            let end = f.end_ms.max(f.start_ms + min_w).min(s.to_ms);
+            let start = f.start_ms.min(end - min_w);
+            Some(Rectangle::new(
+                [(start, i + 0.15), (end, i + 0.85)],
                 MARK_HIGH.filled(),
-            );
-            bar.set_margin(2, 2, 0, 0);
-            Some(bar)
+            ))
         }))
         .map_err(err)?;
     Ok(())
@@ -249,4 +261,79 @@ fn ack_distribution<DB: DrawingBackend>(
             .map_err(err)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::burden::{compute, BurdenSettings};
+    use ward_store::AlarmLogRow;
+
+    fn raised(t: i64, id: u64, bed: &str, prio: &str) -> AlarmLogRow {
+        AlarmLogRow {
+            t_ms: t,
+            kind: "raised".into(),
+            alarm_id: Some(id),
+            bed: Some(bed.into()),
+            condition: "limit:spo2_low".into(),
+            label: "SpO2 low".into(),
+            priority: Some(prio.into()),
+            value: Some(88.0),
+            limit: Some(90.0),
+            user: None,
+            detail: None,
+            patient: None,
+        }
+    }
+
+    #[test]
+    fn the_report_page_draws_each_chart_in_png_and_svg() {
+        let day = 86_400_000;
+        let t0 = 1_764_000_000_000;
+        // A flood at bed-02 (12 alarms in 6 minutes), acknowledged ones at bed-01.
+        let mut rows: Vec<AlarmLogRow> = (0..12)
+            .map(|i| {
+                raised(
+                    t0 + 3_600_000 + i * 30_000,
+                    i as u64 + 1,
+                    "bed-02",
+                    "medium",
+                )
+            })
+            .collect();
+        rows.push(raised(t0 + 7_200_000, 100, "bed-01", "high"));
+        let mut ack = raised(t0 + 7_245_000, 100, "bed-01", "high");
+        ack.kind = "acknowledged".into();
+        ack.user = Some("ana".into());
+        rows.push(ack);
+        let beds: Vec<String> = (1..=4).map(|i| format!("bed-0{i}")).collect();
+        let report = AlarmReport {
+            station: "4 West".into(),
+            at_ms: t0 + day,
+            stats: compute(
+                &rows,
+                t0,
+                t0 + day,
+                t0 + day,
+                &beds,
+                BurdenSettings::default(),
+            ),
+            reviews: Vec::new(),
+        };
+        assert_eq!(report.stats.unit.floods, 1);
+        let svg = String::from_utf8(render_report(&report, Format::Svg).unwrap().bytes).unwrap();
+        for text in [
+            "Alarm burden · 4 West",
+            "Audible alarms per bed per day",
+            "Floods (≥ 10 alarms",
+            "Time to acknowledge",
+            "bed-04",
+            "30-60 s",
+        ] {
+            assert!(svg.contains(text), "{text}");
+        }
+        let png = render_report(&report, Format::Png).unwrap();
+        assert_eq!((png.width, png.height), BURDEN_SIZE);
+        crate::render::tests::keep_artifact("alarm-report-sample.png", &png.bytes);
+    }
 }

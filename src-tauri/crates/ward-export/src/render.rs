@@ -985,7 +985,7 @@ pub(crate) mod tests {
 
     /// Keeps a sample export in the workspace's test-artifacts/ (beside the window test's
     /// screenshots), or in $WARDWATCH_ARTIFACTS, for people to look at.
-    fn keep_artifact(name: &str, bytes: &[u8]) {
+    pub(crate) fn keep_artifact(name: &str, bytes: &[u8]) {
         let dir = std::env::var_os("WARDWATCH_ARTIFACTS")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| {

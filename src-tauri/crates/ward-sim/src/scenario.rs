@@ -5,6 +5,7 @@
 //! bed 5 heart rate to 140 at 10 s
 //! bed 2 goes silent at 20 s
 //! bed 4 pleth stops at 5 s
+//! bed 6 spo2 wavers around 89 % at 0 s
 //! ```
 //!
 //! "goes silent" is a monitor that dies (no more messages, its will is published); "<ecg |
@@ -12,18 +13,33 @@
 //! sending the rest.
 //!
 //! Changes ramp over [`RAMP_S`] seconds from the bed's baseline, as a real desaturation does.
+//! "wavers around" is the noisy patient of alarm-burden studies: SpO2 swings
+//! ±[`WAVER_AMPLITUDE`] % around the value every [`WAVER_PERIOD_S`] seconds, so a limit near
+//! it alarms again and again.
 
 use crate::SimError;
 use ward_model::codes::TraceKind;
 
 pub const RAMP_S: f64 = 10.0;
+pub const WAVER_PERIOD_S: f64 = 20.0;
+pub const WAVER_AMPLITUDE: f64 = 4.0;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ScenarioKind {
-    Desaturate { to_percent: f64 },
-    HeartRate { to_bpm: f64 },
+    Desaturate {
+        to_percent: f64,
+    },
+    /// SpO2 swings around `around` (a noisy patient).
+    Waver {
+        around: f64,
+    },
+    HeartRate {
+        to_bpm: f64,
+    },
     Silent,
-    ChannelStops { kind: TraceKind },
+    ChannelStops {
+        kind: TraceKind,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -88,12 +104,19 @@ impl Scenario {
                     }
                     ScenarioKind::HeartRate { to_bpm }
                 }
+                ["spo2", "wavers", "around", v, ..] => {
+                    let around = num(v, "SpO2")?;
+                    if !(60.0..=96.0).contains(&around) {
+                        return Err(fail("SpO2 to waver around must be within 60..=96 %"));
+                    }
+                    ScenarioKind::Waver { around }
+                }
                 ["goes", "silent"] => ScenarioKind::Silent,
                 ["ecg", "stops"] => ScenarioKind::ChannelStops { kind: TraceKind::Ecg },
                 ["pleth", "stops"] => ScenarioKind::ChannelStops { kind: TraceKind::Pleth },
                 ["resp", "stops"] => ScenarioKind::ChannelStops { kind: TraceKind::Resp },
                 _ => return Err(fail(
-                    "expected \"desaturates to <x> %\", \"heart rate to <x>\", \"goes silent\" or \"<ecg|pleth|resp> stops\"",
+                    "expected \"desaturates to <x> %\", \"heart rate to <x>\", \"spo2 wavers around <x> %\", \"goes silent\" or \"<ecg|pleth|resp> stops\"",
                 )),
             };
         Ok(Self { bed, at_s, kind })
@@ -120,6 +143,13 @@ mod tests {
                 .kind,
             ScenarioKind::HeartRate { to_bpm: 140.0 }
         );
+        assert_eq!(
+            Scenario::parse("bed 6 SpO2 wavers around 89 % at 0 s")
+                .unwrap()
+                .kind,
+            ScenarioKind::Waver { around: 89.0 }
+        );
+        assert!(Scenario::parse("bed 6 spo2 wavers around 40 % at 0 s").is_err());
         assert_eq!(
             Scenario::parse("bed 2 goes silent at 20 s").unwrap().kind,
             ScenarioKind::Silent

@@ -2,7 +2,7 @@
 //! sample count per channel, so a packet always carries exactly the samples due and packets
 //! join without gaps, whatever the scheduler's jitter.
 
-use crate::scenario::{Scenario, ScenarioKind, RAMP_S};
+use crate::scenario::{Scenario, ScenarioKind, RAMP_S, WAVER_AMPLITUDE, WAVER_PERIOD_S};
 use std::f64::consts::TAU;
 use ward_model::codes::*;
 use ward_model::{Observation, WavePacket};
@@ -53,6 +53,10 @@ impl Course {
             .iter()
             .fold(self.spo2_0, |v, s| match s.kind {
                 ScenarioKind::Desaturate { to_percent } => ramp(v, to_percent, s.at_s, t_s),
+                ScenarioKind::Waver { around } if t_s >= s.at_s => {
+                    let phase = (t_s - s.at_s) / WAVER_PERIOD_S * std::f64::consts::TAU;
+                    around + WAVER_AMPLITUDE * phase.sin()
+                }
                 _ => v,
             })
     }
