@@ -57,6 +57,7 @@ def station_config(tmp_path):
 USERS = [
     ("nurse.e2e", "nurse", "nurse-e2e-pass\n2580\n"),
     ("charge.e2e", "charge_nurse", "charge-e2e-pass\n1357\n"),
+    ("viewer.e2e", "viewer", "viewer-e2e-pass\n4680\n"),
 ]
 
 
@@ -396,3 +397,66 @@ def test_the_adt_feed_and_the_charge_nurse_put_patients_on_the_tiles(xvfb, stati
     assert trail == [("patient.admitted", "adt:EPIC", "bed-03"), ("patient.admitted", "charge.e2e", "bed-04")], trail
     limits = db.execute("SELECT user FROM alarm_log WHERE bed = 'bed-04' AND kind = 'limits_changed'").fetchall()
     assert ("charge.e2e",) in limits, limits
+
+
+def test_unit_statistics_for_the_charge_nurse_and_what_a_nurse_and_a_viewer_see(xvfb, station_config):
+    """Unit statistics in the real window: a viewer is refused, a nurse sees the figures and
+    the limit review without Apply, the charge nurse applies a suggestion (the audited
+    limit change)."""
+    cfg, data = station_config
+    text = cfg.read_text().replace(
+        'scenarios = ["bed 2 desaturates to 76 % at 2 s"]',
+        'scenarios = ["bed 2 desaturates to 76 % at 2 s", "bed 1 spo2 wavers around 88 % at 0 s"]',
+    )
+    cfg.write_text(text)
+    db_path = data / "wardwatch.sqlite"
+
+    def raised(bed, cond):
+        if not db_path.exists():
+            return 0
+        with sqlite3.connect(db_path) as db:
+            return db.execute(
+                "SELECT COUNT(*) FROM alarm_log WHERE bed = ? AND condition = ? AND kind = 'raised'", (bed, cond)
+            ).fetchone()[0]
+
+    with station_window(APP, xvfb, cfg, cfg.parent / "tauri-driver.log") as drv:
+        wait_until("an SpO2 alarm at bed 1", 90, lambda: raised("bed-01", "limit:spo2_low") >= 1)
+        sign_in(drv, "viewer.e2e", "viewer-e2e-pass")
+        click(drv, "unit-stats")
+        wait_until("the viewer's refusal", 20, lambda: "view-only" in (text_of(drv, "stats-refusal") or ""))
+        click(drv, "stats-close")
+        click(drv, "signout")
+
+        sign_in(drv, "nurse.e2e", "nurse-e2e-pass")
+        click(drv, "unit-stats")
+        wait_until("the report for the nurse", 30, lambda: drv.find_elements(By.CSS_SELECTOR, '[data-testid="review-bed-01-spo2_low"]'))
+        beds = drv.find_element(By.CSS_SELECTOR, '[data-testid="stats-beds"]').text
+        assert "bed-01" in beds and "bed-04" in beds, beds
+        assert not drv.find_elements(By.CSS_SELECTOR, '[data-testid^="apply-"]'), "a nurse cannot change limits"
+        assert "Limits are changed by a charge nurse" in drv.find_element(By.CSS_SELECTOR, '[data-testid="stats-reviews"]').text
+        click(drv, "stats-close")
+        click(drv, "signout")
+
+        sign_in(drv, "charge.e2e", "charge-e2e-pass")
+        click(drv, "unit-stats")
+        wait_until("the Apply buttons", 30, lambda: drv.find_elements(By.CSS_SELECTOR, '[data-testid^="apply-bed-01-spo2_low-"]'))
+        # The report page (an SVG image) has loaded and is drawn.
+        wait_until("the report image", 20, lambda: drv.execute_script(
+            "const i = document.querySelector('[data-testid=\"stats-report\"]'); return i !== null && i.complete && i.naturalWidth > 0;"))
+        title = text_of(drv, "stats-title")
+        assert title == "Unit statistics — last 24 hours", title
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert drv.save_screenshot(str(ARTIFACTS / "e2e-unit-statistics.png"))
+        # The review's rows against the log: the unchanged rule replays the live count.
+        review = drv.find_element(By.CSS_SELECTOR, '[data-testid="stats-reviews"]').text
+        assert "SpO2 low < 90 for 10 s" in review, review
+        # Only changes that would have alarmed less are offered; apply the first one.
+        apply = drv.find_elements(By.CSS_SELECTOR, '[data-testid^="apply-bed-01-spo2_low-"]')[0]
+        change = apply.find_element(By.XPATH, "../../td[1]").text
+        apply.click()
+        wait_until("the applied notice", 20, lambda: (text_of(drv, "notice") or "") == f"bed-01: SpO2 low {change} applied")
+    with sqlite3.connect(db_path) as db:
+        changed = db.execute(
+            "SELECT user, detail FROM alarm_log WHERE bed = 'bed-01' AND kind = 'limits_changed' ORDER BY id DESC"
+        ).fetchone()
+    assert changed is not None and changed[0] == "charge.e2e" and "spo2_low<" in changed[1], changed

@@ -14,7 +14,6 @@ import { notice } from "./notice";
 import { openSessionDialog } from "./session";
 
 let days = 1;
-let svgUrl: string | null = null;
 
 function table(head: string[], rows: (string | HTMLElement)[][], id: string): HTMLElement {
   const t = testid(el("table", ""), id);
@@ -57,10 +56,10 @@ export async function openStats(d: number = days): Promise<void> {
 function render(u: UnitStatistics): void {
   const s = u.report.stats;
   const body = must<HTMLElement>("stats-body");
-  if (svgUrl !== null) URL.revokeObjectURL(svgUrl);
-  svgUrl = URL.createObjectURL(new Blob([u.svg], { type: "image/svg+xml" }));
+  // A data: URL, which the window's content security policy allows for images (blob: it
+  // does not); an <img> also keeps the SVG's own markup out of the page.
   const img = testid(el("img", "stats-report"), "stats-report") as HTMLImageElement;
-  img.src = svgUrl;
+  img.src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(u.svg)}`;
   img.alt = "Alarm burden report: key figures, audible alarms per bed per day, floods, time to acknowledge";
   const beds = table(
     ["Bed", "Alarms", "Audible / day", "High", "Medium", "Low", "Technical", "Self-limiting", "Floods", "Audio paused", "Alarm paused"],
@@ -81,8 +80,11 @@ function render(u: UnitStatistics): void {
     "stats-conditions",
   );
   const causes = s.technical_causes.length === 0 ? "none" : s.technical_causes.map((c) => `${c.cause} ${c.alarms}`).join(" · ");
-  body.replaceChildren(
-    img,
+  // Two columns on a station screen: the report page beside the tables and the review.
+  const side = el("div", "stats-side");
+  side.append(
+    el("h3", "", "Limit review"),
+    reviews(u.report.reviews),
     el("h3", "", "By bed"),
     beds,
     el("h3", "", "Response times by priority (at onset)"),
@@ -90,9 +92,8 @@ function render(u: UnitStatistics): void {
     el("h3", "", "Most frequent conditions"),
     conditions,
     el("p", "", `Technical alarms by cause: ${causes}`),
-    el("h3", "", "Limit review"),
-    reviews(u.report.reviews),
   );
+  body.replaceChildren(img, side);
 }
 
 function reviews(list: LimitReview[]): HTMLElement {
