@@ -222,8 +222,11 @@ async fn pcd01_and_pcd04_reach_the_hospital_through_a_60_s_outage_in_order_with_
         .find(|o| o["name"] == "MDC_PULS_OXIM_SAT_O2")
         .unwrap();
     assert_eq!(spo2["unit"], "262688");
-    // The value sent is one the simulator sent and the station stored for bed 1.
-    let stored: Vec<f64> = {
+    // The value sent is one the simulator sent and the station stored for bed 1. PCD-01
+    // takes the live numeric, and the store writes in batches: wait for the row, do not
+    // read once (CI failed on a value sent a moment before its batch was written).
+    let sent: f64 = hr["value"].as_str().unwrap().parse().unwrap();
+    let stored = || -> Vec<f64> {
         let c = rusqlite::Connection::open(&db).unwrap();
         let mut s = c
             .prepare("SELECT value FROM vitals WHERE bed = 'bed-01' AND code = 147842")
@@ -233,8 +236,11 @@ async fn pcd01_and_pcd04_reach_the_hospital_through_a_60_s_outage_in_order_with_
             .map(Result::unwrap)
             .collect()
     };
-    let sent: f64 = hr["value"].as_str().unwrap().parse().unwrap();
-    assert!(stored.contains(&sent), "{sent} not among stored {stored:?}");
+    wait_for(
+        "the sent heart rate among the stored",
+        Duration::from_secs(20),
+        || stored().contains(&sent).then_some(()),
+    );
     wait_for(
         "the alarm manager's heartbeat",
         Duration::from_secs(20),
