@@ -157,96 +157,32 @@ pub fn to_csv(r: &AlarmReport) -> String {
     let opt = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_default();
     for c in &s.per_condition {
         let bed = c.bed.as_deref().unwrap_or("station");
-        line("condition", bed, &c.condition, "label", c.label.clone());
-        line(
-            "condition",
-            bed,
-            &c.condition,
-            "alarms",
-            c.alarms.to_string(),
-        );
-        line(
-            "condition",
-            bed,
-            &c.condition,
-            "audible",
-            c.audible.to_string(),
-        );
-        line(
-            "condition",
-            bed,
-            &c.condition,
-            "self_limiting",
-            c.self_limiting.to_string(),
-        );
-        line(
-            "condition",
-            bed,
-            &c.condition,
-            "median_ack_ms",
-            opt(c.median_ack_ms),
-        );
+        for (name, v) in [
+            ("label", c.label.clone()),
+            ("alarms", c.alarms.to_string()),
+            ("audible", c.audible.to_string()),
+            ("self_limiting", c.self_limiting.to_string()),
+            ("median_ack_ms", opt(c.median_ack_ms)),
+        ] {
+            line("condition", bed, &c.condition, name, v);
+        }
     }
     for p in &s.response {
-        let pr = p.priority.as_str();
-        line("response", "", pr, "alarms", p.alarms.to_string());
-        line(
-            "response",
-            "",
-            pr,
-            "acknowledged",
-            p.to_acknowledge.n.to_string(),
-        );
-        line(
-            "response",
-            "",
-            pr,
-            "ack_p50_ms",
-            opt(p.to_acknowledge.p50_ms),
-        );
-        line(
-            "response",
-            "",
-            pr,
-            "ack_p90_ms",
-            opt(p.to_acknowledge.p90_ms),
-        );
-        line(
-            "response",
-            "",
-            pr,
-            "ack_max_ms",
-            opt(p.to_acknowledge.max_ms),
-        );
-        line("response", "", pr, "resolved", p.to_resolve.n.to_string());
-        line(
-            "response",
-            "",
-            pr,
-            "resolve_p50_ms",
-            opt(p.to_resolve.p50_ms),
-        );
-        line(
-            "response",
-            "",
-            pr,
-            "resolve_p90_ms",
-            opt(p.to_resolve.p90_ms),
-        );
-        line(
-            "response",
-            "",
-            pr,
-            "resolve_max_ms",
-            opt(p.to_resolve.max_ms),
-        );
-        line(
-            "response",
-            "",
-            pr,
-            "never_acknowledged",
-            p.never_acknowledged.to_string(),
-        );
+        let (a, r) = (&p.to_acknowledge, &p.to_resolve);
+        for (name, v) in [
+            ("alarms", p.alarms.to_string()),
+            ("acknowledged", a.n.to_string()),
+            ("ack_p50_ms", opt(a.p50_ms)),
+            ("ack_p90_ms", opt(a.p90_ms)),
+            ("ack_max_ms", opt(a.max_ms)),
+            ("resolved", r.n.to_string()),
+            ("resolve_p50_ms", opt(r.p50_ms)),
+            ("resolve_p90_ms", opt(r.p90_ms)),
+            ("resolve_max_ms", opt(r.max_ms)),
+            ("never_acknowledged", p.never_acknowledged.to_string()),
+        ] {
+            line("response", "", &p.priority, name, v);
+        }
     }
     for f in &s.floods {
         let span = format!("{}-{}", f.start_ms, f.end_ms);
@@ -256,51 +192,22 @@ pub fn to_csv(r: &AlarmReport) -> String {
         line("cause", "", &c.cause, "alarms", c.alarms.to_string());
     }
     for d in &s.per_bed_day {
-        line(
-            "bed_day",
-            &d.bed,
-            &d.day.to_string(),
-            "audible",
-            d.audible.to_string(),
-        );
+        let day = d.day.to_string();
+        line("bed_day", &d.bed, &day, "audible", d.audible.to_string());
     }
     for rv in &r.reviews {
-        line(
-            "review",
-            &rv.bed,
-            &rv.condition,
-            "threshold",
-            rv.rule.threshold.to_string(),
-        );
-        line(
-            "review",
-            &rv.bed,
-            &rv.condition,
-            "delay_ms",
-            rv.rule.delay_ms.to_string(),
-        );
-        line(
-            "review",
-            &rv.bed,
-            &rv.condition,
-            "live_alarms",
-            rv.live_alarms.to_string(),
-        );
-        line(
-            "review",
-            &rv.bed,
-            &rv.condition,
-            "replayed_alarms",
-            rv.replayed_alarms.to_string(),
-        );
-        for a in &rv.alternatives {
-            line(
-                "review",
-                &rv.bed,
-                &rv.condition,
-                &a.change,
-                a.alarms.to_string(),
-            );
+        let fixed = [
+            ("threshold", rv.rule.threshold.to_string()),
+            ("delay_ms", rv.rule.delay_ms.to_string()),
+            ("live_alarms", rv.live_alarms.to_string()),
+            ("replayed_alarms", rv.replayed_alarms.to_string()),
+        ];
+        let alternatives = rv
+            .alternatives
+            .iter()
+            .map(|a| (a.change.as_str(), a.alarms.to_string()));
+        for (name, v) in fixed.into_iter().chain(alternatives) {
+            line("review", &rv.bed, &rv.condition, name, v);
         }
     }
     out

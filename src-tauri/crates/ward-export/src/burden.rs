@@ -644,7 +644,10 @@ pub fn compute(
         let mut onsets: Vec<i64> = reading
             .episodes
             .iter()
-            .filter(|e| e.bed.as_deref() == Some(bed) && e.onset_ms < to_ms)
+            // (`i64::MIN` is a restored alarm whose onset is older than the rows read.)
+            .filter(|e| {
+                e.bed.as_deref() == Some(bed) && e.onset_ms > i64::MIN && e.onset_ms < to_ms
+            })
             .map(|e| e.onset_ms)
             .collect();
         onsets.sort_unstable();
@@ -1095,6 +1098,17 @@ mod tests {
         );
         // The acknowledgement made before the cause ended: not self-limiting.
         assert_eq!(s.unit.self_limiting, 0);
+
+        // An alarm restored from before the rows read (its raise is older than the log
+        // read) is not counted here, and its end is not taken for another's.
+        let mut older = rows.clone();
+        older.push(detail(
+            row(80_000, "restored", 10, b, "limit:hr_low", "medium"),
+            "alarm 3 before the restart, raised at 5",
+        ));
+        older.push(row(90_000, "ended", 10, b, "limit:hr_low", "medium"));
+        let s = compute(&older, 0, DAY, DAY, &beds(), BurdenSettings::default());
+        assert_eq!((s.unit.alarms, s.response[1].alarms), (1, 0));
     }
 
     #[test]
@@ -1145,6 +1159,10 @@ mod tests {
         let s = compute(&rows, 0, DAY, DAY, &beds(), BurdenSettings::default());
         assert_eq!(s.unit.floods, 1);
         assert_eq!(s.floods[0].start_ms, DAY - 300_000 + 180_000);
+        // It ends when the first onset leaves the window, after the period's end.
+        assert_eq!(s.floods[0].end_ms, DAY + 300_000);
+        assert_eq!((s.unit.flood_ms, s.floods[0].alarms), (420_000, 10));
+        assert_eq!(s.per_bed[0].figures.flood_ms, 420_000);
         assert_eq!(s.per_bed[0].figures.floods, 1);
         assert_eq!(s.per_bed[1].figures.floods, 0);
         let next = compute(
