@@ -406,7 +406,7 @@ def test_unit_statistics_for_the_charge_nurse_and_what_a_nurse_and_a_viewer_see(
     cfg, data = station_config
     text = cfg.read_text().replace(
         'scenarios = ["bed 2 desaturates to 76 % at 2 s"]',
-        'scenarios = ["bed 2 desaturates to 76 % at 2 s", "bed 1 spo2 wavers around 88 % at 0 s"]',
+        'scenarios = ["bed 2 desaturates to 76 % at 2 s", "bed 1 spo2 wavers around 87 % at 0 s"]',
     )
     cfg.write_text(text)
     db_path = data / "wardwatch.sqlite"

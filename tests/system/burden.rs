@@ -17,9 +17,12 @@ fn ward_config(dir: &Path, data: Option<&Path>) -> std::path::PathBuf {
     if let Some(d) = data {
         text += &format!("[station]\ndata_dir = {:?}\n", d.display().to_string());
     } else {
-        // bed 1 is the noisy patient; bed 2 desaturates and stays down (a latched HIGH
+        // bed 1 is the noisy patient: 83-91 % every 20 s, below 90 for about 14 s of each
+        // swing (4 s more than the SpO2 low delay, so the live engine and the replay agree
+        // even when a loaded machine delays messages), above 91 long enough to end each
+        // alarm. Bed 2 desaturates and stays down (a latched HIGH
         // alarm nobody acknowledges); bed 3's heart rate climbs; bed 4's monitor dies.
-        text += "[sim]\nbeds = 4\nscenarios = [\"bed 1 spo2 wavers around 88 % at 0 s\", \
+        text += "[sim]\nbeds = 4\nscenarios = [\"bed 1 spo2 wavers around 87 % at 0 s\", \
                  \"bed 2 desaturates to 76 % at 5 s\", \"bed 3 heart rate to 135 at 5 s\", \
                  \"bed 4 goes silent at 40 s\"]\n[store]\nbatch_ms = 50\n";
     }
