@@ -27,6 +27,7 @@
 //! - `open_exports`: FHIR (fhir.resources) and EDF+ (edfio) exports equal to the store
 //! - `burden`: a noisy simulated ward's alarm statistics from `wardwatch report alarms` in
 //!   four formats, equal to sqlite3's count; the limit review's replay equals the live engine
+//! - `faults`: a damaged database moved aside, replaced and alarmed at start; `store salvage`
 //! - `sentinel`: the station killed (-9) and hung (SIGSTOP): its sentinel sounds the
 //!   alarm-system-failure signal (captured through ALSA), notifies and logs why; restarts
 
@@ -41,6 +42,7 @@ mod burden;
 mod cli;
 mod credentials;
 mod docs_examples;
+mod faults;
 mod hl7_out;
 mod ingest;
 mod open_exports;

@@ -38,6 +38,10 @@ pub enum Technical {
     /// The device sends "value not available" for a measure (sensor off, probe off).
     NoValue(u32),
     StorageFailing,
+    /// A database was found damaged at start-up, moved aside and replaced by a new one
+    /// (the log's detail names the file kept). Active for the whole run: the history before
+    /// it is only in the old file until `wardwatch store salvage` copies it back.
+    DatabaseReplaced,
     AudioUnavailable,
     UiHeartbeatMissing,
     SelfCheckFailed,
@@ -55,6 +59,7 @@ impl Technical {
                 None => format!("Code {code}: no value"),
             },
             Technical::StorageFailing => "Station storage failing".into(),
+            Technical::DatabaseReplaced => "Station database damaged: a new one was started".into(),
             Technical::AudioUnavailable => "Alarm audio unavailable".into(),
             Technical::UiHeartbeatMissing => "Display not responding".into(),
             Technical::SelfCheckFailed => "Alarm system self-check failed".into(),

@@ -81,6 +81,10 @@ enum Command {
     /// Printable ECG strips and trend reports (PNG or SVG) from the station's database.
     #[command(subcommand)]
     Export(exports::ExportCommand),
+    /// The station database: `store salvage` copies what can be read from a damaged one
+    /// (moved aside at start-up) into the current one.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Reports over the station's database: `report alarms` (the unit's alarm burden).
     #[command(subcommand)]
     Report(report_cmd::ReportCommand),
@@ -92,6 +96,21 @@ enum Command {
     /// starts it), and confirming its signal.
     #[command(subcommand)]
     Sentinel(sentinel::SentinelCommand),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy users, assignments, admissions, limits, the alarm log, the audit trail (as far as
+    /// its hash chain verifies, kept beside the new chain) and the readable part of the ring
+    /// buffer from a damaged database into the station's database. Once per file. Works while
+    /// the station runs (its writer waits for the copy).
+    Salvage {
+        #[arg(long, env = "WARDWATCH_CONFIG")]
+        config: Option<PathBuf>,
+        /// The damaged file, as the station moved it aside (wardwatch.sqlite.damaged-...).
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -359,6 +378,44 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
         Command::Credentials(c) => accounts::credentials(c),
         Command::Export(c) => exports::export(c),
         Command::Report(c) => report_cmd::command(c),
+        Command::Store(StoreCommand::Salvage { config, from }) => {
+            anyhow::ensure!(from.exists(), "{} does not exist", from.display());
+            let cfg = ward_core::Config::load(config.as_deref(), toml::Table::new())?;
+            let db = cfg.db_path();
+            anyhow::ensure!(
+                std::fs::canonicalize(&from).ok() != std::fs::canonicalize(&db).ok(),
+                "{} is the station's own database; salvage copies from the damaged file it moved aside",
+                from.display()
+            );
+            let mut store = ward_store::Store::open(&db)?;
+            let r = store.salvage_from(&from, ward_core::now_ms())?;
+            for t in &r.tables {
+                match &t.error {
+                    Some(e) => println!("{:<16} not read: {e}", t.table),
+                    None => println!(
+                        "{:<16} {} rows copied, {} unreadable",
+                        t.table, t.copied, t.unreadable
+                    ),
+                }
+            }
+            println!(
+                "audit            {} events copied with their chain verified{}",
+                r.audit_verified,
+                r.audit_stopped
+                    .as_deref()
+                    .map(|s| format!("; stopped: {s}"))
+                    .unwrap_or_default()
+            );
+            store.write_batch(&[ward_store::Record::Audit(ward_store::AuditEvent {
+                origin: cfg.station_id.clone(),
+                t_ms: ward_core::now_ms(),
+                actor: accounts::console_actor(),
+                kind: "store.salvaged".into(),
+                bed: None,
+                detail: serde_json::to_string(&r)?,
+            })])?;
+            Ok(())
+        }
         Command::StoreStats { db } => {
             let s = ward_store::Store::open_read_only(&db)?;
             let c = s.counts()?;

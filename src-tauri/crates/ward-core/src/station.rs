@@ -153,12 +153,51 @@ fn with_admitted_devices(mut cfg: Config) -> Result<Config, CoreError> {
     Ok(cfg)
 }
 
+/// A database found damaged at start-up and moved aside: which, where it is now, and why.
+struct Replaced {
+    what: &'static str,
+    kept_at: std::path::PathBuf,
+    reason: String,
+}
+
+/// Checks the station's and the broker's databases before anything opens them. A damaged
+/// one is moved aside (renamed with the time, never deleted) so the station starts on a new
+/// file and monitors at once; the HIGH technical alarm and the audit trail say where the old
+/// file is. A file that cannot even be renamed stops the start with the reason.
+fn guard_databases(cfg: &Config) -> Result<Vec<Replaced>, CoreError> {
+    let mut out = Vec::new();
+    let files = [
+        ("station database", Some(cfg.db_path())),
+        ("broker store", cfg.broker.store.clone()),
+    ];
+    for (what, path) in files {
+        let Some(path) = path else { continue };
+        if let ward_store::salvage::Health::Damaged(reason) = ward_store::salvage::check(&path) {
+            let kept_at = ward_store::salvage::move_aside(&path, now_ms()).map_err(|e| {
+                CoreError::Start(format!(
+                    "the {what} {} is damaged ({reason}) and cannot be moved aside: {e}",
+                    path.display()
+                ))
+            })?;
+            tracing::error!(%what, damaged = %path.display(), kept_at = %kept_at.display(), %reason,
+                "damaged database moved aside; starting on a new one");
+            out.push(Replaced {
+                what,
+                kept_at,
+                reason,
+            });
+        }
+    }
+    Ok(out)
+}
+
 impl Station {
     pub async fn start(cfg: Config) -> Result<StationHandle, CoreError> {
         std::fs::create_dir_all(&cfg.data_dir).map_err(|source| CoreError::DataDir {
             path: cfg.data_dir.display().to_string(),
             source,
         })?;
+        let replaced = guard_databases(&cfg)?;
         let mut lifecycle = Lifecycle::new();
         let writer = Arc::new(Writer::start(
             cfg.db_path(),
@@ -196,6 +235,36 @@ impl Station {
             "station.start",
             serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "config": cfg.source }),
         )));
+        // One alarm (one condition), naming every file replaced.
+        let mut details = Vec::new();
+        for r in &replaced {
+            let after = if r.what == "station database" {
+                format!(
+                    "`wardwatch store salvage --from {}` copies back what can be read",
+                    r.kept_at.display()
+                )
+            } else {
+                "its sessions and queued messages stay in the old file; devices reconnect".into()
+            };
+            details.push(format!(
+                "the {} was damaged ({}); kept at {}; a new one was started; {after}",
+                r.what,
+                r.reason,
+                r.kept_at.display(),
+            ));
+            let _ = alarm_tx.send(Input::Audit(station_event(
+                &cfg,
+                "store.damaged",
+                serde_json::json!({ "what": r.what, "kept_at": r.kept_at.display().to_string(), "reason": r.reason }),
+            )));
+        }
+        if !details.is_empty() {
+            let _ = alarm_tx.send(Input::Technical {
+                t: ward_alarm::Technical::DatabaseReplaced,
+                active: true,
+                detail: details.join(" | "),
+            });
+        }
         let staff = Arc::new(ward_access::Staff::start(
             cfg.access.clone(),
             cfg.db_path(),

@@ -22,6 +22,7 @@ pub mod chunker;
 pub mod hl7;
 mod retention;
 mod review;
+pub mod salvage;
 mod schema;
 
 pub use audit::{AuditEvent, AuditRow, Verification};
@@ -48,6 +49,9 @@ pub enum StoreError {
     },
     #[error("SQLite: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// Salvaging a damaged database could not start (or was already done).
+    #[error("salvage: {0}")]
+    Salvage(String),
 }
 
 /// Where a part of the station hands records to be written, in order. The station gives
@@ -289,6 +293,16 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(5))?;
         schema::migrate(&conn, path)?;
         Ok(Self { conn })
+    }
+
+    /// Copies what can be read from the damaged database `source` into this one (see
+    /// [`salvage`]); once per source file.
+    pub fn salvage_from(
+        &mut self,
+        source: &Path,
+        t_ms: i64,
+    ) -> Result<salvage::SalvageReport, StoreError> {
+        salvage::salvage(source, &mut self.conn, t_ms)
     }
 
     /// Opens an existing database read-only (review, tests, the CLI).

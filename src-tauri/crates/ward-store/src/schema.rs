@@ -184,6 +184,27 @@ const MIGRATIONS: &[&str] = &[
         name  TEXT    PRIMARY KEY,
         value INTEGER NOT NULL
      );",
+    // 10: what `wardwatch store salvage` recovered from a damaged database. Its audit events
+    // keep their own hash chain (verified up to the damage) beside this database's, which
+    // they cannot join; `salvages` names each file salvaged, so none is taken twice.
+    "CREATE TABLE audit_salvaged (
+        source    TEXT    NOT NULL,
+        seq       INTEGER NOT NULL,
+        event_id  TEXT    NOT NULL,
+        t_ms      INTEGER NOT NULL,
+        actor     TEXT    NOT NULL,
+        kind      TEXT    NOT NULL,
+        bed       TEXT,
+        detail    TEXT    NOT NULL,
+        prev_hash TEXT    NOT NULL,
+        hash      TEXT    NOT NULL,
+        PRIMARY KEY (source, seq)
+     );
+     CREATE TABLE salvages (
+        source  TEXT    PRIMARY KEY,
+        t_ms    INTEGER NOT NULL,
+        summary TEXT    NOT NULL
+     );",
 ];
 
 pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {

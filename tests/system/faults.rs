@@ -1,0 +1,210 @@
+//! Faults a ward will meet (issue 20). The damaged-database drill: a station database with
+//! bytes overwritten in its middle and a broker store with a ruined header are found at the
+//! next start, moved aside (never deleted), replaced, and said in a HIGH technical alarm while
+//! the station monitors on; `wardwatch store salvage` then copies the users, the alarm log
+//! and the audit chain (as far as it verifies) back from the damaged file.
+
+use crate::support::*;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+fn sqlite(db: &Path, sql: &str) -> String {
+    let out = Command::new("sqlite3")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("sqlite3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn overwrite(path: &Path, at: u64, len: usize) {
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.write_all(&vec![0xA5; len]).unwrap();
+}
+
+fn damaged_files(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with(&format!("{name}.damaged-"))
+                && !n.ends_with("-wal")
+                && !n.ends_with("-shm")
+        })
+        .collect()
+}
+
+#[test]
+fn a_damaged_database_is_moved_aside_replaced_alarmed_and_salvaged() {
+    let work = tempfile::tempdir().unwrap();
+    let cfg = work.path().join("ward.toml");
+    std::fs::write(
+        &cfg,
+        "[sim]\nbeds = 2\nscenarios = [\"bed 2 desaturates to 76 % at 1 s\"]\n[store]\nbatch_ms = 50\n\
+         [[beds]]\nid = \"bed-01\"\nlabel = \"Bed 1\"\ndevice = \"sim-01\"\n\
+         [[beds]]\nid = \"bed-02\"\nlabel = \"Bed 2\"\ndevice = \"sim-02\"\n",
+    )
+    .unwrap();
+    let st = Headless::start(&["--config", cfg.to_str().unwrap()]);
+    let console = st.console_config(work.path());
+    // A user, made by IT at the console, and a desaturation in the alarm log.
+    let mut add = Command::new(workspace_bin("wardwatch"))
+        .args([
+            "users",
+            "add",
+            "--username",
+            "ana",
+            "--role",
+            "nurse",
+            "--config",
+        ])
+        .arg(&console)
+        .env("USER", "it")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"ana-password-1\n")
+        .unwrap();
+    assert!(add.wait().unwrap().success());
+    let db = st.db();
+    wait_for(
+        "the desaturation in the log",
+        Duration::from_secs(60),
+        || {
+            let n = sqlite(&db, "SELECT COUNT(*) FROM alarm_log WHERE kind = 'raised' AND condition = 'limit:spo2_desat'");
+            (n != "0").then_some(())
+        },
+    );
+    let (status, data) = st.stop_keep();
+    assert!(status.success());
+    let alarms_before = sqlite(&db_of(data.path()), "SELECT COUNT(*) FROM alarm_log");
+    let audit_before: u64 = sqlite(&db_of(data.path()), "SELECT COUNT(*) FROM audit")
+        .parse()
+        .unwrap();
+    // Everything in the main file, then a bad sector's worth of garbage in its middle, and a
+    // broker store whose header is gone.
+    sqlite(&db_of(data.path()), "PRAGMA wal_checkpoint(TRUNCATE)");
+    let size = std::fs::metadata(db_of(data.path())).unwrap().len();
+    overwrite(&db_of(data.path()), size / 2 / 4096 * 4096 + 8, 3 * 4096);
+    overwrite(&data.path().join("broker.sqlite"), 0, 100);
+
+    // The station starts on new files and says so.
+    let st = Headless::start_in(data, &["--config", cfg.to_str().unwrap()], &[]);
+    let dir = st.dir.path().to_path_buf();
+    let kept = damaged_files(&dir, "wardwatch.sqlite");
+    assert_eq!(
+        kept.len(),
+        1,
+        "the damaged database kept beside the new one"
+    );
+    assert_eq!(damaged_files(&dir, "broker.sqlite").len(), 1);
+    let db = st.db();
+    let alarm = wait_for("the database alarm", Duration::from_secs(20), || {
+        let d = sqlite(&db, "SELECT priority || ' ' || detail FROM alarm_log WHERE kind = 'raised' AND condition = 'tech:database_replaced'");
+        (!d.is_empty()).then_some(d)
+    });
+    assert!(alarm.starts_with("high "), "{alarm}");
+    assert!(alarm.contains(&kept[0].display().to_string()), "{alarm}");
+    assert!(alarm.contains("broker store"), "{alarm}");
+    // And monitors on: new values stored, the desaturation raised again.
+    wait_for(
+        "new vitals in the new database",
+        Duration::from_secs(30),
+        || stored_vital(&db, "sim-01", 147_842),
+    );
+    assert_eq!(
+        sqlite(&db, "SELECT COUNT(*) FROM users WHERE username = 'ana'"),
+        "0"
+    );
+
+    // Salvage, while the station runs.
+    let out = Command::new(workspace_bin("wardwatch"))
+        .args(["store", "salvage", "--config"])
+        .arg(&console)
+        .arg("--from")
+        .arg(&kept[0])
+        .env("USER", "it")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("users            1 rows copied"), "{text}");
+    assert_eq!(
+        sqlite(&db, "SELECT role FROM users WHERE username = 'ana'"),
+        "nurse"
+    );
+    // The old alarm log is back (beside the new run's rows), the desaturation with it.
+    let raised_old = sqlite(
+        &db,
+        "SELECT COUNT(*) FROM alarm_log WHERE condition = 'limit:spo2_desat' AND kind = 'raised'",
+    );
+    assert!(raised_old.parse::<u32>().unwrap() >= 1);
+    let copied_alarms: u64 = text
+        .lines()
+        .find(|l| l.starts_with("alarm_log"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        copied_alarms > 0 && copied_alarms <= alarms_before.parse().unwrap(),
+        "{text}"
+    );
+    // The audit chain: a verified prefix of the old trail, seq 1..n with no gap, kept
+    // beside the new file's own chain, which still verifies.
+    let (n, min, max) = {
+        let r = sqlite(
+            &db,
+            "SELECT COUNT(*), MIN(seq), MAX(seq) FROM audit_salvaged",
+        );
+        let v: Vec<u64> = r.split('|').map(|x| x.parse().unwrap()).collect();
+        (v[0], v[1], v[2])
+    };
+    assert!(
+        n >= 1 && min == 1 && max == n && n <= audit_before,
+        "{n} {min} {max} of {audit_before}"
+    );
+    assert!(
+        text.contains(&format!("audit            {n} events copied")),
+        "{text}"
+    );
+    let verify = Command::new(workspace_bin("wardwatch"))
+        .args(["audit", "verify", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    // Once per file.
+    let again = Command::new(workspace_bin("wardwatch"))
+        .args(["store", "salvage", "--config"])
+        .arg(&console)
+        .arg("--from")
+        .arg(&kept[0])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already salvaged"));
+}
+
+fn db_of(dir: &Path) -> std::path::PathBuf {
+    dir.join("wardwatch.sqlite")
+}
