@@ -208,3 +208,188 @@ fn a_damaged_database_is_moved_aside_replaced_alarmed_and_salvaged() {
 fn db_of(dir: &Path) -> std::path::PathBuf {
     dir.join("wardwatch.sqlite")
 }
+
+/// A size-limited tmpfs mounted for the test (as root: these machines run tests as root),
+/// unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(mb: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("mount");
+        assert!(
+            out.status.success(),
+            "the disk-full drill mounts a small tmpfs and needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { dir }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    /// Fills what is left with a file, to the last byte.
+    fn fill(&self) {
+        let filler = self.path().join("filler");
+        for bs in ["1M", "4k", "512"] {
+            let _ = Command::new("dd")
+                .args([
+                    "if=/dev/zero",
+                    "oflag=append",
+                    "conv=notrunc",
+                    &format!("bs={bs}"),
+                ])
+                .arg(format!("of={}", filler.display()))
+                .output();
+        }
+    }
+    fn free(&self) {
+        std::fs::remove_file(self.path().join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_keeps_every_alarm_counts_the_gap_and_writing_resumes_without_a_restart() {
+    let work = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(48);
+    let data = disk.path().join("data");
+    let cfg = work.path().join("ward.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[station]\ndata_dir = {:?}\n[sim]\nbeds = 2\nscenarios = [\"bed 2 desaturates to 76 % at 12 s\"]\n\
+             [store]\nbatch_ms = 50\nhold_when_failing_s = 2\n\
+             [[beds]]\nid = \"bed-01\"\nlabel = \"Bed 1\"\ndevice = \"sim-01\"\n\
+             [[beds]]\nid = \"bed-02\"\nlabel = \"Bed 2\"\ndevice = \"sim-02\"\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let metrics = work.path().join("metrics.json");
+    let dir = tempfile::TempDir::new_in(disk.path()).unwrap();
+    let mut st = Headless::start_in(
+        dir,
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--metrics-out",
+            metrics.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let db = st.db();
+    wait_for("vitals stored", Duration::from_secs(30), || {
+        stored_vital(&db, "sim-01", 147_842)
+    });
+    let stdout = st.stdout.clone();
+    let said = |what: &str| {
+        stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .take(40)
+            .any(|l| l.contains(what))
+    };
+
+    // The disk fills up before bed 2 desaturates.
+    disk.fill();
+    let full_from = ward_core::now_ms();
+    wait_for("the storage alarm", Duration::from_secs(30), || {
+        said("Station storage failing").then_some(())
+    });
+    let m: serde_json::Value =
+        wait_for("the reason in the metrics", Duration::from_secs(10), || {
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&metrics).ok()?).ok()?;
+            (v["store"]["failing"] == true).then_some(v)
+        });
+    let reason = m["store"]["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(reason.contains("full"), "{reason}");
+    // Still monitoring and alarming from memory.
+    wait_for(
+        "the desaturation while the disk is full",
+        Duration::from_secs(60),
+        || said("Desaturation").then_some(()),
+    );
+    // Past the hold, waveforms and vitals are dropped and counted.
+    wait_for("dropped rows counted", Duration::from_secs(30), || {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&metrics).ok()?).ok()?;
+        (v["store"]["dropped_after_errors"].as_u64()? > 0).then_some(())
+    });
+    let full_to = ward_core::now_ms();
+    assert!(st.alive());
+
+    // Space returns: everything held is written, with no restart.
+    disk.free();
+    let pid = st.child.id();
+    wait_for("the gap recorded", Duration::from_secs(30), || {
+        let gaps = ward_store::Store::open_read_only(&db)
+            .ok()?
+            .gaps_between(0, i64::MAX)
+            .ok()?;
+        (!gaps.is_empty()).then_some(())
+    });
+    let s = ward_store::Store::open_read_only(&db).unwrap();
+    let rows = s.alarm_log(None, 1000).unwrap();
+    let raised = |cond: &str| {
+        rows.iter()
+            .find(|r| r.kind == "raised" && r.condition == cond)
+            .cloned()
+    };
+    let desat =
+        raised("limit:spo2_desat").expect("the desaturation raised while full is in the log");
+    assert!(
+        desat.t_ms >= full_from && desat.t_ms <= full_to,
+        "{desat:?}"
+    );
+    let storage = raised("tech:storage_failing").expect("the storage alarm is in the log");
+    assert!(storage.detail.unwrap_or_default().contains("full"));
+    let gaps = s.gaps_between(0, i64::MAX).unwrap();
+    assert_eq!(gaps.len(), 1);
+    let g = &gaps[0];
+    assert!(g.vitals > 0 && g.waves > 0, "{g:?}");
+    assert!(g.reason.contains("full"), "{g:?}");
+    assert!(
+        g.from_ms >= full_from - 5_000 && g.to_ms <= full_to + 5_000,
+        "{g:?} in {full_from}..{full_to}"
+    );
+    // Review says so for a window over the gap.
+    let w = ward_core::review::wave(&s, "bed-01", 131_330, g.from_ms, g.to_ms, 100).unwrap();
+    assert_eq!(w.gaps, gaps);
+    // The audit trail was held too: the storage alarm's event is in the chain, which verifies.
+    let audit = s.audit_all().unwrap();
+    assert!(audit
+        .iter()
+        .any(|e| e.kind == "alarm.raised" && e.detail.contains("spo2_desat")));
+    assert!(s.verify_audit().unwrap().ok());
+    drop(s);
+    // Writing goes on: new values after the disk came back, by the same process.
+    let after = ward_core::now_ms();
+    wait_for(
+        "vitals written after space returned",
+        Duration::from_secs(30),
+        || stored_vital(&db, "sim-01", 147_842).filter(|v| v.ts_ms > after),
+    );
+    assert!(st.alive());
+    assert_eq!(st.child.id(), pid);
+    assert!(st.stop().success());
+}

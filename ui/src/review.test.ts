@@ -1,6 +1,6 @@
 import type { AlarmLogRow } from "./gen/AlarmLogRow";
 import { describe, expect, it } from "vitest";
-import { around, onsets, pan, tableStepMs, trendTable, valueRange, wavePaths, zoom, type ReviewTrend, type ReviewWave } from "./review";
+import { around, gapText, onsets, pan, tableStepMs, trendTable, valueRange, wavePaths, zoom, type ReviewTrend, type ReviewWave } from "./review";
 
 const row: AlarmLogRow = {
   t_ms: 0,
@@ -37,6 +37,7 @@ describe("wave paths", () => {
     channel: 131330,
     from_ms: 0,
     to_ms: 1000,
+    gaps: [],
     samples: 4,
     reduced: false,
     patient: "no patient admitted",
@@ -103,5 +104,16 @@ describe("trend table", () => {
     expect(tableStepMs(3_600_000)).toBe(60_000);
     expect(tableStepMs(168 * 3_600_000)).toBe(3_600_000);
     expect(onsets(t).map((a) => a.t_ms)).toEqual([5_000]);
+  });
+});
+
+describe("gaps in full disclosure", () => {
+  it("says each gap in words with its reason", () => {
+    const g = { from_ms: Date.UTC(2026, 11, 4, 10, 0, 0), to_ms: Date.UTC(2026, 11, 4, 10, 2, 0), vitals: 5, waves: 9, events: 0, reason: "database or disk is full" };
+    expect(gapText([])).toBe("");
+    const text = gapText([g]);
+    expect(text.startsWith("Full disclosure has a gap from ")).toBe(true);
+    expect(text.endsWith("(database or disk is full)")).toBe(true);
+    expect(gapText([g, g]).split(" · ")).toHaveLength(2);
   });
 });

@@ -11,6 +11,7 @@ export type { ReviewTrend } from "./gen/ReviewTrend";
 import type { AlarmLogRow } from "./gen/AlarmLogRow";
 import type { ReviewTrend } from "./gen/ReviewTrend";
 import type { ReviewWave } from "./gen/ReviewWave";
+import type { StoreGap } from "./gen/StoreGap";
 /** An alarm marker on the trend: the bed's alarm log rows. */
 export type TrendAlarm = AlarmLogRow;
 
@@ -114,4 +115,11 @@ export function tableStepMs(spanMs: number): number {
 /** Alarm onsets in a trend, for markers. */
 export function onsets(t: ReviewTrend): TrendAlarm[] {
   return t.alarms.filter((a) => a.kind === "raised");
+}
+
+/** "Full disclosure has a gap from 10:42:05 to 10:44:10 (database or disk is full)", one
+ *  sentence per gap; "" for none. */
+export function gapText(gaps: StoreGap[]): string {
+  const t = (ms: number): string => new Date(ms).toLocaleTimeString();
+  return gaps.map((g) => `Full disclosure has a gap from ${t(g.from_ms)} to ${t(g.to_ms)} (${g.reason})`).join(" · ");
 }

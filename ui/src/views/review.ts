@@ -4,6 +4,7 @@
 import { el, must, setText } from "../dom";
 import { asIpcError, ipc, type Request } from "../ipc";
 import {
+  gapText,
   onsets,
   pan,
   tableStepMs,
@@ -86,6 +87,10 @@ async function loadWave(): Promise<void> {
   r.dataset["samples"] = String(w.samples);
   // Who was in the bed in this window (from the admission history, not today's census).
   setText(must("review-patient"), w.patient);
+  // What the station could not write (a full disk): said in words, not left as a flat line.
+  const gap = must<HTMLElement>("review-gap");
+  gap.hidden = w.gaps.length === 0;
+  setText(gap, gapText(w.gaps));
   g.fillStyle = "#05090d";
   g.fillRect(0, 0, c.width, c.height);
   // One-second grid so time can be read off the screen.

@@ -201,6 +201,7 @@ struct RawStore {
     max_db_mb: u64,
     prune_every_s: u64,
     batch_ms: u64,
+    hold_when_failing_s: u64,
 }
 
 #[derive(Deserialize)]
@@ -336,6 +337,9 @@ pub struct Config {
     pub retention: ward_store::Retention,
     pub prune_every: Duration,
     pub batch_interval: Duration,
+    /// While the database cannot be written (disk full), waveforms, vitals and device events
+    /// are held in memory this long, then dropped, counted and recorded as a gap.
+    pub hold_when_failing: Duration,
     pub device_silent: Duration,
     /// Simulated monitors started with the station (0 in a build without the `sim` feature).
     pub sim_beds: usize,
@@ -539,6 +543,12 @@ impl Config {
         };
         let prune_every_s = in_range("store.prune_every_s", raw.store.prune_every_s, 1, 3600)?;
         let batch_ms = in_range("store.batch_ms", raw.store.batch_ms, 10, 5000)?;
+        let hold_when_failing_s = in_range(
+            "store.hold_when_failing_s",
+            raw.store.hold_when_failing_s,
+            1,
+            3600,
+        )?;
         let device_silent_s = in_range(
             "liveness.device_silent_s",
             raw.liveness.device_silent_s,
@@ -844,6 +854,7 @@ impl Config {
             },
             prune_every: Duration::from_secs(prune_every_s),
             batch_interval: Duration::from_millis(batch_ms),
+            hold_when_failing: Duration::from_secs(hold_when_failing_s),
             device_silent: Duration::from_secs(device_silent_s),
             sim_beds,
             #[cfg(feature = "sim")]

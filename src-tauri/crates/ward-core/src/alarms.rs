@@ -564,10 +564,17 @@ impl Driver {
             .is_some_and(|t| now.duration_since(t) < STORAGE_WINDOW);
         let lag = self.writer.lag();
         let t = self.clock();
-        if recent {
+        if m.failing || recent {
+            // The reason first (SQLite's words: "database or disk is full"), then the counts.
             let detail = format!(
-                "write errors {}, queue full {}, dropped {}",
-                m.write_errors, m.queue_full, m.dropped_after_errors
+                "{}write errors {}, queue full {}, dropped {}",
+                match (&m.last_error, m.failing) {
+                    (Some(e), true) => format!("cannot write the database: {e}; "),
+                    _ => String::new(),
+                },
+                m.write_errors,
+                m.queue_full,
+                m.dropped_after_errors
             );
             self.engine
                 .handle_station(t, Technical::StorageFailing, true, &detail);

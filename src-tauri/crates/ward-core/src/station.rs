@@ -204,6 +204,7 @@ impl Station {
             cfg.batch_interval,
             cfg.prune_every,
             cfg.retention,
+            cfg.hold_when_failing,
         )?);
         {
             let writer = writer.clone();

@@ -1,10 +1,18 @@
 //! The store writer: one OS thread owning the SQLite connection, writing batches.
 //!
 //! Overflow policy: the queue holds [`QUEUE_CAPACITY`] records; when it is full, new records
-//! are refused and counted (`store_queue_full`), never blocking the broker. A failed write
-//! (disk full, I/O error) keeps its batch and retries on the next cycle, up to
-//! [`MAX_PENDING`] records; beyond that the oldest are dropped and counted. Both are loud:
-//! counters in the metrics and error lines in the log.
+//! are refused and counted (`store_queue_full`), never blocking the broker.
+//!
+//! A failed write (disk full, I/O error) keeps its records and retries every half second,
+//! without a restart. While it fails, the records are of two kinds:
+//! - the alarm log, audit trail, settings, users and admissions are held until written,
+//!   however long that takes (they are few), and are written *first* when writing works again;
+//! - waveforms, vitals and device events are held for `store.hold_when_failing_s`, then
+//!   dropped (also past [`MAX_PENDING`]), counted, and recorded as a gap in full disclosure
+//!   ("from … to …", with the reason) once writing works again; review shows it.
+//!
+//! Both are loud: counters and the last error in the metrics (the alarm driver raises the
+//! storage technical alarm from them, with the reason), and error lines in the log.
 
 use crate::clock::now_ms;
 use crate::error::CoreError;
@@ -30,6 +38,10 @@ pub(crate) struct WriterCounters {
     pub write_errors: AtomicU64,
     pub queue_full: AtomicU64,
     pub dropped_after_errors: AtomicU64,
+    /// 1 while writes fail (cleared by the first batch written in full).
+    pub failing: AtomicU64,
+    /// The last write error, as SQLite said it.
+    pub last_error: std::sync::Mutex<Option<String>>,
     pub pruned_rows: AtomicU64,
     pub last_commit_us: AtomicU64,
     pub max_commit_us: AtomicU64,
@@ -59,6 +71,9 @@ pub struct StoreMetrics {
     pub write_errors: u64,
     pub queue_full: u64,
     pub dropped_after_errors: u64,
+    /// Writes are failing now; `last_error` says why.
+    pub failing: bool,
+    pub last_error: Option<String>,
     pub pruned_rows: u64,
     pub last_commit_us: u64,
     pub max_commit_us: u64,
@@ -81,6 +96,8 @@ impl WriterCounters {
             write_errors: g(&self.write_errors),
             queue_full: g(&self.queue_full),
             dropped_after_errors: g(&self.dropped_after_errors),
+            failing: g(&self.failing) == 1,
+            last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
             pruned_rows: g(&self.pruned_rows),
             last_commit_us: g(&self.last_commit_us),
             max_commit_us: g(&self.max_commit_us),
@@ -115,6 +132,7 @@ impl Writer {
         batch_interval: Duration,
         prune_every: Duration,
         retention: Retention,
+        hold_when_failing: Duration,
     ) -> Result<Self, CoreError> {
         // Open on the caller's thread so a bad path fails start-up with a clear error.
         let store = Store::open(&path)?;
@@ -125,7 +143,14 @@ impl Writer {
         let closed = closing.clone();
         let thread = std::thread::Builder::new()
             .name("ward-store-writer".into())
-            .spawn(move || run(store, rx, c, closed, batch_interval, prune_every, retention))
+            .spawn(move || {
+                let timing = Timing {
+                    batch_interval,
+                    prune_every,
+                    hold_when_failing,
+                };
+                run(store, rx, c, closed, timing, retention)
+            })
             .map_err(|e| CoreError::Start(format!("cannot start the store writer thread: {e}")))?;
         Ok(Self {
             tx,
@@ -189,15 +214,65 @@ impl Writer {
     }
 }
 
+/// The writer's clocks: the batch window, the prune period, and how long data rows are
+/// held while writes fail.
+struct Timing {
+    batch_interval: Duration,
+    prune_every: Duration,
+    hold_when_failing: Duration,
+}
+
+/// Waveforms, vitals and device events: the rows that may be dropped (counted, as a gap)
+/// when the disk refuses them for longer than the hold. The time is the row's own.
+fn data_time_ms(r: &Record) -> Option<(i64, i64)> {
+    match r {
+        Record::Vital(v) => Some((v.ts_ms, v.ts_ms)),
+        Record::Event(e) => Some((e.ts_ms, e.ts_ms)),
+        Record::Wave(w) => {
+            let ms = w.samples.len() as i64 * 1_000_000 / w.rate_mhz.max(1) as i64;
+            Some((w.t0_us / 1000, w.t0_us / 1000 + ms))
+        }
+        _ => None,
+    }
+}
+
+/// What was dropped while writes failed, for the gap record.
+#[derive(Default)]
+struct Dropped {
+    span: Option<(i64, i64)>,
+    vitals: u64,
+    waves: u64,
+    events: u64,
+}
+
+impl Dropped {
+    fn add(&mut self, r: &Record) {
+        if let Some((a, b)) = data_time_ms(r) {
+            self.span = Some(self.span.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+        }
+        match r {
+            Record::Vital(_) => self.vitals += 1,
+            Record::Wave(_) => self.waves += 1,
+            _ => self.events += 1,
+        }
+    }
+}
+
 fn run(
     mut store: Store,
     rx: Receiver<Record>,
     c: Arc<WriterCounters>,
     closing: Arc<AtomicBool>,
-    batch_interval: Duration,
-    prune_every: Duration,
+    timing: Timing,
     retention: Retention,
 ) {
+    let Timing {
+        batch_interval,
+        prune_every,
+        hold_when_failing,
+    } = timing;
+    let mut dropped = Dropped::default();
+    let mut failing = false;
     let mut pending: Vec<Record> = Vec::new();
     let mut commits: std::collections::VecDeque<u64> = std::collections::VecDeque::new();
     // Size and coverage are read once at start so the metrics are right before the first
@@ -239,7 +314,28 @@ fn run(
         }
         if !pending.is_empty() {
             let started = Instant::now();
-            match store.write_batch(&pending) {
+            // After a failure, what must never be lost goes first, alone: the alarm log,
+            // the audit trail and settings reach the disk before a backlog of waveforms.
+            let result = if failing {
+                let (keep, data): (Vec<Record>, Vec<Record>) =
+                    pending.drain(..).partition(|r| data_time_ms(r).is_none());
+                match store.write_batch(&keep) {
+                    Ok(()) => {
+                        c.records_written
+                            .fetch_add(keep.len() as u64, Ordering::Relaxed);
+                        pending = data;
+                        store.write_batch(&pending)
+                    }
+                    Err(e) => {
+                        pending = keep;
+                        pending.extend(data);
+                        Err(e)
+                    }
+                }
+            } else {
+                store.write_batch(&pending)
+            };
+            match result {
                 Ok(()) => {
                     let us = started.elapsed().as_micros() as u64;
                     c.records_written
@@ -260,6 +356,31 @@ fn run(
                         c.commit_p99_us
                             .store(percentile(&sorted, 0.99), Ordering::Relaxed);
                     }
+                    if failing {
+                        failing = false;
+                        c.failing.store(0, Ordering::Relaxed);
+                        let reason = c
+                            .last_error
+                            .lock()
+                            .ok()
+                            .and_then(|e| e.clone())
+                            .unwrap_or_default();
+                        tracing::warn!("store writes work again; everything held was written");
+                        if let Some((from_ms, to_ms)) = dropped.span {
+                            let gap = ward_store::StoreGap {
+                                from_ms,
+                                to_ms,
+                                vitals: dropped.vitals,
+                                waves: dropped.waves,
+                                events: dropped.events,
+                                reason,
+                            };
+                            tracing::error!(?gap, "full disclosure has a gap");
+                            // Written next cycle with whatever arrives meanwhile.
+                            pending.push(Record::Gap(gap));
+                        }
+                        dropped = Dropped::default();
+                    }
                     // The cap is checked after every batch (three header reads), so the
                     // file never outgrows it by more than a batch, whatever prune_every is.
                     if let Some(max) = retention.max_bytes {
@@ -271,23 +392,29 @@ fn run(
                 }
                 Err(e) => {
                     c.write_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %e, pending = pending.len(), "store write failed; will retry");
-                    if pending.len() > MAX_PENDING {
-                        // Shed the oldest data rows; alarm log rows are never shed (they
-                        // are few, and the log must hold every HIGH alarm).
-                        let mut excess = pending.len() - MAX_PENDING;
-                        let before = pending.len();
-                        pending.retain(|r| {
-                            if excess > 0 && !matches!(r, Record::Alarm(_)) {
-                                excess -= 1;
-                                false
-                            } else {
-                                true
-                            }
-                        });
-                        c.dropped_after_errors
-                            .fetch_add((before - pending.len()) as u64, Ordering::Relaxed);
+                    if let Ok(mut last) = c.last_error.lock() {
+                        *last = Some(e.to_string());
                     }
+                    if !failing {
+                        tracing::error!(error = %e, pending = pending.len(), "store write failed; holding records and retrying");
+                    }
+                    failing = true;
+                    c.failing.store(1, Ordering::Relaxed);
+                    // Data rows older than the hold go (and the oldest beyond MAX_PENDING);
+                    // the rest never do.
+                    let oldest_kept = now_ms() - hold_when_failing.as_millis() as i64;
+                    let mut excess = pending.len().saturating_sub(MAX_PENDING);
+                    let before = pending.len();
+                    pending.retain(|r| match data_time_ms(r) {
+                        Some((_, end)) if end < oldest_kept || excess > 0 => {
+                            excess = excess.saturating_sub(1);
+                            dropped.add(r);
+                            false
+                        }
+                        _ => true,
+                    });
+                    c.dropped_after_errors
+                        .fetch_add((before - pending.len()) as u64, Ordering::Relaxed);
                     if !open {
                         // Shutting down and the disk refuses: say so and stop retrying.
                         tracing::error!(
@@ -396,6 +523,7 @@ mod tests {
                 trends: Duration::from_secs(3600),
                 max_bytes: Some(cap),
             },
+            Duration::from_secs(120),
         )
         .unwrap();
         let now = now_ms();
@@ -444,6 +572,7 @@ mod tests {
                 trends: hour,
                 max_bytes: None,
             },
+            Duration::from_secs(120),
         )
         .unwrap();
         let now = now_ms();

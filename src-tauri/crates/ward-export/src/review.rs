@@ -97,6 +97,9 @@ pub struct ReviewWave {
     pub segments: Vec<WaveSegment>,
     /// Who was in the bed in this window (review names the patient of its time).
     pub patient: String,
+    /// Spans the station could not write (disk full) overlapping the window: "full
+    /// disclosure has a gap from … to …".
+    pub gaps: Vec<ward_store::StoreGap>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -196,6 +199,7 @@ pub fn wave(
         reduced,
         segments,
         patient: patient_line(store, bed, from_ms, to_ms)?,
+        gaps: store.gaps_between(from_ms, to_ms)?,
     })
 }
 

@@ -83,6 +83,19 @@ pub struct VitalRow {
     pub value: Option<f64>,
 }
 
+/// A span of full disclosure the station could not write: the data rows dropped between
+/// `from_ms` and `to_ms` (their own times), and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct StoreGap {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub vitals: u64,
+    pub waves: u64,
+    pub events: u64,
+    pub reason: String,
+}
+
 /// Something a device said about itself: status change, will, device alarm.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceEvent {
@@ -139,6 +152,8 @@ pub enum Record {
         seq: i64,
         t_ms: i64,
     },
+    /// Full-disclosure rows the station had to drop (it could not write them).
+    Gap(StoreGap),
     /// A station user, inserted or replacing the row with the same username.
     User(UserRow),
     /// The beds a nurse is assigned to, replacing their previous set.
@@ -436,6 +451,20 @@ impl Store {
                         }
                     }
                     Record::Audit(e) => audit::append(&tx, &[e])?,
+                    Record::Gap(g) => {
+                        tx.prepare_cached(
+                            "INSERT INTO store_gaps (from_ms, to_ms, vitals, waves, events, reason)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        )?
+                        .execute(params![
+                            g.from_ms,
+                            g.to_ms,
+                            g.vitals as i64,
+                            g.waves as i64,
+                            g.events as i64,
+                            g.reason
+                        ])?;
+                    }
                     Record::SyncAck {
                         upstream,
                         seq,

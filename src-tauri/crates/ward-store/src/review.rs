@@ -126,6 +126,29 @@ impl Store {
         }
     }
 
+    /// The gaps in full disclosure that overlap `[from_ms, to_ms)`, oldest first.
+    pub fn gaps_between(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<crate::StoreGap>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT from_ms, to_ms, vitals, waves, events, reason FROM store_gaps
+             WHERE to_ms >= ?1 AND from_ms < ?2 ORDER BY from_ms",
+        )?;
+        let rows = st.query_map(params![from_ms, to_ms], |r| {
+            Ok(crate::StoreGap {
+                from_ms: r.get(0)?,
+                to_ms: r.get(1)?,
+                vitals: r.get::<_, i64>(2)?.max(0) as u64,
+                waves: r.get::<_, i64>(3)?.max(0) as u64,
+                events: r.get::<_, i64>(4)?.max(0) as u64,
+                reason: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Every alarm log row in `[from_ms, to_ms)`, in the order written (alarm statistics).
     pub fn alarm_log_range(
         &self,

@@ -184,7 +184,8 @@ const MIGRATIONS: &[&str] = &[
         name  TEXT    PRIMARY KEY,
         value INTEGER NOT NULL
      );",
-    // 10: what `wardwatch store salvage` recovered from a damaged database. Its audit events
+    // 10: what `wardwatch store salvage` recovered from a damaged database, and the gaps
+    // full disclosure has where the disk refused writes. Its audit events
     // keep their own hash chain (verified up to the damage) beside this database's, which
     // they cannot join; `salvages` names each file salvaged, so none is taken twice.
     "CREATE TABLE audit_salvaged (
@@ -204,7 +205,19 @@ const MIGRATIONS: &[&str] = &[
         source  TEXT    PRIMARY KEY,
         t_ms    INTEGER NOT NULL,
         summary TEXT    NOT NULL
-     );",
+     );
+     -- Full-disclosure data the station could not write (disk full, I/O errors): the time
+     -- span of what was dropped, how much, and why. Review shows them.
+     CREATE TABLE store_gaps (
+        id      INTEGER PRIMARY KEY,
+        from_ms INTEGER NOT NULL,
+        to_ms   INTEGER NOT NULL,
+        vitals  INTEGER NOT NULL,
+        waves   INTEGER NOT NULL,
+        events  INTEGER NOT NULL,
+        reason  TEXT    NOT NULL
+     );
+     CREATE INDEX store_gaps_to ON store_gaps (to_ms);",
 ];
 
 pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
