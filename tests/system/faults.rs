@@ -393,3 +393,64 @@ fn a_full_disk_keeps_every_alarm_counts_the_gap_and_writing_resumes_without_a_re
     assert_eq!(st.child.id(), pid);
     assert!(st.stop().success());
 }
+
+/// A config or password file damaged on disk (binary garbage where text was, a file cut in
+/// the middle of a line) stops the start with an error naming the file and what is wrong,
+/// and nothing rewrites it: IT finds the file as the fault left it.
+#[test]
+fn a_damaged_config_or_password_file_is_named_and_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |cfg: &Path| {
+        Command::new(workspace_bin("wardwatch"))
+            .args(["run", "--duration", "1", "--no-sentinel", "--config"])
+            .arg(cfg)
+            .env(FORBID_ENV, "1")
+            .output()
+            .unwrap()
+    };
+    // A config cut in the middle of a line, then garbage bytes after it.
+    let cfg = dir.path().join("station.toml");
+    let mut bytes = format!(
+        "[station]\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:",
+        data.display().to_string()
+    )
+    .into_bytes();
+    bytes.extend_from_slice(&[0xA5, 0x00, 0xFF, 0x13]);
+    std::fs::write(&cfg, &bytes).unwrap();
+    let out = run(&cfg);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&cfg.display().to_string()), "{err}");
+    assert_eq!(
+        std::fs::read(&cfg).unwrap(),
+        bytes,
+        "the damaged config is left as it was"
+    );
+
+    // A password file with a ruined line.
+    let pw = dir.path().join("passwords");
+    let pw_bytes: Vec<u8> = b"sim-01:$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA\n\xA5\xA5\x00garbage-without-a-colon\n".to_vec();
+    std::fs::write(&pw, &pw_bytes).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[station]\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\npassword_file = {:?}\n",
+            data.display().to_string(),
+            pw.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = run(&cfg);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("broker.password_file") && err.contains(&pw.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&pw).unwrap(),
+        pw_bytes,
+        "the damaged password file is left as it was"
+    );
+}
