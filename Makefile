@@ -27,18 +27,20 @@ APT_TEST := mosquitto-clients xvfb xauth x11-utils webkit2gtk-driver python3-ven
 TEST_ALSA := $(CURDIR)/tests/fixtures/asound-null.conf
 APT_NODE := nodejs npm
 
-.PHONY: help deps deps-apt deps-node deps-py deps-tools ui build run test lint test-rust test-ui test-e2e test-fuzz check-core package bench clean
+.PHONY: help deps deps-apt deps-node deps-py deps-tools deps-package ui build run test lint test-rust test-ui test-e2e test-fuzz check-core sbom package test-package bench clean
 
 help:
 	@echo "make run      start the station with a simulated 16-bed ward (window if a display, else headless)"
 	@echo "make test     every test: lint, Rust unit and system tests, UI unit tests, end-to-end window test"
 	@echo "make bench    benchmarks in release builds; results into docs/BENCHMARKS.md"
-	@echo "make package  build the .deb with the Tauri bundler (target/release/bundle/deb)"
+	@echo "make package  the .deb and the MSI with their bills of materials (target/package)"
+	@echo "make test-package  install, upgrade and remove both packages (root; Debian root, Wine)"
 
 # Install only what is missing, so a machine that has everything never calls apt-get.
-deps-apt:
+# $(call apt_ensure,PACKAGES)
+define apt_ensure
 	@missing=""; \
-	for p in $(APT_BUILD) $(APT_TEST); do \
+	for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing $(APT_NODE)"; \
@@ -51,6 +53,10 @@ deps-apt:
 	    $(SUDO) systemctl disable --now mosquitto; \
 	  fi; \
 	fi
+endef
+
+deps-apt:
+	$(call apt_ensure,$(APT_BUILD) $(APT_TEST))
 
 # `npm install`, not `npm ci`: the npm 11 here records no entries for other platforms'
 # optional packages (rollup, tauri-cli binaries) and its `npm ci` then rejects its own
@@ -153,9 +159,54 @@ bench: deps-apt deps-py deps-tools build
 	RUST_LOG=warn target/release/wardwatch bench queries --out docs/BENCHMARKS.md
 	ALSA_CONFIG_PATH=$(TEST_ALSA) $(PY) tests/e2e/bench_frames.py --out docs/BENCHMARKS.md
 
-package: deps-apt ui
-	cd src-tauri && ../ui/node_modules/.bin/tauri build --bundles deb
-	@ls -1 target/release/bundle/deb/*.deb
+# Packages for hospital IT (installer/README.md): the .deb (desktop program, headless service,
+# maintainer scripts; dpkg-deb) and the MSI (the station cross-built for Windows with Debian's
+# mingw-w64, wixl), each with CycloneDX bills of materials, into target/package/. No
+# simulator in either.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+WIN_TARGET := x86_64-pc-windows-gnu
+PKG_DIR := target/package
+APT_PACKAGE := dpkg-dev lintian gcc-mingw-w64-x86-64 msitools wixl
+export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER := x86_64-w64-mingw32-gcc
+
+deps-package: deps-apt deps-node
+	$(call apt_ensure,$(APT_PACKAGE))
+	@rustup target list --installed | grep -qx $(WIN_TARGET) || rustup target add $(WIN_TARGET)
+	@command -v cargo-cyclonedx >/dev/null || cargo install --locked cargo-cyclonedx
+
+# Bills of materials: the Rust crates of the shipped program, per target (the Windows build
+# has other crates than the Linux one), and the npm packages the window is built from.
+sbom: deps-package
+	rm -rf $(PKG_DIR)/sbom && mkdir -p $(PKG_DIR)/sbom/linux $(PKG_DIR)/sbom/windows
+	cd src-tauri && cargo cyclonedx -q --format json --spec-version 1.5 --target x86_64-unknown-linux-gnu --override-filename sbom-rust.cdx
+	mv src-tauri/sbom-rust.cdx.json $(PKG_DIR)/sbom/linux/
+	cd src-tauri && cargo cyclonedx -q --format json --spec-version 1.5 --target $(WIN_TARGET) --override-filename sbom-rust.cdx
+	mv src-tauri/sbom-rust.cdx.json $(PKG_DIR)/sbom/windows/
+	cd ui && npx --no-install cyclonedx-npm --omit dev --output-format JSON --output-file ../$(PKG_DIR)/sbom/linux/sbom-ui.cdx.json
+	cp $(PKG_DIR)/sbom/linux/sbom-ui.cdx.json $(PKG_DIR)/sbom/windows/
+
+package: deps-package ui sbom
+	cargo build --release -p wardwatch-app --features tauri/custom-protocol
+	cargo build --release --target $(WIN_TARGET) -p wardwatch-app --features tauri/custom-protocol
+	installer/build-deb.sh $(VERSION) target/release/wardwatch-station $(PKG_DIR) $(PKG_DIR)/sbom/linux
+	installer/build-msi.sh $(VERSION) target/$(WIN_TARGET)/release/wardwatch-station.exe $(PKG_DIR) $(PKG_DIR)/sbom/windows
+	cp $(PKG_DIR)/sbom/linux/sbom-rust.cdx.json $(PKG_DIR)/wardwatch_$(VERSION)_sbom-rust-linux.cdx.json
+	cp $(PKG_DIR)/sbom/windows/sbom-rust.cdx.json $(PKG_DIR)/Wardwatch-$(VERSION)_sbom-rust-windows.cdx.json
+	cp $(PKG_DIR)/sbom/linux/sbom-ui.cdx.json $(PKG_DIR)/wardwatch_$(VERSION)_sbom-ui.cdx.json
+	@ls -1 $(PKG_DIR)/*.deb $(PKG_DIR)/*.msi $(PKG_DIR)/*.cdx.json
+
+# The packages installed, upgraded and removed as IT would (needs root: a throwaway Debian root
+# by mmdebstrap, a throwaway Wine prefix). The upgrade goes to the next patch version, built
+# from the same programs. The log goes to target/test-package.log.
+NEXT_VERSION := $(shell echo $(VERSION) | awk -F. '{ print $$1"."$$2"."$$3+1 }')
+APT_PACKAGE_TEST := mmdebstrap wine64 mosquitto-clients sqlite3
+test-package: package deps-py
+	$(call apt_ensure,$(APT_PACKAGE_TEST))
+	installer/build-deb.sh $(NEXT_VERSION) target/release/wardwatch-station $(PKG_DIR)/next $(PKG_DIR)/sbom/linux
+	installer/build-msi.sh $(NEXT_VERSION) target/$(WIN_TARGET)/release/wardwatch-station.exe $(PKG_DIR)/next $(PKG_DIR)/sbom/windows
+	cp $(PKG_DIR)/next/* $(PKG_DIR)/
+	PACKAGE_DIR=$(PKG_DIR) PREV_VERSION=$(VERSION) VERSION=$(NEXT_VERSION) \
+	  $(PY) -m pytest -v -s tests/package 2>&1 | tee target/test-package.log
 
 clean:
 	cargo clean

@@ -111,6 +111,9 @@ enum StoreCommand {
         #[arg(long)]
         from: PathBuf,
     },
+    /// Print the database schema version this program writes and opens (the packages
+    /// refuse a downgrade below a database's version with it).
+    SchemaVersion,
 }
 
 #[derive(Subcommand)]
@@ -378,6 +381,10 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
         Command::Credentials(c) => accounts::credentials(c),
         Command::Export(c) => exports::export(c),
         Command::Report(c) => report_cmd::command(c),
+        Command::Store(StoreCommand::SchemaVersion) => {
+            println!("{}", ward_store::schema_version());
+            Ok(())
+        }
         Command::Store(StoreCommand::Salvage { config, from }) => {
             anyhow::ensure!(from.exists(), "{} does not exist", from.display());
             let cfg = ward_core::Config::load(config.as_deref(), toml::Table::new())?;

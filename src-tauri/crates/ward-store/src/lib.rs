@@ -29,6 +29,7 @@ pub use audit::{AuditEvent, AuditRow, Verification};
 pub use chunker::{Chunker, WaveChunk};
 pub use retention::{PruneStats, Retention, SizeReport};
 pub use review::{TrendPoint, TrendResolution};
+pub use schema::supported_version as schema_version;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};

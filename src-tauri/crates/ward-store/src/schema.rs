@@ -220,9 +220,14 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX store_gaps_to ON store_gaps (to_ms);",
 ];
 
+/// The newest schema version this program writes (and the newest it will open).
+pub fn supported_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
 pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let supported = MIGRATIONS.len() as i64;
+    let supported = supported_version();
     if current > supported {
         return Err(StoreError::TooNew {
             path: path.to_path_buf(),
