@@ -27,7 +27,7 @@ APT_TEST := mosquitto-clients xvfb xauth x11-utils webkit2gtk-driver python3-ven
 TEST_ALSA := $(CURDIR)/tests/fixtures/asound-null.conf
 APT_NODE := nodejs npm
 
-.PHONY: help deps deps-apt deps-node deps-py deps-tools deps-package ui build run test lint test-rust test-ui test-e2e test-fuzz check-core sbom package test-package bench clean
+.PHONY: help deps deps-apt deps-node deps-py deps-tools deps-package ui build run test lint licenses audit test-rust test-ui test-e2e test-fuzz check-core sbom package test-package bench clean
 
 help:
 	@echo "make run      start the station with a simulated 16-bed ward (window if a display, else headless)"
@@ -85,6 +85,7 @@ deps-tools:
 	@command -v tauri-driver >/dev/null || cargo install --locked tauri-driver --version '^2'
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+	@command -v cargo-deny >/dev/null || cargo install --locked cargo-deny
 
 deps: deps-apt deps-node deps-py deps-tools
 
@@ -122,6 +123,18 @@ lint: ui
 check-core:
 	scripts/check-core-no-tauri.sh
 
+# Every crate's licence, for the Linux and the Windows build, against the list in deny.toml.
+licenses: deps-tools
+	cargo deny check licenses
+
+# Known advisories (RustSec) for the crates of both builds, from a local copy of the advisory
+# database (no fetch; ADVISORY_DB). Accepted findings, each with its reason, are in
+# .cargo/audit.toml and docs/SECURITY.md.
+ADVISORY_DB ?= ../shared/data/rustsec-advisory-db
+audit:
+	@command -v cargo-audit >/dev/null || cargo install --locked cargo-audit
+	cargo audit --db $(ADVISORY_DB) --no-fetch --stale
+
 test-ui: deps-node
 	cd ui && npm test
 
@@ -131,7 +144,7 @@ test-rust: build deps-py
 test-e2e: build deps-py deps-tools
 	ALSA_CONFIG_PATH=$(TEST_ALSA) $(PY) -m pytest -v tests/e2e
 
-test: deps lint check-core test-ui test-rust test-fuzz test-e2e
+test: deps lint check-core licenses test-ui test-rust test-fuzz test-e2e
 	@echo "make test: all suites passed"
 
 # Short fuzz runs (cargo-fuzz, nightly, AddressSanitizer) of the broker's packet decoder,
@@ -176,13 +189,20 @@ deps-package: deps-apt deps-node
 
 # Bills of materials: the Rust crates of the shipped program, per target (the Windows build
 # has other crates than the Linux one), and the npm packages the window is built from.
+SBOM_RUST = cargo cyclonedx -q --format json --spec-version 1.5 --no-build-deps --override-filename sbom-rust.cdx
+CYCLONEDX_NPM := @cyclonedx/cyclonedx-npm@6
 sbom: deps-package
 	rm -rf $(PKG_DIR)/sbom && mkdir -p $(PKG_DIR)/sbom/linux $(PKG_DIR)/sbom/windows
-	cd src-tauri && cargo cyclonedx -q --format json --spec-version 1.5 --target x86_64-unknown-linux-gnu --override-filename sbom-rust.cdx
+	@# cargo-cyclonedx writes one file beside each workspace member's manifest; the shipped
+	@# program is wardwatch-app (src-tauri), which depends on every crate it contains.
+	$(SBOM_RUST) --target x86_64-unknown-linux-gnu
 	mv src-tauri/sbom-rust.cdx.json $(PKG_DIR)/sbom/linux/
-	cd src-tauri && cargo cyclonedx -q --format json --spec-version 1.5 --target $(WIN_TARGET) --override-filename sbom-rust.cdx
+	$(SBOM_RUST) --target $(WIN_TARGET)
 	mv src-tauri/sbom-rust.cdx.json $(PKG_DIR)/sbom/windows/
-	cd ui && npx --no-install cyclonedx-npm --omit dev --output-format JSON --output-file ../$(PKG_DIR)/sbom/linux/sbom-ui.cdx.json
+	find . -name sbom-rust.cdx.json -not -path './target/*' -delete
+	@# The window's npm packages as shipped (no dev tools): the lockfile's tree.
+	cd ui && npm exec --yes --package=$(CYCLONEDX_NPM) -- cyclonedx-npm --omit dev --spec-version 1.5 \
+	  --output-format JSON --output-file ../$(PKG_DIR)/sbom/linux/sbom-ui.cdx.json
 	cp $(PKG_DIR)/sbom/linux/sbom-ui.cdx.json $(PKG_DIR)/sbom/windows/
 
 package: deps-package ui sbom
