@@ -36,15 +36,15 @@ if [ -n "$sbom" ]; then
   install -d "$pkg/usr/share/doc/wardwatch/sbom"
   install -m 0644 "$sbom"/*.json "$pkg/usr/share/doc/wardwatch/sbom/"
 fi
-# A Debian changelog, compressed as policy asks: one entry for this version.
+# A changelog, compressed as policy asks (changelog.gz: a native package), one entry.
 {
   echo "wardwatch ($version) stable; urgency=medium"
   echo
   echo "  * Wardwatch $version; see README.md for what it does."
   echo
   echo " -- Wardwatch contributors <wardwatch@users.noreply.github.com>  $(date -R -u -d @"${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || date +%s)}")"
-} | gzip -9n > "$pkg/usr/share/doc/wardwatch/changelog.Debian.gz"
-chmod 0644 "$pkg/usr/share/doc/wardwatch/changelog.Debian.gz"
+} | gzip -9n > "$pkg/usr/share/doc/wardwatch/changelog.gz"
+chmod 0644 "$pkg/usr/share/doc/wardwatch/changelog.gz"
 
 for s in preinst postinst prerm postrm; do
   sed -e "s/@SCHEMA_VERSION@/$schema/" -e "s/@VERSION@/$version/" "$here/deb/$s" > "$pkg/DEBIAN/$s"

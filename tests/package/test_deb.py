@@ -60,6 +60,8 @@ class Root:
                          ("dev", ["--bind", "/dev"]), ("dev/pts", ["--bind", "/dev/pts"])):
             run(["mount", *args, str(self.path / fs)])
             self.mounts.append(self.path / fs)
+        # mmdebstrap leaves no package lists behind.
+        self.sh("apt-get update -q")
         return self
 
     def __exit__(self, *exc):
@@ -68,7 +70,7 @@ class Root:
         subprocess.run(["rm", "-rf", "--one-file-system", str(self.path)])
 
     def sh(self, script, check=True, user=None, input=None):
-        cmd = ["chroot"]
+        cmd = ["/usr/sbin/chroot"]
         if user:
             cmd.append(f"--userspec={user}:{user}")
         cmd += [str(self.path), "/bin/sh", "-c", script]
@@ -93,7 +95,7 @@ def exec_start(root: Root):
 def start_station(root: Root):
     """The unit's ExecStart, as the unit's user, with the unit's config and data paths."""
     argv = exec_start(root)
-    p = subprocess.Popen(["chroot", "--userspec=wardwatch:wardwatch", str(root.path), *argv],
+    p = subprocess.Popen(["/usr/sbin/chroot", "--userspec=wardwatch:wardwatch", str(root.path), *argv],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          env={"PATH": "/usr/bin:/bin", "RUST_LOG": "info"})
     return p
@@ -190,7 +192,7 @@ def test_install_run_upgrade_downgrade_remove_purge(tmp_path):
         assert stored_values(db, "mon-07") == [71.0]
         users = root.sh("wardwatch-station users list --config /etc/wardwatch/station.toml").stdout
         assert "nurse1" in users, users
-        root.sh("wardwatch-station audit verify --config /etc/wardwatch/station.toml")
+        root.sh("wardwatch-station audit verify --db /var/lib/wardwatch/wardwatch.sqlite")
         station = start_station(root)
         try:
             wait_for("the station's broker", 30, lambda: _connectable(port))
