@@ -7,35 +7,19 @@ Needs root (chroot, mounts). Run by `make test-package`; the packages come from
 """
 
 import os
-import re
 import shlex
 import signal
-import socket
 import sqlite3
 import subprocess
 import tarfile
-import time
 from pathlib import Path
 
-import pytest
+from support import connectable, free_port, run, stored_values, wait_until
 
 PKG = Path(os.environ.get("PACKAGE_DIR", "target/package"))
 VERSION = os.environ["VERSION"]
 PREV = os.environ["PREV_VERSION"]
 ROOTFS_CACHE = Path(os.environ.get("ROOTFS_CACHE", "target/package-test/bookworm.tar"))
-
-
-def run(cmd, check=True, **kw):
-    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{cmd} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
-    return p
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Root:
@@ -101,27 +85,6 @@ def start_station(root: Root):
     return p
 
 
-def wait_for(what, timeout, f):
-    until = time.time() + timeout
-    while time.time() < until:
-        v = f()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def stored_values(db: Path, device: str):
-    try:
-        c = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        rows = c.execute("SELECT value FROM vitals WHERE device = ? ORDER BY ts_ms",
-                         (device,)).fetchall()
-        c.close()
-        return [r[0] for r in rows]
-    except sqlite3.Error:
-        return []
-
-
 def stop(p):
     p.send_signal(signal.SIGTERM)
     out, _ = p.communicate(timeout=30)
@@ -177,9 +140,9 @@ def test_install_run_upgrade_downgrade_remove_purge(tmp_path):
         station = start_station(root)
         try:
             db = root.file("/var/lib/wardwatch/wardwatch.sqlite")
-            wait_for("the station's broker", 30, lambda: _connectable(port))
+            wait_until("the station's broker", 30, lambda: connectable(port))
             publish(port, "mon-07", "device-secret-07", 71)
-            wait_for("the vital stored", 20, lambda: stored_values(db, "mon-07") == [71.0])
+            wait_until("the vital stored", 20, lambda: stored_values(db, "mon-07") == [71.0])
         finally:
             code, out = stop(station)
         assert code == 0, out
@@ -195,9 +158,9 @@ def test_install_run_upgrade_downgrade_remove_purge(tmp_path):
         root.sh("wardwatch-station audit verify --db /var/lib/wardwatch/wardwatch.sqlite")
         station = start_station(root)
         try:
-            wait_for("the station's broker", 30, lambda: _connectable(port))
+            wait_until("the station's broker", 30, lambda: connectable(port))
             publish(port, "mon-07", "device-secret-07", 72)
-            wait_for("the second vital", 20, lambda: stored_values(db, "mon-07") == [71.0, 72.0])
+            wait_until("the second vital", 20, lambda: stored_values(db, "mon-07") == [71.0, 72.0])
         finally:
             code, out = stop(station)
         assert code == 0, out
@@ -226,11 +189,3 @@ def test_install_run_upgrade_downgrade_remove_purge(tmp_path):
         assert "purge deletes /var/lib/wardwatch" in r.stderr, r.stderr
         assert not root.file("/var/lib/wardwatch").exists()
         assert not root.file("/etc/wardwatch").exists()
-
-
-def _connectable(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False

@@ -14,13 +14,10 @@ Run by `make test-package` after `make package`.
 
 import os
 import re
-import socket
-import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
-import pytest
+from support import connectable, free_port, run, stored_values, wait_until
 
 PKG = Path(os.environ.get("PACKAGE_DIR", "target/package"))
 VERSION = os.environ["VERSION"]
@@ -28,13 +25,6 @@ PREV = os.environ["PREV_VERSION"]
 WINE = os.environ.get("WINE", "/usr/lib/wine/wine64")
 HERE = Path(__file__).parent
 UPGRADE_CODE = "{6B1F2D7E-3C4A-4E5B-9A8D-2F1E0C7B5A93}"
-
-
-def run(cmd, check=True, **kw):
-    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{cmd} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
-    return p
 
 
 def msi_table(msi: Path, table: str):
@@ -92,41 +82,6 @@ class Wine:
         run(["wineserver", "-k"], check=False, env=self.env)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def connectable(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def wait_for(what, timeout, f):
-    until = time.time() + timeout
-    while time.time() < until:
-        v = f()
-        if v:
-            return v
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def stored(db: Path, device: str):
-    try:
-        c = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        rows = [r[0] for r in c.execute(
-            "SELECT value FROM vitals WHERE device = ? ORDER BY ts_ms", (device,))]
-        c.close()
-        return rows
-    except sqlite3.Error:
-        return []
-
-
 def test_silent_install_run_upgrade_uninstall(tmp_path):
     prev = PKG / f"Wardwatch-{PREV}-x64.msi"
     new = PKG / f"Wardwatch-{VERSION}-x64.msi"
@@ -168,11 +123,11 @@ def test_silent_install_run_upgrade_uninstall(tmp_path):
                         "--data-dir", "C:\\Hospital\\data", "--no-sentinel")
         db = wine.c("C:\\Hospital\\data\\wardwatch.sqlite")
         try:
-            wait_for("the station under Wine", 120, lambda: connectable(port))
+            wait_until("the station under Wine", 120, lambda: connectable(port))
             run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1",
                  "-t", "ward/v1/dev/mon-07/vitals",
                  "-m", '{"obs":[{"code":147842,"value":71,"unit":264864}]}'])
-            wait_for("the vital stored on C:", 30, lambda: stored(db, "mon-07") == [71.0])
+            wait_until("the vital stored on C:", 30, lambda: stored_values(db, "mon-07") == [71.0])
         finally:
             st.terminate()
             try:
@@ -191,7 +146,7 @@ def test_silent_install_run_upgrade_uninstall(tmp_path):
                         "/s", check=False).stdout
         versions = re.findall(r"DisplayVersion\s+REG_SZ\s+(\S+)", products)
         assert VERSION in versions and PREV not in versions, products
-        assert stored(db, "mon-07") == [71.0]
+        assert stored_values(db, "mon-07") == [71.0]
 
         # The older MSI over the newer one is refused (MajorUpgrade's downgrade error).
         r = wine("msiexec", "/i", str(prev), "/qn", check=False)
@@ -205,7 +160,7 @@ def test_silent_install_run_upgrade_uninstall(tmp_path):
         wine("msiexec", "/x", str(new), "/qn")
         assert not exe.exists()
         assert not links[0].exists()
-        assert stored(db, "mon-07") == [71.0]
+        assert stored_values(db, "mon-07") == [71.0]
         assert default_conf.exists()
         assert (it_dir / "ward4.toml").exists()
     finally:
