@@ -30,6 +30,8 @@
 //! - `faults`: a damaged database moved aside, replaced and alarmed at start; `store salvage`
 //! - `sentinel`: the station killed (-9) and hung (SIGSTOP): its sentinel sounds the
 //!   alarm-system-failure signal (captured through ALSA), notifies and logs why; restarts
+//! - `drills` (ignored; `make drill`): the station killed at random moments under 64-bed load,
+//!   checked after each kill; results into docs/DRILLS.md
 
 mod support;
 
@@ -42,6 +44,7 @@ mod burden;
 mod cli;
 mod credentials;
 mod docs_examples;
+mod drills;
 mod faults;
 mod hl7_out;
 mod ingest;
