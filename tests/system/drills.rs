@@ -192,9 +192,11 @@ fn power_loss_drill_kills_under_64_bed_load() {
     }
     // One more start: the station comes up on what the last kill left.
     let st = Headless::start_in(dir, &args, &[]);
-    wait_for("the restarted station's summary", Duration::from_secs(20), || {
-        st.last_counters()
-    });
+    wait_for(
+        "the restarted station's summary",
+        Duration::from_secs(20),
+        || st.last_counters(),
+    );
     let stderr = st.stderr_text();
     let status = st.stop();
     assert!(status.success(), "{status:?}\n{stderr}");
