@@ -36,6 +36,11 @@ if [ -n "$sbom" ]; then
   install -d "$pkg/usr/share/doc/wardwatch/sbom"
   install -m 0644 "$sbom"/*.json "$pkg/usr/share/doc/wardwatch/sbom/"
 fi
+# Manual pages from the program's own command definition: wardwatch-station(1) and one per
+# subcommand, compressed as policy asks.
+"$bin" manual --dir "$pkg/usr/share/man/man1"
+chmod 0644 "$pkg"/usr/share/man/man1/*.1
+gzip -9n "$pkg"/usr/share/man/man1/*.1
 # A changelog, compressed as policy asks (changelog.gz: a native package), one entry.
 {
   echo "wardwatch ($version) stable; urgency=medium"

@@ -132,10 +132,10 @@ def test_install_run_upgrade_downgrade_remove_purge(tmp_path):
         conf.write_text(text)
         root.sh("wardwatch-station broker passwd /etc/wardwatch/devices.passwd mon-07",
                 input="device-secret-07\ndevice-secret-07\n")
+        # As README says: console commands that write the database run as the service user.
         root.sh("wardwatch-station users add --config /etc/wardwatch/station.toml "
-                "--username nurse1 --role nurse", input="nurse-password-1\nnurse-password-1\n")
-        # users add ran as root: the service must still own its data.
-        root.sh("chown -R wardwatch:wardwatch /var/lib/wardwatch")
+                "--username nurse1 --role nurse", user="wardwatch",
+                input="nurse-password-1\nnurse-password-1\n")
 
         station = start_station(root)
         try:

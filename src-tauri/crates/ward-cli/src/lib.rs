@@ -96,6 +96,14 @@ enum Command {
     /// starts it), and confirming its signal.
     #[command(subcommand)]
     Sentinel(sentinel::SentinelCommand),
+    /// Write the manual pages (roff): wardwatch-station(1) and one per subcommand, as the
+    /// .deb installs them.
+    #[command(hide = true)]
+    Manual {
+        /// The directory to write them into.
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -381,6 +389,15 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
         Command::Credentials(c) => accounts::credentials(c),
         Command::Export(c) => exports::export(c),
         Command::Report(c) => report_cmd::command(c),
+        Command::Manual { dir } => {
+            use clap::CommandFactory;
+            let cmd = Cli::command()
+                .name("wardwatch-station")
+                .about("Wardwatch central monitoring station: the window without arguments, the command line with a subcommand");
+            std::fs::create_dir_all(&dir)?;
+            clap_mangen::generate_to(cmd, &dir)?;
+            Ok(())
+        }
         Command::Store(StoreCommand::SchemaVersion) => {
             println!("{}", ward_store::schema_version());
             Ok(())
