@@ -27,15 +27,15 @@ APT_TEST := mosquitto-clients xvfb xauth x11-utils webkit2gtk-driver python3-ven
 TEST_ALSA := $(CURDIR)/tests/fixtures/asound-null.conf
 APT_NODE := nodejs npm
 
-.PHONY: help deps deps-apt deps-node deps-py deps-tools deps-package ui build run test lint licenses audit test-audit test-rust test-ui test-e2e test-fuzz check-core sbom package test-package drill bench clean
+.PHONY: help deps deps-apt deps-node deps-py deps-tools deps-package ui build run test lint licenses audit test-audit test-rust test-ui test-e2e test-fuzz check-core sbom package package-build package-test test-package drill bench clean
 
 help:
 	@echo "make run      start the station with a simulated 16-bed ward (window if a display, else headless)"
 	@echo "make test     every test: lint, Rust unit and system tests, UI unit tests, end-to-end window test"
 	@echo "make drill    fault drills (the station killed under load); results into docs/DRILLS.md"
 	@echo "make bench    benchmarks in release builds; results into docs/BENCHMARKS.md"
-	@echo "make package  the .deb and the MSI with their bills of materials (target/package)"
-	@echo "make test-package  install, upgrade and remove both packages (root; Debian root, Wine)"
+	@echo "make package  the .deb and the MSI with their bills of materials (target/package), then"
+	@echo "              installs, upgrades and removes both (root: a Debian root, Wine)"
 
 # Install only what is missing, so a machine that has everything never calls apt-get.
 # $(call apt_ensure,PACKAGES)
@@ -219,7 +219,11 @@ sbom: deps-package
 	  --output-format JSON --output-file ../$(PKG_DIR)/sbom/linux/sbom-ui.cdx.json
 	cp $(PKG_DIR)/sbom/linux/sbom-ui.cdx.json $(PKG_DIR)/sbom/windows/
 
-package: deps-package ui sbom
+# `make package` builds both and then tests them (package-test); `make test-package` is the same.
+package: package-build package-test
+test-package: package
+
+package-build: deps-package ui sbom
 	cargo build --release -p wardwatch-app --features tauri/custom-protocol
 	cargo build --release --target $(WIN_TARGET) -p wardwatch-app --features tauri/custom-protocol
 	installer/build-deb.sh $(VERSION) target/release/wardwatch-station $(PKG_DIR) $(PKG_DIR)/sbom/linux
@@ -229,18 +233,21 @@ package: deps-package ui sbom
 	cp $(PKG_DIR)/sbom/linux/sbom-ui.cdx.json $(PKG_DIR)/wardwatch_$(VERSION)_sbom-ui.cdx.json
 	@ls -1 $(PKG_DIR)/*.deb $(PKG_DIR)/*.msi $(PKG_DIR)/*.cdx.json
 
-# The packages installed, upgraded and removed as IT would (needs root: a throwaway Debian root
-# by mmdebstrap, a throwaway Wine prefix). The upgrade goes to the next patch version, built
-# from the same programs. The log goes to target/test-package.log.
+# The packages installed, upgraded and removed as IT would (as root: a throwaway Debian root by
+# mmdebstrap, chroot and mounts; a throwaway Wine prefix). The upgrade goes to the next patch
+# version, built from the same programs into target/package-test/, never beside the real
+# packages. Not in `make test`: it needs root, a release and a Windows build and a Debian mirror.
 NEXT_VERSION := $(shell echo $(VERSION) | awk -F. '{ print $$1"."$$2"."$$3+1 }')
+PKG_TEST_DIR := target/package-test
 APT_PACKAGE_TEST := mmdebstrap wine64 mosquitto-clients sqlite3
-test-package: package deps-py
+package-test: deps-py
 	$(call apt_ensure,$(APT_PACKAGE_TEST))
-	installer/build-deb.sh $(NEXT_VERSION) target/release/wardwatch-station $(PKG_DIR)/next $(PKG_DIR)/sbom/linux
-	installer/build-msi.sh $(NEXT_VERSION) target/$(WIN_TARGET)/release/wardwatch-station.exe $(PKG_DIR)/next $(PKG_DIR)/sbom/windows
-	cp $(PKG_DIR)/next/* $(PKG_DIR)/
-	PACKAGE_DIR=$(PKG_DIR) PREV_VERSION=$(VERSION) VERSION=$(NEXT_VERSION) \
-	  $(PY) -m pytest -v -s tests/package 2>&1 | tee target/test-package.log
+	rm -rf $(PKG_TEST_DIR)/pkgs && mkdir -p $(PKG_TEST_DIR)/pkgs
+	cp $(PKG_DIR)/wardwatch_$(VERSION)_amd64.deb $(PKG_DIR)/Wardwatch-$(VERSION)-x64.msi $(PKG_TEST_DIR)/pkgs/
+	installer/build-deb.sh $(NEXT_VERSION) target/release/wardwatch-station $(PKG_TEST_DIR)/pkgs $(PKG_DIR)/sbom/linux
+	installer/build-msi.sh $(NEXT_VERSION) target/$(WIN_TARGET)/release/wardwatch-station.exe $(PKG_TEST_DIR)/pkgs $(PKG_DIR)/sbom/windows
+	$(SUDO) env PACKAGE_DIR=$(PKG_TEST_DIR)/pkgs PREV_VERSION=$(VERSION) VERSION=$(NEXT_VERSION) \
+	  ROOTFS_CACHE=$(PKG_TEST_DIR)/bookworm.tar $(PY) -m pytest -v -s tests/package 2>&1 | tee $(PKG_TEST_DIR)/test-package.log
 
 clean:
 	cargo clean

@@ -2,8 +2,8 @@
 apt sources): install, run the unit's own ExecStart as its user, upgrade from the previous
 version's package, a refused downgrade, remove, purge. Also lintian and systemd-analyze.
 
-Needs root (chroot, mounts). Run by `make test-package`; the packages come from
-`make package` (PACKAGE_DIR, two versions: PREV_VERSION and VERSION).
+Needs root (chroot, mounts). Run by `make package` (its package-test step), with the packages
+in PACKAGE_DIR in two versions, PREV_VERSION and VERSION.
 """
 
 import os

@@ -9,7 +9,7 @@ bcryptprimitives.dll (ProcessPrng), which Rust's standard library imports: the t
 shim (tests/package/processprng.c) and places it beside the installed program. Windows 10+
 has the DLL; the shim is never in a package.
 
-Run by `make test-package` after `make package`.
+Run by `make package` (its package-test step).
 """
 
 import os
