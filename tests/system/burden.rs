@@ -42,18 +42,7 @@ fn ward_config(dir: &Path, data: Option<&Path>) -> std::path::PathBuf {
 }
 
 fn sqlite(db: &Path, sql: &str) -> String {
-    let out = Command::new("sqlite3")
-        .arg("-readonly")
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("sqlite3 (Debian sqlite3) must be installed; make test installs it");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    sqlite3(db, &["-readonly"], sql)
 }
 
 fn raised_count(db: &Path, bed: &str, condition: &str) -> usize {

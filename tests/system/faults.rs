@@ -11,17 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 fn sqlite(db: &Path, sql: &str) -> String {
-    let out = Command::new("sqlite3")
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("sqlite3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    sqlite3(db, &[], sql)
 }
 
 fn overwrite(path: &Path, at: u64, len: usize) {

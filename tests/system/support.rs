@@ -497,3 +497,20 @@ impl Drop for Subscriber {
         let _ = self.child.wait();
     }
 }
+
+/// Runs Debian's sqlite3 command on `db` (counts made independently of the station's own
+/// code) and returns its output, trimmed; `flags` e.g. `["-readonly"]` for a live station.
+pub fn sqlite3(db: &Path, flags: &[&str], sql: &str) -> String {
+    let out = Command::new("sqlite3")
+        .args(flags)
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("sqlite3 (Debian sqlite3) must be installed; make test installs it");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
