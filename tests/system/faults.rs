@@ -1,7 +1,8 @@
-//! Faults a ward will meet (issue 20). The damaged-database drill: a station database with
-//! bytes overwritten in its middle and a broker store with a ruined header are found at the
-//! next start, moved aside (never deleted), replaced, and said in a HIGH technical alarm while
-//! the station monitors on; `wardwatch store salvage` then copies the users, the alarm log
+//! Faults a ward will meet (issue 20). The damaged-database drill: a broker store with a
+//! ruined header is found at the next start, moved aside (never deleted), replaced, and said
+//! in a HIGH technical alarm; a station database with a page overwritten in its middle passes
+//! the cheap start-up check, is found by the full check that runs after start-up (a HIGH
+//! alarm, monitoring goes on), and is moved aside and replaced at the start after; `wardwatch store salvage` then copies the users, the alarm log
 //! and the audit chain (as far as it verifies) back from the damaged file.
 
 use crate::support::*;
@@ -79,18 +80,63 @@ fn a_damaged_database_is_moved_aside_replaced_alarmed_and_salvaged() {
     );
     let (status, data) = st.stop_keep();
     assert!(status.success());
+    // Everything in the main file, then a bad sector's worth of garbage in a leaf page in
+    // the middle of the biggest table (a page start-up never reads), and a broker store
+    // whose header is gone.
+    sqlite(&db_of(data.path()), "PRAGMA wal_checkpoint(TRUNCATE)");
+    let leaf: u64 = sqlite(
+        &db_of(data.path()),
+        "WITH leaves AS (SELECT name, pageno, ROW_NUMBER() OVER (PARTITION BY name ORDER BY pageno) AS i, \
+                COUNT(*) OVER (PARTITION BY name) AS n FROM dbstat WHERE pagetype = 'leaf' \
+                AND name IN ('vitals', 'wave_chunks')) \
+         SELECT pageno FROM leaves WHERE i = n / 2 AND n >= 3 ORDER BY n DESC LIMIT 1",
+    )
+    .parse()
+    .expect("a table with three leaf pages or more");
+    overwrite(&db_of(data.path()), (leaf - 1) * 4096 + 8, 4088);
+    overwrite(&data.path().join("broker.sqlite"), 0, 100);
+
+    // The broker store, checked in full before start, is replaced at once; the station
+    // database passes the start-up check and monitors, and the full check after start-up
+    // finds the damage and says so.
+    let st = Headless::start_in(data, &["--config", cfg.to_str().unwrap()], &[]);
+    let dir = st.dir.path().to_path_buf();
+    assert_eq!(damaged_files(&dir, "broker.sqlite").len(), 1);
+    assert!(damaged_files(&dir, "wardwatch.sqlite").is_empty());
+    let db = st.db();
+    let alarm = wait_for("the broker store alarm", Duration::from_secs(20), || {
+        let d = sqlite(&db, "SELECT priority || ' ' || detail FROM alarm_log WHERE kind = 'raised' AND condition = 'tech:database_replaced'");
+        (!d.is_empty()).then_some(d)
+    });
+    assert!(alarm.starts_with("high "), "{alarm}");
+    assert!(alarm.contains("broker store"), "{alarm}");
+    let found = wait_for("the full check's alarm", Duration::from_secs(60), || {
+        let d = sqlite(&db, "SELECT priority || ' ' || detail FROM alarm_log WHERE kind = 'raised' AND condition = 'tech:database_damaged'");
+        (!d.is_empty()).then_some(d)
+    });
+    assert!(found.starts_with("high "), "{found}");
+    assert!(found.contains(&db.display().to_string()), "{found}");
+    assert!(found.contains("the next start moves it aside"), "{found}");
+    assert!(dir.join("wardwatch.sqlite.check-failed").exists());
+    let audited = sqlite(
+        &db,
+        "SELECT COUNT(*) FROM audit WHERE kind = 'store.damage_found'",
+    );
+    assert_eq!(audited, "1");
+    wait_for(
+        "vitals still stored in the damaged file",
+        Duration::from_secs(30),
+        || stored_vital(&db, "sim-01", 147_842),
+    );
+    let (status, data) = st.stop_keep();
+    assert!(status.success());
+    // What salvage can bring back: both runs' rows (the damage is in neither table).
     let alarms_before = sqlite(&db_of(data.path()), "SELECT COUNT(*) FROM alarm_log");
     let audit_before: u64 = sqlite(&db_of(data.path()), "SELECT COUNT(*) FROM audit")
         .parse()
         .unwrap();
-    // Everything in the main file, then a bad sector's worth of garbage in its middle, and a
-    // broker store whose header is gone.
-    sqlite(&db_of(data.path()), "PRAGMA wal_checkpoint(TRUNCATE)");
-    let size = std::fs::metadata(db_of(data.path())).unwrap().len();
-    overwrite(&db_of(data.path()), size / 2 / 4096 * 4096 + 8, 3 * 4096);
-    overwrite(&data.path().join("broker.sqlite"), 0, 100);
 
-    // The station starts on new files and says so.
+    // The next start moves it aside without checking it again, and starts on a new one.
     let st = Headless::start_in(data, &["--config", cfg.to_str().unwrap()], &[]);
     let dir = st.dir.path().to_path_buf();
     let kept = damaged_files(&dir, "wardwatch.sqlite");
@@ -99,7 +145,7 @@ fn a_damaged_database_is_moved_aside_replaced_alarmed_and_salvaged() {
         1,
         "the damaged database kept beside the new one"
     );
-    assert_eq!(damaged_files(&dir, "broker.sqlite").len(), 1);
+    assert!(!dir.join("wardwatch.sqlite.check-failed").exists());
     let db = st.db();
     let alarm = wait_for("the database alarm", Duration::from_secs(20), || {
         let d = sqlite(&db, "SELECT priority || ' ' || detail FROM alarm_log WHERE kind = 'raised' AND condition = 'tech:database_replaced'");
@@ -107,7 +153,10 @@ fn a_damaged_database_is_moved_aside_replaced_alarmed_and_salvaged() {
     });
     assert!(alarm.starts_with("high "), "{alarm}");
     assert!(alarm.contains(&kept[0].display().to_string()), "{alarm}");
-    assert!(alarm.contains("broker store"), "{alarm}");
+    assert!(
+        alarm.contains("found by the full check of the last run"),
+        "{alarm}"
+    );
     // And monitors on: new values stored, the desaturation raised again.
     wait_for(
         "new vitals in the new database",

@@ -42,6 +42,10 @@ pub enum Technical {
     /// (the log's detail names the file kept). Active for the whole run: the history before
     /// it is only in the old file until `wardwatch store salvage` copies it back.
     DatabaseReplaced,
+    /// The full check run in the background after start-up found a database damaged. The
+    /// station keeps monitoring on it (stopping would be worse); the next start moves it
+    /// aside. Active for the rest of the run.
+    DatabaseDamaged,
     AudioUnavailable,
     UiHeartbeatMissing,
     SelfCheckFailed,
@@ -60,6 +64,9 @@ impl Technical {
             },
             Technical::StorageFailing => "Station storage failing".into(),
             Technical::DatabaseReplaced => "Station database damaged: a new one was started".into(),
+            Technical::DatabaseDamaged => {
+                "Station database damaged: restart the station to replace it".into()
+            }
             Technical::AudioUnavailable => "Alarm audio unavailable".into(),
             Technical::UiHeartbeatMissing => "Display not responding".into(),
             Technical::SelfCheckFailed => "Alarm system self-check failed".into(),

@@ -516,7 +516,9 @@ pub fn floods(bed: &str, onsets: &[i64], n: u32, window: i64) -> Vec<Flood> {
 fn technical_cause(condition: &str) -> String {
     match condition {
         "tech:device_silent" => "no data".into(),
-        "tech:storage_failing" | "tech:database_replaced" => "storage".into(),
+        "tech:storage_failing" | "tech:database_replaced" | "tech:database_damaged" => {
+            "storage".into()
+        }
         "tech:audio_unavailable" => "audio".into(),
         "tech:ui_heartbeat_missing" => "display".into(),
         "tech:self_check_failed" => "self-check".into(),

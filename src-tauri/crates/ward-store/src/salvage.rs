@@ -50,6 +50,73 @@ pub fn check(path: &Path) -> Health {
     }
 }
 
+/// The cheap check made before the station starts: the file opens, its schema reads, and
+/// every table's first and last rows read (the b-tree paths start-up and the writer touch
+/// first). It reads a few pages per table whatever the file's size, so a 36 GB ward database
+/// does not hold monitoring back; the full [`check`] runs after start-up, in the background.
+pub fn check_opening(path: &Path) -> Health {
+    if !path.exists() {
+        return Health::Missing;
+    }
+    let conn = match Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY) {
+        Ok(c) => c,
+        Err(e) => return Health::Damaged(format!("cannot be opened: {e}")),
+    };
+    let tables = conn
+        .prepare("SELECT name, sql FROM sqlite_schema WHERE type = 'table'")
+        .and_then(|mut st| {
+            st.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        });
+    let tables = match tables {
+        Ok(t) => t,
+        Err(e) => return Health::Damaged(format!("its schema cannot be read: {e}")),
+    };
+    for (name, sql) in tables {
+        let without_rowid = sql.is_some_and(|s| s.to_ascii_uppercase().contains("WITHOUT ROWID"));
+        let q = |order: &str| {
+            if without_rowid {
+                format!("SELECT * FROM \"{name}\" LIMIT 1")
+            } else {
+                format!("SELECT * FROM \"{name}\" ORDER BY rowid {order} LIMIT 1")
+            }
+        };
+        for order in ["ASC", "DESC"] {
+            let r = conn
+                .prepare(&q(order))
+                .and_then(|mut st| st.query([])?.next().map(|_| ()));
+            if let Err(e) = r {
+                return Health::Damaged(format!("table {name} cannot be read: {e}"));
+            }
+        }
+    }
+    Health::Ok
+}
+
+/// The file beside a database that says the background check found it damaged during a
+/// run; the next start moves the database aside without checking it again.
+pub fn marker_path(path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.check-failed", path.display()))
+}
+
+/// Records that the full check found `path` damaged (the reason, for the next start).
+pub fn mark_damaged(path: &Path, reason: &str) -> std::io::Result<()> {
+    std::fs::write(marker_path(path), reason)
+}
+
+/// The reason a background check recorded for `path`, if one did; the marker is removed
+/// (it has done its work once the next start reads it).
+pub fn take_mark(path: &Path) -> Option<String> {
+    let marker = marker_path(path);
+    let reason = std::fs::read_to_string(&marker).ok()?;
+    if let Err(e) = std::fs::remove_file(&marker) {
+        tracing::warn!(marker = %marker.display(), error = %e, "cannot remove the damage marker");
+    }
+    Some(reason)
+}
+
 /// Renames `path` (and its `-wal` and `-shm` files, which belong to it) to
 /// `<name>.damaged-<UTC time>`, and returns the new path. Nothing is deleted.
 pub fn move_aside(path: &Path, t_ms: i64) -> std::io::Result<PathBuf> {
@@ -123,6 +190,12 @@ fn columns(conn: &Connection, db: &str, table: &str) -> rusqlite::Result<Vec<(St
 
 /// Reads `table` of `old` in rowid order, handing each readable row to `each`; returns the
 /// number of rowids skipped as unreadable.
+///
+/// Rows are read a page of [`PAGE`] at a time; a page that fails is read again a row at a
+/// time up to the damage, and past a row that cannot be read the scan skips forward
+/// (doubling the step) until a whole row reads again. Every step moves `after` forward, so
+/// the scan ends whatever the damage (a damaged page can even yield keys out of order: a key
+/// at or below `after` counts as a failed read).
 fn scan(
     old: &Connection,
     table: &str,
@@ -130,59 +203,54 @@ fn scan(
     mut each: impl FnMut(Vec<Value>) -> Result<(), StoreError>,
 ) -> Result<u64, StoreError> {
     let list = cols.join(", ");
-    let sql =
-        format!("SELECT rowid, {list} FROM {table} WHERE rowid > ?1 ORDER BY rowid LIMIT {PAGE}");
     let last_rowid: Option<i64> = old
         .query_row(&format!("SELECT max(rowid) FROM {table}"), [], |r| r.get(0))
         .ok()
         .flatten();
+    let read = |after: i64, limit: i64| -> rusqlite::Result<Vec<(i64, Vec<Value>)>> {
+        let sql = format!(
+            "SELECT rowid, {list} FROM {table} WHERE rowid > ?1 ORDER BY rowid LIMIT {limit}"
+        );
+        let rows: Vec<(i64, Vec<Value>)> = old.prepare(&sql).and_then(|mut st| {
+            let rows = st.query_map([after], |r| {
+                let id: i64 = r.get(0)?;
+                let vals = (1..=cols.len())
+                    .map(|i| r.get::<_, Value>(i))
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok((id, vals))
+            })?;
+            rows.collect()
+        })?;
+        let mut prev = after;
+        for (id, _) in &rows {
+            if *id <= prev {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                    Some(format!("rowid {id} out of order after {prev}")),
+                ));
+            }
+            prev = *id;
+        }
+        Ok(rows)
+    };
     let mut after = i64::MIN;
     let mut unreadable = 0u64;
     loop {
-        let page: rusqlite::Result<Vec<(i64, Vec<Value>)>> =
-            old.prepare(&sql).and_then(|mut st| {
-                let rows = st.query_map([after], |r| {
-                    let id: i64 = r.get(0)?;
-                    let vals = (1..=cols.len())
-                        .map(|i| r.get::<_, Value>(i))
-                        .collect::<rusqlite::Result<Vec<_>>>()?;
-                    Ok((id, vals))
-                })?;
-                rows.collect()
-            });
-        match page {
-            Ok(rows) if rows.is_empty() => break,
-            Ok(rows) => {
-                for (id, vals) in rows {
-                    after = id;
-                    each(vals)?;
-                }
-            }
+        let rows = match read(after, PAGE).or_else(|_| read(after, 1)) {
+            Ok(rows) => rows,
             Err(_) => {
-                // Skip forward past the damage, a little further each time.
+                // The next row cannot be read: skip forward past the damage, a little
+                // further each time, to the first key from which a whole row reads again.
                 let from = after;
                 let mut step = 1i64;
                 loop {
                     let probe = from.saturating_add(step);
-                    let ok = old
-                        .query_row(
-                            &format!(
-                                "SELECT rowid FROM {table} WHERE rowid > ?1 ORDER BY rowid LIMIT 1"
-                            ),
-                            [probe],
-                            |r| r.get::<_, i64>(0),
-                        )
-                        .map(Some)
-                        .or_else(|e| match e {
-                            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                            e => Err(e),
-                        });
-                    match ok {
+                    match read(probe, 1) {
                         Ok(_) => {
                             after = probe;
                             break;
                         }
-                        Err(_) if last_rowid.is_some_and(|m| probe >= m) || step > (1 << 40) => {
+                        Err(_) if last_rowid.is_some_and(|m| probe >= m) || probe == i64::MAX => {
                             after = i64::MAX;
                             break;
                         }
@@ -194,7 +262,15 @@ fn scan(
                 if after == i64::MAX {
                     break;
                 }
+                continue;
             }
+        };
+        if rows.is_empty() {
+            break;
+        }
+        for (id, vals) in rows {
+            after = id;
+            each(vals)?;
         }
     }
     Ok(unreadable)
@@ -456,7 +532,11 @@ mod tests {
         assert_eq!(check(&db), Health::Missing);
         filled(&db);
         assert_eq!(check(&db), Health::Ok);
+        assert_eq!(check_opening(&db), Health::Ok);
         damage(&db);
+        // A page in the middle of a table: the start-up check (first and last rows) passes
+        // it, as it should (its cost must not grow with the file); the full check finds it.
+        assert_eq!(check_opening(&db), Health::Ok);
         let Health::Damaged(why) = check(&db) else {
             panic!("damage not found")
         };
@@ -487,6 +567,78 @@ mod tests {
         // Once per file.
         let again = fresh.salvage_from(&moved, 6).unwrap_err().to_string();
         assert!(again.contains("already salvaged"), "{again}");
+    }
+
+    /// Damage among the first rows a page read covers (here the whole table is smaller than
+    /// one page read): the scan reads up to it row by row, skips it, and reads on. Once, a
+    /// scan retried the same failing page read forever (key by key from the smallest key).
+    #[test]
+    fn damage_within_the_first_page_read_is_skipped_and_the_rest_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("small.sqlite");
+        let mut s = Store::open(&db).unwrap();
+        let vit: Vec<Record> = (0..400)
+            .map(|i| {
+                Record::Vital(VitalRow {
+                    ts_ms: i,
+                    device: if i == 200 { MARKER } else { "sim-01" }.into(),
+                    bed: Some("bed-01".into()),
+                    code: 147_842,
+                    unit: 264_864,
+                    value: Some(70.0),
+                })
+            })
+            .collect();
+        s.write_batch(&vit).unwrap();
+        drop(s);
+        let c = Connection::open(&db).unwrap();
+        c.pragma_update(None, "journal_mode", "DELETE").unwrap();
+        drop(c);
+        damage(&db);
+        let mut fresh = Store::open(&dir.path().join("new.sqlite")).unwrap();
+        let report = fresh.salvage_from(&db, 5).unwrap();
+        let v = report
+            .tables
+            .iter()
+            .find(|x| x.table == "vitals")
+            .unwrap()
+            .clone();
+        assert!(v.copied >= 200 && v.copied < 400, "{v:?}");
+        assert!(v.unreadable > 0 && v.copied + v.unreadable >= 400, "{v:?}");
+    }
+
+    #[test]
+    fn the_start_up_check_finds_a_ruined_schema_or_table_end_and_the_mark_of_a_full_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("wardwatch.sqlite");
+        assert_eq!(check_opening(&db), Health::Missing);
+        filled(&db);
+        // The last page holds the newest rows, the ones the writer appends after.
+        let len = std::fs::metadata(&db).unwrap().len();
+        let mut f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+        f.seek(SeekFrom::Start(len - 4096)).unwrap();
+        f.write_all(&[0xA5; 4096]).unwrap();
+        drop(f);
+        let Health::Damaged(why) = check_opening(&db) else {
+            panic!("a ruined last page passed")
+        };
+        assert!(why.contains("cannot be read"), "{why}");
+        // The schema page (page 1, after the 100-byte header).
+        let other = dir.path().join("other.sqlite");
+        filled(&other);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&other)
+            .unwrap();
+        f.seek(SeekFrom::Start(100)).unwrap();
+        f.write_all(&[0xA5; 3996]).unwrap();
+        drop(f);
+        assert!(matches!(check_opening(&other), Health::Damaged(_)));
+        // The mark a background check leaves is read once.
+        assert_eq!(take_mark(&other), None);
+        mark_damaged(&other, "page 7: btree error").unwrap();
+        assert_eq!(take_mark(&other).as_deref(), Some("page 7: btree error"));
+        assert_eq!(take_mark(&other), None);
     }
 
     #[test]
