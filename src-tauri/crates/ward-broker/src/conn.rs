@@ -137,6 +137,9 @@ async fn step(shared: &Shared, m: &mut Machine, committed: &Option<watch::Receiv
     for plan in m.release(done, Now::read()) {
         shared.dispatch(plan).await;
     }
+    // Dispatched plans dropped their holds: acknowledgements no local subscriber keeps
+    // back leave in this same write.
+    m.release_held();
     m.pull();
 }
 
@@ -441,6 +444,8 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
         let mut woken = std::pin::pin!(wake.notified());
         let mut killed = std::pin::pin!(kill.notified());
         let mut stopped = std::pin::pin!(stop.changed());
+        let held_wake = m.held_wake();
+        let mut kept = std::pin::pin!(held_wake.notified());
         loop {
             let waiting = m.waiting() && committed.is_some();
             let deadline = m.timeout();
@@ -476,6 +481,13 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
                     // for a subscriber of many publishers).
                     tokio::task::yield_now().await;
                     m.wake(Now::read());
+                    if write_out(&mut wr, &mut m).await.is_err() {
+                        break End::Abnormal;
+                    }
+                }
+                _ = &mut kept, if m.holding() => {
+                    kept.set(held_wake.notified());
+                    m.release_held();
                     if write_out(&mut wr, &mut m).await.is_err() {
                         break End::Abnormal;
                     }
@@ -641,6 +653,7 @@ async fn publish_will(shared: &Shared, client_id: &Arc<str>, w: Will) {
             props: w.props,
             expires_at_ms: w.expiry_interval.map(|e| now_ms() + i64::from(e) * 1000),
             id: 0,
+            hold: None,
         })
         .await;
 }

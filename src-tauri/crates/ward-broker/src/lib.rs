@@ -25,6 +25,7 @@
 pub mod auth;
 mod codec;
 mod conn;
+mod hold;
 mod machine;
 mod persist;
 mod router;
@@ -34,6 +35,7 @@ mod ws;
 
 pub use auth::{Acl, Authorizer, FileAuth, Identity, Passwords, SubAccess};
 pub use codec::{reason, PubProps, Qos};
+pub use hold::AckHold;
 pub use persist::PersistError;
 pub use router::{split_share, topic_matches, valid_filter, valid_topic_name};
 pub use tls::{acceptor_for, TlsConfig, TlsError};
@@ -212,6 +214,9 @@ pub struct Message {
     pub expires_at_ms: Option<i64>,
     /// Durable id when the message is stored (0 otherwise).
     pub id: u64,
+    /// Set on the copy a confirming in-process subscriber receives of a QoS 1/2 message from
+    /// a client: the publisher's acknowledgement waits until every clone is dropped.
+    pub hold: Option<AckHold>,
 }
 
 impl Message {
@@ -225,6 +230,7 @@ impl Message {
             props: None,
             expires_at_ms: None,
             id: 0,
+            hold: None,
         }
     }
 
@@ -251,6 +257,7 @@ impl Message {
             props: m.props.map(Arc::new),
             expires_at_ms: m.expires_at_ms,
             id: m.id,
+            hold: None,
         }
     }
 }
@@ -345,6 +352,9 @@ pub(crate) struct Plan {
     pub spill: Vec<bool>,
     /// Per session target: room was reserved for it (QoS 1/2 to a session that keeps it).
     pub reserved: Vec<bool>,
+    /// The publisher's acknowledgement waits on this: handed to confirming local
+    /// subscribers, dropped with the plan once dispatched.
+    pub hold: Option<AckHold>,
 }
 
 impl Drop for Plan {
@@ -501,6 +511,7 @@ impl Shared {
                 durable,
                 spill,
                 reserved,
+                hold: None,
             });
             return Err(NoRoom(full));
         }
@@ -527,6 +538,7 @@ impl Shared {
             durable,
             spill,
             reserved,
+            hold: None,
         })
     }
 
@@ -560,6 +572,8 @@ impl Shared {
         let durables = std::mem::take(&mut plan.durable);
         let spills = std::mem::take(&mut plan.spill);
         let reserved = std::mem::take(&mut plan.reserved);
+        // Given to confirming local subscribers below; this clone goes when dispatch ends.
+        let hold = plan.hold.take();
         drop(plan);
         let len = msg.payload.len();
         // One payload-less copy of the message serves every session it spilled for.
@@ -612,9 +626,12 @@ impl Shared {
             }
         }
         self.submit(done);
-        for (tx, sub_qos) in targets.locals {
+        for (tx, sub_qos, confirms) in targets.locals {
             let mut m = (*msg).clone();
             m.qos = msg.qos.min(sub_qos);
+            if confirms && m.qos > 0 {
+                m.hold = hold.clone();
+            }
             // The station applies backpressure for QoS 1/2, so what the broker acknowledged
             // to a device has been handed to the station; QoS 0 (waveforms) is dropped and
             // counted when the station falls behind.
@@ -1060,6 +1077,28 @@ impl BrokerHandle {
         filter: &str,
         capacity: usize,
     ) -> Result<mpsc::Receiver<Message>, BrokerError> {
+        self.subscribe_local_with(filter, capacity, false)
+    }
+
+    /// Subscribes in-process as a subscriber that keeps what it receives: each QoS 1/2
+    /// message from a client comes with an [`AckHold`] (in `Message::hold`), and the
+    /// publisher is acknowledged only once the subscriber has dropped it (after its own
+    /// commit). A subscriber that falls behind thereby slows QoS 1/2 publishers down
+    /// instead of losing what was acknowledged to them.
+    pub fn subscribe_local_confirmed(
+        &self,
+        filter: &str,
+        capacity: usize,
+    ) -> Result<mpsc::Receiver<Message>, BrokerError> {
+        self.subscribe_local_with(filter, capacity, true)
+    }
+
+    fn subscribe_local_with(
+        &self,
+        filter: &str,
+        capacity: usize,
+        confirms: bool,
+    ) -> Result<mpsc::Receiver<Message>, BrokerError> {
         let Some((share, f)) = split_share(filter) else {
             return Err(BrokerError::BadFilter(filter.to_string()));
         };
@@ -1076,7 +1115,7 @@ impl BrokerHandle {
                 filter: f.to_string(),
                 share: share.map(str::to_string),
                 opts: router::LOCAL_OPTS,
-                target: Target::Local(owner, tx),
+                target: Target::Local(owner, tx, confirms),
                 check: None,
             });
         Ok(rx)

@@ -14,6 +14,7 @@ use crate::codec::{
     self, reason, ConnAckInfo, DecodeError, Inbound, Outbound, Proto, PublishIn, PublishOut,
     SubResult,
 };
+use crate::hold::{AckHold, HoldInner};
 use crate::persist::Op;
 use crate::router::{split_share, valid_filter, valid_topic_name, Entry, Target};
 use crate::session::{Delivery, Flight, SessionSlot};
@@ -21,8 +22,9 @@ use crate::{bump, now_ms, Message, NoRoom, Plan, Shared};
 use bytes::BytesMut;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// How a connection ended, which decides whether its will is published.
@@ -45,6 +47,13 @@ struct Pending {
     then: Then,
 }
 
+struct Held {
+    /// `None`: nothing to wait for (it only keeps its place in the order).
+    hold: Option<Weak<HoldInner>>,
+    qos1: bool,
+    ack: Outbound,
+}
+
 /// The protocol side of one connection, after CONNECT: packets in, bytes out, no I/O and no
 /// clock of its own. Every entry point takes [`Now`]; what it decides to send accumulates in
 /// `out` for the driver to write, and the messages it released for routing come back to the
@@ -61,6 +70,13 @@ pub(crate) struct Machine {
     out: BytesMut,
     pending: VecDeque<Pending>,
     pending_qos1: usize,
+    /// Acknowledgements of dispatched messages, in order, each waiting until its hold is
+    /// dropped (a confirming local subscriber has kept the message; see `hold.rs`). What
+    /// comes after a held acknowledgement waits behind it, so acknowledgements leave in the
+    /// order the packets came (MQTT 3.1.1 4.6).
+    held: VecDeque<Held>,
+    /// Woken by the last drop of a hold; the driver then calls [`Machine::release_held`].
+    held_wake: Arc<Notify>,
     in_aliases: HashMap<u16, Arc<str>>,
     out_aliases: HashMap<Arc<str>, u16>,
     client_alias_max: u16,
@@ -146,6 +162,8 @@ impl Machine {
             out: BytesMut::with_capacity(8 * 1024),
             pending: VecDeque::new(),
             pending_qos1: 0,
+            held: VecDeque::new(),
+            held_wake: Arc::new(Notify::new()),
             in_aliases: HashMap::new(),
             out_aliases: HashMap::new(),
             client_alias_max: s.client_alias_max,
@@ -187,6 +205,50 @@ impl Machine {
     /// Work waits for the store (its acknowledgement is due once the commit lands).
     pub fn waiting(&self) -> bool {
         !self.pending.is_empty()
+    }
+
+    /// Acknowledgements wait for a confirming local subscriber.
+    pub fn holding(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// What the last drop of a hold wakes (the driver waits on it while [`Machine::holding`]).
+    pub fn held_wake(&self) -> Arc<Notify> {
+        self.held_wake.clone()
+    }
+
+    /// Sends the held acknowledgements whose holds are all dropped, in order, stopping at
+    /// the first still held.
+    pub fn release_held(&mut self) {
+        while self
+            .held
+            .front()
+            .is_some_and(|h| h.hold.as_ref().is_none_or(|w| w.strong_count() == 0))
+        {
+            let Some(h) = self.held.pop_front() else {
+                break;
+            };
+            if h.qos1 {
+                self.pending_qos1 -= 1;
+            }
+            self.push(h.ack);
+        }
+    }
+
+    /// Sends `ack` now, or behind the held ones.
+    fn ack_in_order(&mut self, ack: Outbound, qos1: bool) {
+        if self.held.is_empty() {
+            if qos1 {
+                self.pending_qos1 -= 1;
+            }
+            self.push(ack);
+        } else {
+            self.held.push_back(Held {
+                hold: None,
+                qos1,
+                ack,
+            });
+        }
     }
 
     /// When [`Machine::on_timeout`] is due: the keep-alive deadline.
@@ -494,6 +556,7 @@ impl Machine {
                 .expiry_interval
                 .map(|e| self.now.wall_ms + i64::from(e) * 1000),
             id: 0,
+            hold: None,
         };
         let mut ops = Vec::new();
         let plan = match self.shared.plan(msg, &mut ops, true) {
@@ -663,19 +726,26 @@ impl Machine {
             let Some(p) = self.pending.pop_front() else {
                 break;
             };
-            if p.qos1 {
-                self.pending_qos1 -= 1;
-            }
             match p.then {
-                Then::Dispatch(plan, ack) => {
-                    plans.push(plan);
+                Then::Dispatch(mut plan, ack) => {
                     if let Some(a) = ack {
-                        self.push(a);
+                        // Held until every confirming local subscriber has kept the message
+                        // (and at least until the driver has dispatched the plan).
+                        let (hold, weak) = AckHold::new(self.held_wake.clone());
+                        plan.hold = Some(hold);
+                        self.held.push_back(Held {
+                            hold: Some(weak),
+                            qos1: p.qos1,
+                            ack: a,
+                        });
+                    } else if p.qos1 {
+                        self.pending_qos1 -= 1;
                     }
+                    plans.push(plan);
                 }
-                Then::Send(o) => self.push(o),
+                Then::Send(o) => self.ack_in_order(o, p.qos1),
                 Then::SubAck(o, retained) => {
-                    self.push(o);
+                    self.ack_in_order(o, p.qos1);
                     let mut s = self.slot.lock();
                     for d in retained {
                         // Retained copies queue like any delivery; a full queue drops them
@@ -926,7 +996,7 @@ pub(crate) mod harness {
                 filter: "#".into(),
                 share: None,
                 opts: crate::router::LOCAL_OPTS,
-                target: Target::Local(0, tx),
+                target: Target::Local(0, tx, false),
                 check: None,
             });
         }
@@ -1003,6 +1073,7 @@ pub(crate) mod harness {
                     "dispatch waited"
                 );
             }
+            self.m.release_held();
             self.m.pull();
         }
 
@@ -1197,6 +1268,58 @@ mod tests {
     fn no_keep_alive_means_no_timeout() {
         let r = rig(BrokerConfig::default(), 0);
         assert_eq!(r.m.timeout(), None);
+    }
+
+    /// A subscriber that confirms what it keeps (the station's ingest): the PUBACK of a
+    /// QoS 1 message, and the PUBREC of a QoS 2 one, leave only once it has dropped the
+    /// message's hold, in the order the publishes came; QoS 0 is never held.
+    #[test]
+    fn acknowledgements_wait_for_a_confirming_subscriber_and_leave_in_order() {
+        let mut r = rig(BrokerConfig::default(), 30);
+        let (tx, mut kept) = tokio::sync::mpsc::channel(64);
+        if let Ok(mut router) = r.shared.router.write() {
+            router.subscribe(Entry {
+                filter: "#".into(),
+                share: None,
+                opts: crate::router::LOCAL_OPTS,
+                target: Target::Local(7, tx, true),
+                check: None,
+            });
+        }
+        let (_, sent) = r.feed(&publish(QoS::AtLeastOnce, 1), r.at(1.0));
+        assert!(sent.is_empty(), "{sent:?}");
+        let (_, sent) = r.feed(&publish(QoS::ExactlyOnce, 2), r.at(1.1));
+        assert!(sent.is_empty(), "{sent:?}");
+        let (_, sent) = r.feed(&publish(QoS::AtMostOnce, 0), r.at(1.2));
+        assert!(sent.is_empty(), "{sent:?}");
+        assert!(r.m.holding());
+        let first = kept.try_recv().unwrap();
+        let second = kept.try_recv().unwrap();
+        let third = kept.try_recv().unwrap();
+        assert!(first.hold.is_some() && second.hold.is_some() && third.hold.is_none());
+        // The non-confirming subscriber got them at once, with nothing to hold.
+        assert!(r.routed().iter().all(|m| m.hold.is_none()));
+        // The second is kept first: nothing may overtake the first's PUBACK.
+        drop(second);
+        r.m.release_held();
+        assert!(r.sent().is_empty());
+        drop(first);
+        r.m.release_held();
+        match &r.sent()[..] {
+            [Packet::PubAck(a), Packet::PubRec(b)] => {
+                assert_eq!((a.pkid, b.pkid), (1, 2));
+            }
+            other => panic!("expected PUBACK 1 then PUBREC 2, got {other:?}"),
+        }
+        assert!(!r.m.holding());
+        // A PINGRESP is not an acknowledgement of a publish and is never held back.
+        let (_, sent) = r.feed(&publish(QoS::AtLeastOnce, 3), r.at(2.0));
+        assert!(sent.is_empty());
+        let (_, sent) = r.feed(&Packet::PingReq(PingReq), r.at(2.1));
+        assert!(matches!(sent[..], [Packet::PingResp(_)]));
+        drop(kept.try_recv().unwrap());
+        r.m.release_held();
+        assert!(matches!(&r.sent()[..], [Packet::PubAck(a)] if a.pkid == 3));
     }
 
     #[test]

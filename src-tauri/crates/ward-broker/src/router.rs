@@ -18,8 +18,9 @@ use tokio::sync::mpsc;
 
 pub(crate) enum Target {
     Session(Arc<SessionSlot>),
-    /// An in-process subscriber (the station's ingest): no second TCP hop.
-    Local(u64, mpsc::Sender<Message>),
+    /// An in-process subscriber (the station's ingest): no second TCP hop. The flag: it
+    /// confirms what it keeps (QoS 1/2 acknowledgements wait for it; see `hold.rs`).
+    Local(u64, mpsc::Sender<Message>, bool),
 }
 
 /// An in-process subscriber's options: everything up to QoS 2, retain flags as published, no
@@ -48,7 +49,7 @@ impl Entry {
     fn key(&self) -> Key<'_> {
         match &self.target {
             Target::Session(s) => Key::Client(&s.client_id),
-            Target::Local(id, _) => Key::Local(*id),
+            Target::Local(id, ..) => Key::Local(*id),
         }
     }
 }
@@ -71,7 +72,7 @@ pub(crate) struct SessionTarget {
 #[derive(Default)]
 pub(crate) struct Targets {
     pub sessions: Vec<SessionTarget>,
-    pub locals: Vec<(mpsc::Sender<Message>, Qos)>,
+    pub locals: Vec<(mpsc::Sender<Message>, Qos, bool)>,
 }
 
 #[derive(Default)]
@@ -157,7 +158,7 @@ impl Router {
                 continue;
             }
             match &s.target {
-                Target::Local(_, tx) => out.locals.push((tx.clone(), s.opts.qos)),
+                Target::Local(_, tx, c) => out.locals.push((tx.clone(), s.opts.qos, *c)),
                 Target::Session(slot) => {
                     if s.opts.no_local && &*slot.client_id == publisher {
                         continue;
@@ -177,7 +178,7 @@ impl Router {
                 .find(online)
                 .unwrap_or(members[start % members.len()]);
             match &pick.target {
-                Target::Local(_, tx) => out.locals.push((tx.clone(), pick.opts.qos)),
+                Target::Local(_, tx, c) => out.locals.push((tx.clone(), pick.opts.qos, *c)),
                 Target::Session(slot) => add(&mut out.sessions, slot, &pick.opts),
             }
         }

@@ -365,6 +365,7 @@ mod tests {
                 props: None,
                 expires_at_ms: None,
                 id: 0,
+                hold: None,
             }),
             qos,
             retain: false,

@@ -19,6 +19,8 @@ mod patients;
 mod report_cmd;
 pub mod sentinel;
 #[cfg(feature = "sim")]
+pub mod soak;
+#[cfg(feature = "sim")]
 pub mod ward_bench;
 
 use anyhow::Context;
@@ -162,6 +164,29 @@ enum BenchCommand {
         #[arg(long, default_value_t = 10.0)]
         minutes: f64,
         /// Markdown file to update between `<!-- bench:ward -->` markers.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Hours of the whole station under a simulated ward and faults (`make soak HOURS=…`):
+    /// CPU, RSS, open files, database size every minute into a CSV and a chart; fails on any
+    /// loss, growth or missed alarm.
+    Soak {
+        #[arg(long, default_value_t = 64)]
+        beds: usize,
+        #[arg(long, default_value_t = 4.0)]
+        hours: f64,
+        #[arg(long, default_value_t = 0x50a4)]
+        seed: u64,
+        /// Minutes between the hospital core's one-minute outages.
+        #[arg(long, default_value_t = 20)]
+        outage_every: u64,
+        /// Where the one-minute samples go (CSV).
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        /// Where the chart goes (PNG or SVG).
+        #[arg(long)]
+        chart: Option<PathBuf>,
+        /// Markdown file to update between `<!-- bench:soak -->` markers.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -317,6 +342,33 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             let r = ward_bench::ward(beds, minutes).await?;
             let text = ward_bench::ward_report(&r);
             bench::publish(&text, out.as_deref(), "ward")
+        }
+        #[cfg(feature = "sim")]
+        Command::Bench(BenchCommand::Soak {
+            beds,
+            hours,
+            seed,
+            outage_every,
+            csv,
+            chart,
+            out,
+        }) => {
+            let r = soak::soak(soak::Options {
+                beds,
+                minutes: hours * 60.0,
+                seed,
+                outage_every,
+                csv,
+                chart: chart.clone(),
+            })
+            .await?;
+            bench::publish(&soak::report(&r, chart.as_deref()), out.as_deref(), "soak")?;
+            anyhow::ensure!(
+                r.failures.is_empty(),
+                "the soak failed: {}",
+                r.failures.join("; ")
+            );
+            Ok(())
         }
         #[cfg(feature = "sim")]
         Command::Bench(BenchCommand::Broker { quick, only, out }) => {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use ward_broker::Message;
+use ward_broker::{AckHold, Message};
 use ward_model::{
     DeviceAlarm, DeviceAlarmState, DeviceState, DeviceTopic, Heartbeat, ModelError, Status,
     TopicKind, VitalsMessage, WavePacket,
@@ -53,6 +53,9 @@ pub(crate) struct Ingest {
     chunker: Chunker,
     /// Per kind: window start, lines logged in it, lines suppressed in it.
     last_warn: HashMap<&'static str, (Instant, u64, u64)>,
+    /// Acknowledgement holds of QoS 1/2 waveform packets whose samples wait in an open chunk
+    /// (by device and channel): they go to the writer behind the chunk once it closes.
+    wave_holds: HashMap<(String, u32), Vec<AckHold>>,
 }
 
 impl Ingest {
@@ -72,6 +75,7 @@ impl Ingest {
             seen_sent: HashMap::new(),
             chunker: Chunker::default(),
             last_warn: HashMap::new(),
+            wave_holds: HashMap::new(),
         }
     }
 
@@ -114,7 +118,7 @@ impl Ingest {
                 },
                 _ = tick.tick() => {
                     for c in self.chunker.flush_idle(now_ms() * 1000, IDLE_CHUNK_US) {
-                        self.writer.send(Record::Wave(c));
+                        self.write_chunk(c);
                     }
                 }
                 _ = stop.cancelled() => break,
@@ -125,7 +129,16 @@ impl Ingest {
             self.handle(&m);
         }
         for c in self.chunker.flush_all() {
-            self.writer.send(Record::Wave(c));
+            self.write_chunk(c);
+        }
+    }
+
+    /// Queues a closed chunk, then the holds of the packets whose samples it carries.
+    fn write_chunk(&mut self, c: ward_store::WaveChunk) {
+        let key = (c.device.clone(), c.channel);
+        self.writer.send(Record::Wave(c));
+        for h in self.wave_holds.remove(&key).unwrap_or_default() {
+            self.writer.hold(h);
         }
     }
 
@@ -190,8 +203,21 @@ impl Ingest {
             }
             Parsed::Wave(p) => {
                 for c in self.chunker.push(device, bed.as_deref(), &p) {
-                    self.writer.send(Record::Wave(c));
+                    self.write_chunk(c);
                 }
+                if let Some(h) = &m.hold {
+                    if self.chunker.is_open(device, p.channel) {
+                        // Its samples are in the open chunk: acknowledged once that is
+                        // written (up to a second of signal later).
+                        self.wave_holds
+                            .entry((device.to_string(), p.channel))
+                            .or_default()
+                            .push(h.clone());
+                    } else {
+                        self.writer.hold(h.clone());
+                    }
+                }
+                return;
             }
             Parsed::Status(s) => {
                 self.event(now, device, &bed, "status", &m.payload);
@@ -214,6 +240,10 @@ impl Ingest {
             }
             Parsed::Alarm(_) => self.event(now, device, &bed, "device_alarm", &m.payload),
             Parsed::Heartbeat => {}
+        }
+        // Behind the message's records: the device is acknowledged once they are committed.
+        if let Some(h) = &m.hold {
+            self.writer.hold(h.clone());
         }
     }
 

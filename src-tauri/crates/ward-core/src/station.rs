@@ -411,7 +411,9 @@ impl Station {
             wss: broker.wss_addr(),
         };
         let broker_view = broker.metrics_view();
-        let rx = broker.subscribe_local(ward_model::topic::DEVICE_FILTER, INGEST_QUEUE)?;
+        // Confirmed: a device's QoS 1/2 message is acknowledged once its records are committed.
+        let rx =
+            broker.subscribe_local_confirmed(ward_model::topic::DEVICE_FILTER, INGEST_QUEUE)?;
         lifecycle.add(Stage::Broker, move || broker.shutdown());
 
         let live = Arc::new(Mutex::new(live::LiveState::new(&cfg)));

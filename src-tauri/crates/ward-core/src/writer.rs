@@ -11,6 +11,13 @@
 //!   dropped (also past [`MAX_PENDING`]), counted, and recorded as a gap in full disclosure
 //!   ("from … to …", with the reason) once writing works again; review shows it.
 //!
+//! Acknowledgement holds ([`ward_broker::AckHold`]) travel in the same queue, behind the
+//! records of their message, and are dropped once the batch holding those records is
+//! committed: only then does the broker acknowledge a device's QoS 1/2 message, so a crash or
+//! power cut never loses a value the device was told had arrived. While writes fail the holds
+//! are dropped at once (the device is acknowledged, the rows held as above): a station that
+//! stopped acknowledging its monitors would stop receiving them, and stop alarming.
+//!
 //! Both are loud: counters and the last error in the metrics (the alarm driver raises the
 //! storage technical alarm from them, with the reason), and error lines in the log.
 
@@ -67,6 +74,8 @@ const COMMIT_WINDOW: usize = 1000;
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct StoreMetrics {
     pub records_written: u64,
+    /// Records queued but not yet written (or dropped): the writer's backlog.
+    pub lag: u64,
     pub batches: u64,
     pub write_errors: u64,
     pub queue_full: u64,
@@ -92,6 +101,8 @@ impl WriterCounters {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         StoreMetrics {
             records_written: g(&self.records_written),
+            lag: g(&self.records_queued)
+                .saturating_sub(g(&self.records_written) + g(&self.dropped_after_errors)),
             batches: g(&self.batches),
             write_errors: g(&self.write_errors),
             queue_full: g(&self.queue_full),
@@ -116,8 +127,18 @@ impl WriterCounters {
     }
 }
 
+/// What the writer's queue carries: records, and the holds that keep back the broker's
+/// acknowledgement of the message they came in until those records are committed.
+// The queue held bare records before; a hold in a record-sized slot costs nothing more, and
+// boxing every record would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+enum Item {
+    Record(Record),
+    Hold(ward_broker::AckHold),
+}
+
 pub(crate) struct Writer {
-    tx: SyncSender<Record>,
+    tx: SyncSender<Item>,
     /// Set by [`Writer::finish`]: the thread takes what is queued, writes it and ends. A flag
     /// rather than dropping the sender, because the writer is shared (ingest, the alarm
     /// driver, sync) and the last holder is not the one that decides when it stops.
@@ -166,7 +187,7 @@ impl Writer {
             self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        match self.tx.try_send(r) {
+        match self.tx.try_send(Item::Record(r)) {
             Ok(()) => {
                 self.counters.records_queued.fetch_add(1, Ordering::Relaxed);
                 true
@@ -186,12 +207,24 @@ impl Writer {
         if self.closing.load(Ordering::Acquire) {
             return Err(r);
         }
-        match self.tx.try_send(r) {
+        match self.tx.try_send(Item::Record(r)) {
             Ok(()) => {
                 self.counters.records_queued.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
-            Err(TrySendError::Full(r)) | Err(TrySendError::Disconnected(r)) => Err(r),
+            Err(TrySendError::Full(Item::Record(r)))
+            | Err(TrySendError::Disconnected(Item::Record(r))) => Err(r),
+            // Only a record was sent.
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Queues a hold behind the records already queued: it is dropped (and the broker
+    /// acknowledges its message) once they are committed. If the queue is full or closing
+    /// it is dropped now: its records were refused and counted already.
+    pub fn hold(&self, h: ward_broker::AckHold) {
+        if !self.closing.load(Ordering::Acquire) {
+            let _ = self.tx.try_send(Item::Hold(h));
         }
     }
 
@@ -260,7 +293,7 @@ impl Dropped {
 
 fn run(
     mut store: Store,
-    rx: Receiver<Record>,
+    rx: Receiver<Item>,
     c: Arc<WriterCounters>,
     closing: Arc<AtomicBool>,
     timing: Timing,
@@ -274,6 +307,13 @@ fn run(
     let mut dropped = Dropped::default();
     let mut failing = false;
     let mut pending: Vec<Record> = Vec::new();
+    // Holds whose records are in `pending` (or already written): dropped after the commit.
+    let mut holds: Vec<ward_broker::AckHold> = Vec::new();
+    let take =
+        |item: Item, pending: &mut Vec<Record>, holds: &mut Vec<ward_broker::AckHold>| match item {
+            Item::Record(r) => pending.push(r),
+            Item::Hold(h) => holds.push(h),
+        };
     let mut commits: std::collections::VecDeque<u64> = std::collections::VecDeque::new();
     // Size and coverage are read once at start so the metrics are right before the first
     // prune.
@@ -287,11 +327,11 @@ fn run(
         if open {
             match rx.recv_timeout(batch_interval) {
                 Ok(r) => {
-                    pending.push(r);
+                    take(r, &mut pending, &mut holds);
                     let until = Instant::now() + batch_interval;
                     while let Some(left) = until.checked_duration_since(Instant::now()) {
                         match rx.recv_timeout(left) {
-                            Ok(r) => pending.push(r),
+                            Ok(r) => take(r, &mut pending, &mut holds),
                             Err(RecvTimeoutError::Timeout) => break,
                             Err(RecvTimeoutError::Disconnected) => {
                                 open = false;
@@ -307,7 +347,7 @@ fn run(
                 // finish(): everything queued before it is taken and written, then the
                 // thread ends.
                 while let Ok(r) = rx.try_recv() {
-                    pending.push(r);
+                    take(r, &mut pending, &mut holds);
                 }
                 open = false;
             }
@@ -335,6 +375,9 @@ fn run(
             } else {
                 store.write_batch(&pending)
             };
+            // Committed, or failed (then the rows are held as above and the devices are
+            // acknowledged anyway: see the module's comment).
+            holds.clear();
             match result {
                 Ok(()) => {
                     let us = started.elapsed().as_micros() as u64;
@@ -429,6 +472,8 @@ fn run(
                 }
             }
         }
+        // Holds whose records went in an earlier batch.
+        holds.clear();
         if last_prune.elapsed() >= prune_every {
             last_prune = Instant::now();
             match store.prune(now_ms(), retention) {

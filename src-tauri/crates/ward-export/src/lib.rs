@@ -22,6 +22,7 @@ mod error;
 pub mod fhir;
 pub mod render;
 pub mod review;
+pub mod soak_render;
 pub mod whatif;
 
 pub use render::*;

@@ -108,6 +108,11 @@ impl Chunker {
         self.open.drain().map(|(_, c)| c).collect()
     }
 
+    /// Whether samples of this device and channel wait in an open chunk.
+    pub fn is_open(&self, device: &str, channel: u32) -> bool {
+        self.open.contains_key(&(device.to_string(), channel))
+    }
+
     pub fn open_chunks(&self) -> usize {
         self.open.len()
     }

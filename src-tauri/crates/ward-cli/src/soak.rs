@@ -1,0 +1,646 @@
+//! `wardwatch bench soak` (`make soak HOURS=…`): the whole station for hours, with faults.
+//!
+//! A headless station process (`wardwatch run`) with 64 simulated beds streaming into it from
+//! this process, bed 1's SpO2 wavering around its limit (an alarm every few minutes), and its
+//! store-and-forward pointed at a Mosquitto "hospital core" on loopback. A chaos loop, seeded,
+//! once a minute does one or more of: a device that connects with a last will, sends, and
+//! drops its socket without DISCONNECT (the will goes out); a burst of bad payloads (not JSON,
+//! wrong shape); and every 20 minutes (`--outage-every`) the core is stopped for a minute and
+//! started again.
+//!
+//! Every minute: the station's CPU share and RSS (/proc), open files (/proc/PID/fd), database
+//! size (main file and WAL), the store writer's queue (records queued but not written), the
+//! sync backlog, and the alarms raised so far; into a CSV and a PNG chart. At the end the
+//! station is stopped cleanly and the run fails on: any waveform sample the simulator sent and
+//! the store does not have, any message the broker dropped or the store queue refused, a bad
+//! payload not counted, a sync backlog left after the core came back, an RSS or open-file
+//! count that grows from the run's second quarter to its last, or a 30-minute stretch with no
+//! alarm from the wavering bed.
+
+use crate::ward_bench::{clock_ticks, cpu_seconds, rss_mb};
+use anyhow::{bail, Context};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use ward_export::soak_render::{SoakChart, SoakSample};
+
+pub struct Options {
+    pub beds: usize,
+    pub minutes: f64,
+    pub seed: u64,
+    /// Minutes between the hospital core's one-minute outages.
+    pub outage_every: u64,
+    pub csv: Option<PathBuf>,
+    pub chart: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Minute {
+    pub s: SoakSample,
+    pub store_lag: u64,
+    pub sync_backlog: i64,
+    pub alarms_raised: i64,
+    pub core_up: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct SoakResult {
+    pub beds: usize,
+    pub seconds: f64,
+    pub minutes: Vec<Minute>,
+    pub samples_sent: u64,
+    pub samples_stored: u64,
+    pub messages_dropped: u64,
+    pub queue_full: u64,
+    pub bad_sent: u64,
+    pub bad_counted: u64,
+    pub wills: u64,
+    pub offline_events: i64,
+    pub outages: u64,
+    pub sync_backlog_end: i64,
+    pub failures: Vec<String>,
+}
+
+/// A small seeded generator (xorshift): the chaos is the same for the same seed.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn start_core(dir: &Path, port: u16) -> anyhow::Result<Child> {
+    let conf = dir.join("core.conf");
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+    )?;
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start mosquitto (the hospital core stand-in)")?;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(child);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("mosquitto did not listen on {port}")
+}
+
+fn open_files(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
+}
+
+fn file_mb(p: &Path) -> f64 {
+    std::fs::metadata(p).map_or(0.0, |m| m.len() as f64 / 1_048_576.0)
+}
+
+/// A device that comes, sends, and goes without a DISCONNECT: its will says it is offline.
+async fn dropping_device(addr: SocketAddr, id: &str) -> anyhow::Result<()> {
+    use rumqttc::{AsyncClient, LastWill, MqttOptions, QoS};
+    let status = format!("ward/v1/dev/{id}/status");
+    let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    o.set_keep_alive(Duration::from_secs(10));
+    o.set_last_will(LastWill::new(
+        &status,
+        r#"{"state":"offline"}"#,
+        QoS::AtLeastOnce,
+        true,
+    ));
+    let (client, mut ev) = AsyncClient::new(o, 64);
+    let pump = tokio::spawn(async move { while ev.poll().await.is_ok() {} });
+    client
+        .publish(&status, QoS::AtLeastOnce, true, r#"{"state":"online"}"#)
+        .await?;
+    for i in 0..5 {
+        let body = format!(
+            r#"{{"obs":[{{"code":147842,"value":{},"unit":264864}}]}}"#,
+            70 + i
+        );
+        client
+            .publish(
+                format!("ward/v1/dev/{id}/vitals"),
+                QoS::AtLeastOnce,
+                false,
+                body,
+            )
+            .await?;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    // Dropping the event loop closes the socket with no DISCONNECT.
+    pump.abort();
+    let _ = pump.await;
+    Ok(())
+}
+
+/// Bad payloads a broken device or a fuzzing neighbour might send; each is refused by ingest.
+async fn bad_burst(addr: SocketAddr, n: u64) -> anyhow::Result<u64> {
+    use rumqttc::{AsyncClient, MqttOptions, QoS};
+    let mut o = MqttOptions::new("chaos-bad", addr.ip().to_string(), addr.port());
+    o.set_keep_alive(Duration::from_secs(10));
+    let (client, mut ev) = AsyncClient::new(o, 256);
+    let pump = tokio::spawn(async move { while ev.poll().await.is_ok() {} });
+    let bodies: [&[u8]; 4] = [
+        b"not json at all",
+        b"{\"obs\": 7}",
+        b"{\"obs\":[{\"code\":\"x\"}]}",
+        &[0xff, 0xfe, 0x00, 0x01],
+    ];
+    for i in 0..n {
+        client
+            .publish(
+                "ward/v1/dev/chaos-bad/vitals",
+                QoS::AtLeastOnce,
+                false,
+                bodies[(i % 4) as usize].to_vec(),
+            )
+            .await?;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = client.disconnect().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    pump.abort();
+    Ok(n)
+}
+
+fn refused_total(m: &serde_json::Value) -> u64 {
+    // Ingest counts accepted messages by kind and refused ones by reason; the reasons are
+    // the keys that are not topic kinds.
+    let kinds = [
+        "vitals",
+        "wave",
+        "status",
+        "hb",
+        "alarm",
+        "alarm_driver_gone",
+    ];
+    m["ingest"].as_object().map_or(0, |o| {
+        o.iter()
+            .filter(|(k, _)| !kinds.contains(&k.as_str()))
+            .filter_map(|(_, v)| v.as_u64())
+            .sum()
+    })
+}
+
+pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let core_port = free_port()?;
+    let mut core = Some(start_core(dir.path(), core_port)?);
+    let mut text = format!(
+        "[station]\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n[sim]\nbeds = 0\n[alarms]\nnotifications = false\n[upstream]\nenabled = true\nhost = \"127.0.0.1\"\nport = {core_port}\n",
+        dir.path().display().to_string()
+    );
+    for i in 1..=o.beds {
+        text += &format!(
+            "[[beds]]\nid = \"bed-{i:02}\"\nlabel = \"Bed {i}\"\ndevice = \"sim-{i:02}\"\n"
+        );
+    }
+    let cfg = dir.path().join("soak.toml");
+    std::fs::write(&cfg, text)?;
+    let metrics = dir.path().join("metrics.json");
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["run", "--summary-every", "60", "--no-sentinel", "--config"])
+        .arg(&cfg)
+        .arg("--metrics-out")
+        .arg(&metrics)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("start the station")?;
+    let pid = child.id();
+    let runtime = dir.path().join("runtime.json");
+    let started = Instant::now();
+    let addr: SocketAddr = loop {
+        if let Some(a) = std::fs::read_to_string(&runtime)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["broker"].as_str().and_then(|s| s.parse().ok()))
+        {
+            break a;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            bail!("the station did not start within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut sim_cfg = ward_sim::SimConfig::new(addr, o.beds);
+    sim_cfg.seed = o.seed;
+    sim_cfg.scenarios = vec![ward_sim::Scenario::parse(
+        "bed 1 spo2 wavers around 89 % at 0 s",
+    )?];
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let sim = tokio::spawn(ward_sim::run_ward(sim_cfg, stop_rx));
+    let db = dir.path().join("wardwatch.sqlite");
+    let wal = dir.path().join("wardwatch.sqlite-wal");
+    let ticks = clock_ticks();
+    let mut rng = Rng(o.seed | 1);
+    let mut r = SoakResult {
+        beds: o.beds,
+        ..Default::default()
+    };
+    let read_metrics = || -> serde_json::Value {
+        std::fs::read_to_string(&metrics)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let alarms_raised = |db: &Path| -> i64 {
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT COUNT(*) FROM alarm_log WHERE kind = 'raised' AND bed = 'bed-01'",
+                    [],
+                    |x| x.get(0),
+                )
+            })
+            .unwrap_or(-1)
+    };
+    let t0 = Instant::now();
+    let run_for = Duration::from_secs_f64(o.minutes * 60.0);
+    let mut last_cpu = (0.0, cpu_seconds(pid, ticks)?);
+    let mut core_down_until: Option<Instant> = None;
+    let mut minute = 0u64;
+    let mut csv = String::from(
+        "minute,cpu_pct,rss_mb,open_files,db_mb,store_lag,sync_backlog,alarms_raised_bed1,core_up\n",
+    );
+    while t0.elapsed() < run_for {
+        minute += 1;
+        // The chaos for this minute, then the rest of the minute, then the sample.
+        let minute_end = t0 + Duration::from_secs(minute * 60);
+        if minute.is_multiple_of(o.outage_every.max(2)) && core_down_until.is_none() {
+            if let Some(mut c) = core.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+                r.outages += 1;
+                core_down_until = Some(Instant::now() + Duration::from_secs(60));
+                eprintln!("  minute {minute}: hospital core stopped for 60 s");
+            }
+        }
+        let roll = rng.next();
+        let mut chaos = Vec::new();
+        if roll.is_multiple_of(2) {
+            let id = format!("chaos-{:02}", rng.next() % 8 + 1);
+            chaos.push(tokio::spawn(async move {
+                dropping_device(addr, &id).await.map(|_| (1, 0))
+            }));
+        }
+        if roll.is_multiple_of(3) {
+            let n = 20 + rng.next() % 30;
+            chaos.push(tokio::spawn(async move {
+                bad_burst(addr, n).await.map(|b| (0, b))
+            }));
+        }
+        for c in chaos {
+            match c.await {
+                Ok(Ok((w, b))) => {
+                    r.wills += w;
+                    r.bad_sent += b;
+                }
+                Ok(Err(e)) => r
+                    .failures
+                    .push(format!("minute {minute}: chaos client failed: {e}")),
+                Err(e) => r
+                    .failures
+                    .push(format!("minute {minute}: chaos task failed: {e}")),
+            }
+        }
+        if let Some(until) = core_down_until {
+            if Instant::now() >= until {
+                core = Some(start_core(dir.path(), core_port)?);
+                core_down_until = None;
+                eprintln!("  minute {minute}: hospital core started again");
+            }
+        }
+        let left = minute_end.saturating_duration_since(Instant::now());
+        let left = left.min(run_for.saturating_sub(t0.elapsed()));
+        tokio::time::sleep(left).await;
+        if let Some(until) = core_down_until {
+            if Instant::now() >= until {
+                core = Some(start_core(dir.path(), core_port)?);
+                core_down_until = None;
+                eprintln!("  minute {minute}: hospital core started again");
+            }
+        }
+        let now = t0.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(pid, ticks)?;
+        let m = read_metrics();
+        let row = Minute {
+            s: SoakSample {
+                minute: now / 60.0,
+                cpu_pct: (cpu - last_cpu.1) / (now - last_cpu.0).max(1e-9) * 100.0,
+                rss_mb: rss_mb(pid)?,
+                open_files: open_files(pid),
+                db_mb: file_mb(&db) + file_mb(&wal),
+            },
+            store_lag: m["store"]["lag"].as_u64().unwrap_or(0),
+            sync_backlog: m["sync"]["backlog"].as_i64().unwrap_or(-1),
+            alarms_raised: alarms_raised(&db),
+            core_up: core.is_some(),
+        };
+        last_cpu = (now, cpu);
+        let _ = writeln!(
+            csv,
+            "{:.2},{:.2},{:.1},{},{:.1},{},{},{},{}",
+            row.s.minute,
+            row.s.cpu_pct,
+            row.s.rss_mb,
+            row.s.open_files,
+            row.s.db_mb,
+            row.store_lag,
+            row.sync_backlog,
+            row.alarms_raised,
+            row.core_up
+        );
+        eprintln!(
+            "  {:>6.1} min: CPU {:>5.1} %, RSS {:>6.1} MB, {} files, DB {:>7.1} MB, sync backlog {}, bed 1 alarms {}",
+            row.s.minute, row.s.cpu_pct, row.s.rss_mb, row.s.open_files, row.s.db_mb, row.sync_backlog, row.alarms_raised
+        );
+        r.minutes.push(row);
+        if let Some(p) = &o.csv {
+            std::fs::write(p, &csv).with_context(|| format!("write {}", p.display()))?;
+        }
+    }
+    r.seconds = t0.elapsed().as_secs_f64();
+    if core.is_none() {
+        core = Some(start_core(dir.path(), core_port)?);
+    }
+    stop.send(true).ok();
+    let sent = sim.await.context("simulator task")??;
+    // The core is up: give the outbox time to drain, then stop the station cleanly.
+    let mut m = read_metrics();
+    for _ in 0..60 {
+        if m["sync"]["backlog"].as_i64() == Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        m = read_metrics();
+    }
+    r.sync_backlog_end = m["sync"]["backlog"].as_i64().unwrap_or(-1);
+    r.messages_dropped = m["broker"]["messages_dropped"].as_u64().unwrap_or(0);
+    r.queue_full = m["store"]["queue_full"].as_u64().unwrap_or(0);
+    r.bad_counted = refused_total(&m);
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?;
+    let status = child.wait()?;
+    drop(core);
+    if !status.success() {
+        r.failures.push(format!("the station exited with {status}"));
+    }
+    let conn =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let stored: i64 = conn.query_row("SELECT COALESCE(SUM(n), 0) FROM wave_chunks", [], |x| {
+        x.get(0)
+    })?;
+    r.offline_events = conn.query_row(
+        "SELECT COUNT(*) FROM device_events WHERE device LIKE 'chaos-%' AND kind = 'status' AND detail LIKE '%offline%'",
+        [],
+        |x| x.get(0),
+    )?;
+    r.samples_sent = sent.samples.values().sum();
+    r.samples_stored = stored.max(0) as u64;
+    judge(&mut r);
+    if let Some(p) = &o.chart {
+        let chart = SoakChart {
+            title: format!(
+                "Soak: {} beds, {:.1} h, {} device drops, {} bad payloads, {} core outages",
+                r.beds,
+                r.seconds / 3600.0,
+                r.wills,
+                r.bad_sent,
+                r.outages
+            ),
+            samples: r.minutes.iter().map(|m| m.s.clone()).collect(),
+        };
+        let format = ward_export::Format::from_path(p)?;
+        ward_export::soak_render::render_soak(&chart, format)?.write(p)?;
+    }
+    Ok(r)
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// The run's verdicts (pure: the figures in, the failures out).
+pub fn judge(r: &mut SoakResult) {
+    if r.samples_stored < r.samples_sent {
+        r.failures.push(format!(
+            "{} of {} waveform samples sent were not stored",
+            r.samples_sent - r.samples_stored,
+            r.samples_sent
+        ));
+    }
+    if r.messages_dropped > 0 || r.queue_full > 0 {
+        r.failures.push(format!(
+            "{} messages dropped by the broker, {} records refused by a full store queue",
+            r.messages_dropped, r.queue_full
+        ));
+    }
+    if r.bad_counted < r.bad_sent {
+        r.failures.push(format!(
+            "{} bad payloads sent, only {} counted as refused",
+            r.bad_sent, r.bad_counted
+        ));
+    }
+    if r.sync_backlog_end != 0 {
+        r.failures.push(format!(
+            "{} events still not confirmed by the core after it came back",
+            r.sync_backlog_end
+        ));
+    }
+    let n = r.minutes.len();
+    if n >= 8 {
+        // The first quarter is warm-up (caches, the database's first pages); growth is
+        // judged from the second quarter to the last.
+        let q = |a: usize, b: usize| &r.minutes[a * n / 4..b * n / 4];
+        let rss = |s: &[Minute]| mean(&s.iter().map(|m| m.s.rss_mb).collect::<Vec<_>>());
+        let (second, last) = (rss(q(1, 2)), rss(q(3, 4)));
+        if last > second * 1.10 && last - second > 10.0 {
+            r.failures.push(format!(
+                "RSS grew from {second:.1} MB (second quarter) to {last:.1} MB (last quarter)"
+            ));
+        }
+        let files = |s: &[Minute]| s.iter().map(|m| m.s.open_files).max().unwrap_or(0);
+        let (f2, f4) = (files(q(1, 2)), files(q(3, 4)));
+        if f4 > f2 + 10 {
+            r.failures.push(format!(
+                "open files grew from {f2} (second quarter) to {f4} (last quarter)"
+            ));
+        }
+    }
+    // The wavering bed alarms every few minutes: a 30-minute stretch with none is a miss.
+    for w in r.minutes.windows(31) {
+        let (a, b) = (w[0].alarms_raised, w[30].alarms_raised);
+        if a >= 0 && b >= 0 && b == a {
+            r.failures.push(format!(
+                "no alarm from the wavering bed between minutes {:.0} and {:.0}",
+                w[0].s.minute, w[30].s.minute
+            ));
+            break;
+        }
+    }
+}
+
+pub fn report(r: &SoakResult, chart: Option<&Path>) -> String {
+    let mut s = String::new();
+    let col = |f: &dyn Fn(&Minute) -> f64| -> (f64, f64, f64) {
+        let v: Vec<f64> = r.minutes.iter().map(f).collect();
+        let max = v.iter().copied().fold(f64::MIN, f64::max);
+        let min = v.iter().copied().fold(f64::MAX, f64::min);
+        (min, mean(&v), max)
+    };
+    let cpu = col(&|m| m.s.cpu_pct);
+    let rss = col(&|m| m.s.rss_mb);
+    let files = col(&|m| m.s.open_files as f64);
+    let dbm = col(&|m| m.s.db_mb);
+    let lag = col(&|m| m.store_lag as f64);
+    let _ = writeln!(
+        s,
+        "| measure | min | mean | max |\n|---|---|---|---|\n\
+         | station CPU (% of one core, per minute) | {:.1} | {:.1} | {:.1} |\n\
+         | station RSS (MB) | {:.1} | {:.1} | {:.1} |\n\
+         | open files | {:.0} | {:.1} | {:.0} |\n\
+         | database with WAL (MB) | {:.1} | {:.1} | {:.1} |\n\
+         | store writer queue (records) | {:.0} | {:.1} | {:.0} |\n",
+        cpu.0,
+        cpu.1,
+        cpu.2,
+        rss.0,
+        rss.1,
+        rss.2,
+        files.0,
+        files.1,
+        files.2,
+        dbm.0,
+        dbm.1,
+        dbm.2,
+        lag.0,
+        lag.1,
+        lag.2
+    );
+    let _ = writeln!(
+        s,
+        "{} beds for {:.2} h ({} one-minute samples). Waveform samples: {} sent, {} stored. \
+         Broker messages dropped {}, store queue refusals {}. Chaos: {} devices dropped without \
+         DISCONNECT ({} offline statuses from their wills stored), {} bad payloads sent ({} \
+         counted refused), {} hospital-core outages of 60 s (sync backlog at the end: {}). \
+         Alarms raised at the wavering bed: {}.\n",
+        r.beds,
+        r.seconds / 3600.0,
+        r.minutes.len(),
+        r.samples_sent,
+        r.samples_stored,
+        r.messages_dropped,
+        r.queue_full,
+        r.wills,
+        r.offline_events,
+        r.bad_sent,
+        r.bad_counted,
+        r.outages,
+        r.sync_backlog_end,
+        r.minutes.last().map_or(0, |m| m.alarms_raised),
+    );
+    if r.failures.is_empty() {
+        s.push_str("Verdict: **passed** (no loss, no growth, no missed alarm).\n");
+    } else {
+        s.push_str("Verdict: **failed**:\n");
+        for f in &r.failures {
+            let _ = writeln!(s, "- {f}");
+        }
+    }
+    if let Some(c) = chart {
+        let name = c
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let _ = writeln!(s, "\n![soak chart]({name})");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(
+        rss: impl Fn(usize) -> f64,
+        files: impl Fn(usize) -> u64,
+        alarms: impl Fn(usize) -> i64,
+    ) -> SoakResult {
+        let mut r = SoakResult {
+            minutes: (0..120)
+                .map(|i| Minute {
+                    s: SoakSample {
+                        minute: i as f64,
+                        rss_mb: rss(i),
+                        open_files: files(i),
+                        ..Default::default()
+                    },
+                    alarms_raised: alarms(i),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        judge(&mut r);
+        r
+    }
+
+    #[test]
+    fn a_steady_run_passes() {
+        let r = run(|i| 70.0 + (i % 3) as f64, |_| 140, |i| (i / 5) as i64);
+        assert!(r.failures.is_empty(), "{:?}", r.failures);
+    }
+
+    #[test]
+    fn growth_in_memory_or_files_and_a_silent_alarm_stretch_fail() {
+        let r = run(|i| 70.0 + i as f64 * 0.5, |_| 140, |i| (i / 5) as i64);
+        assert!(
+            r.failures.iter().any(|f| f.contains("RSS grew")),
+            "{:?}",
+            r.failures
+        );
+        let r = run(|_| 70.0, |i| 140 + i as u64 / 4, |i| (i / 5) as i64);
+        assert!(
+            r.failures.iter().any(|f| f.contains("open files grew")),
+            "{:?}",
+            r.failures
+        );
+        let r = run(|_| 70.0, |_| 140, |i| (i.min(40) / 5) as i64);
+        assert!(
+            r.failures.iter().any(|f| f.contains("no alarm")),
+            "{:?}",
+            r.failures
+        );
+    }
+
+    #[test]
+    fn loss_and_uncounted_bad_payloads_fail() {
+        let mut r = SoakResult {
+            samples_sent: 10,
+            samples_stored: 9,
+            bad_sent: 5,
+            bad_counted: 4,
+            ..Default::default()
+        };
+        judge(&mut r);
+        assert_eq!(r.failures.len(), 2, "{:?}", r.failures);
+    }
+}
