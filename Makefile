@@ -33,6 +33,7 @@ help:
 	@echo "make run      start the station with a simulated 16-bed ward (window if a display, else headless)"
 	@echo "make test     every test: lint, Rust unit and system tests, UI unit tests, end-to-end window test"
 	@echo "make drill    fault drills (the station killed under load); results into docs/DRILLS.md"
+	@echo "make soak     HOURS=4: the station under a full ward and faults for hours; docs/BENCHMARKS.md"
 	@echo "make bench    benchmarks in release builds; results into docs/BENCHMARKS.md"
 	@echo "make package  the .deb and the MSI with their bills of materials (target/package), then"
 	@echo "              installs, upgrades and removes both (root: a Debian root, Wine)"
