@@ -1,7 +1,8 @@
 """Publish one message with paho-mqtt (a client nobody on this project wrote).
 
 usage: paho_publish.py HOST PORT VERSION(3|5) QOS TOPIC PAYLOAD
-Exits non-zero if the message was not handed over (QoS 1: not acknowledged) within 10 s.
+Exits non-zero if the message was not handed over (QoS 1: not acknowledged) within 10 s;
+exits 2, printing "refused 0xNN", if an MQTT 5 broker acknowledged it with a failure reason.
 """
 import sys
 import threading
@@ -15,6 +16,8 @@ def main() -> int:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"paho-{version}-{qos}", protocol=protocol)
     connected = threading.Event()
     client.on_connect = lambda *_args: connected.set()
+    reasons = []
+    client.on_publish = lambda _c, _u, _mid, reason_code, _p: reasons.append(reason_code)
     client.connect(host, int(port), keepalive=30)
     client.loop_start()
     # paho drops a QoS 0 publish made before its CONNACK has been processed.
@@ -32,6 +35,9 @@ def main() -> int:
     if not ok:
         print(f"publish to {topic} not completed", file=sys.stderr)
         return 1
+    if reasons and reasons[0].is_failure:
+        print(f"refused 0x{reasons[0].value:02x}")
+        return 2
     return 0
 
 

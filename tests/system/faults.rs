@@ -493,3 +493,140 @@ fn a_damaged_config_or_password_file_is_named_and_left_as_it_is() {
         "the damaged password file is left as it was"
     );
 }
+
+/// The broker alone (`wardwatch broker serve`) with its store on a small file system that
+/// fills up, and a persistent session that needs QoS 1 messages kept: while the store cannot
+/// write, such a publish is refused before its acknowledgement (MQTT 5: 0x83; MQTT 3.1.1: the
+/// connection closed unacknowledged), counted and logged; when space returns, the same
+/// publish is acknowledged and delivered, with no restart.
+#[test]
+fn a_full_broker_store_refuses_what_it_cannot_keep_before_acknowledging_it() {
+    let disk = SmallDisk::mount(8);
+    let work = tempfile::tempdir().unwrap();
+    let ready = work.path().join("ready.json");
+    let mut broker = Command::new(workspace_bin("wardwatch"))
+        .args([
+            "broker",
+            "serve",
+            "--allow-anonymous",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+        ])
+        .arg(disk.path().join("broker.sqlite"))
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = wait_for("the broker", Duration::from_secs(20), || {
+        let t = std::fs::read_to_string(&ready).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&t).ok()?;
+        v["broker"].as_str()?.parse().ok()
+    });
+    let (host, port) = (addr.ip().to_string(), addr.port().to_string());
+    // A persistent session subscribed at QoS 1, then gone: its messages must be kept on disk.
+    let sub = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            &host,
+            "-p",
+            &port,
+            "-i",
+            "archive",
+            "-c",
+            "-q",
+            "1",
+            "-t",
+            "records/#",
+            "-E",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        sub.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sub.stderr)
+    );
+    let paho = |version: &str, payload: &str| {
+        Command::new(
+            std::env::var("WARDWATCH_PYTHON").expect("WARDWATCH_PYTHON (make test sets it)"),
+        )
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/py/paho_publish.py"
+        ))
+        .args([
+            host.as_str(),
+            port.as_str(),
+            version,
+            "1",
+            "records/a",
+            payload,
+        ])
+        .output()
+        .unwrap()
+    };
+    let ok = paho("5", "before");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    disk.fill();
+    // The first write after the disk filled fails (that batch was accepted before the failure
+    // was known); from then on a publish only the persistent session receives is refused.
+    let refused = wait_for("a refusal", Duration::from_secs(20), || {
+        let out = paho("5", &"x".repeat(4000));
+        (out.status.code() == Some(2)).then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    });
+    assert!(refused.contains("refused 0x83"), "{refused}");
+    // MQTT 3.1.1 has no negative acknowledgement: no PUBACK, the connection is closed.
+    let v4 = paho("3", "three");
+    assert!(
+        !v4.status.success(),
+        "a 3.1.1 publish was acknowledged while the store is full"
+    );
+
+    disk.free();
+    let back = wait_for(
+        "publishes acknowledged again",
+        Duration::from_secs(20),
+        || paho("5", "after").status.success().then_some(()),
+    );
+    let _ = back;
+    // What was acknowledged is delivered to the session when it comes back; nothing refused is.
+    let got = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            &host,
+            "-p",
+            &port,
+            "-i",
+            "archive",
+            "-c",
+            "-q",
+            "1",
+            "-t",
+            "records/#",
+            "-W",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&got.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.contains(&"before") && lines.contains(&"after"),
+        "{text}"
+    );
+    assert!(!lines.contains(&"three"), "{text}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &broker.id().to_string()])
+        .status();
+    let out = broker.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("the broker store cannot write"), "{log}");
+}

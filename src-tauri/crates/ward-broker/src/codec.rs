@@ -155,6 +155,7 @@ pub mod reason {
     pub const UNSPECIFIED: u8 = 0x80;
     pub const MALFORMED_PACKET: u8 = 0x81;
     pub const PROTOCOL_ERROR: u8 = 0x82;
+    pub const IMPLEMENTATION_SPECIFIC: u8 = 0x83;
     pub const UNSUPPORTED_PROTOCOL_VERSION: u8 = 0x84;
     pub const CLIENT_ID_NOT_VALID: u8 = 0x85;
     pub const BAD_USERNAME_OR_PASSWORD: u8 = 0x86;

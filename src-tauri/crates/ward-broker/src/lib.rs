@@ -317,6 +317,7 @@ metrics!(
     messages_spilled,
     spill_read_failures,
     refused_quota,
+    refused_store_failing,
     malformed_packets,
     packets_too_large,
     invalid_topics,
@@ -376,9 +377,15 @@ impl Drop for Plan {
     }
 }
 
-/// A session has no room for a QoS 1/2 message, in memory or on disk: the publish is refused.
+/// Why a QoS 1/2 publish is refused before it is acknowledged.
 #[derive(Debug)]
-pub(crate) struct NoRoom(pub Arc<str>);
+pub(crate) enum NoRoom {
+    /// This session (client id) has no room for it, in memory or on disk.
+    Full(Arc<str>),
+    /// A persistent session needs it kept on disk and the broker's store cannot write (a full
+    /// disk): acknowledging would promise what cannot be kept.
+    StoreFailing,
+}
 
 pub(crate) struct Shared {
     pub cfg: BrokerConfig,
@@ -504,7 +511,21 @@ impl Shared {
             spill.push(sp);
             reserved.push(r);
         }
-        if let Some(full) = no_room {
+        let mut no_room = no_room.map(NoRoom::Full);
+        // The store's disk refuses writes and a persistent session needs this message kept:
+        // refused before the acknowledgement (never after), unless the station itself takes
+        // it in-process; the station's own store then keeps it (acknowledged after its
+        // commit), and a ward's monitors must never be refused for a bystander's session.
+        if no_room.is_none()
+            && may_refuse
+            && msg.qos > 0
+            && targets.locals.is_empty()
+            && durable.iter().any(|d| *d)
+            && self.persist.as_ref().is_some_and(|p| p.failing())
+        {
+            no_room = Some(NoRoom::StoreFailing);
+        }
+        if let Some(why) = no_room {
             drop(Plan {
                 msg: Arc::new(msg),
                 targets,
@@ -513,7 +534,7 @@ impl Shared {
                 reserved,
                 hold: None,
             });
-            return Err(NoRoom(full));
+            return Err(why);
         }
         if let (Some(p), true) = (&self.persist, durable.iter().any(|d| *d)) {
             msg.id = p.next_msg_id();

@@ -561,7 +561,7 @@ impl Machine {
         let mut ops = Vec::new();
         let plan = match self.shared.plan(msg, &mut ops, true) {
             Ok(plan) => plan,
-            Err(NoRoom(full)) => return self.refuse_no_room(qos, pkid, &full),
+            Err(why) => return self.refuse_no_room(qos, pkid, why),
         };
         let ack = match p.qos {
             0 => None,
@@ -588,20 +588,36 @@ impl Machine {
 
     /// A QoS 1/2 PUBLISH that some subscriber's session has no room for, in memory or on
     /// disk: refused before anything is acknowledged, so the client still owns it.
-    fn refuse_no_room(&mut self, qos: u8, pkid: u16, full: &str) -> Flow {
-        bump(&self.shared.metrics.refused_quota);
+    fn refuse_no_room(&mut self, qos: u8, pkid: u16, why: NoRoom) -> Flow {
         if qos == 2 {
             // The flow ends here: the client will not send PUBREL for a refused PUBREC.
             self.slot.lock().inbound_qos2.remove(&pkid);
         }
-        tracing::warn!(peer = %self.peer, client = %self.client_id, subscriber = %full, "publish refused: a subscriber's queue is full in memory and on disk");
+        let code = match why {
+            NoRoom::Full(full) => {
+                bump(&self.shared.metrics.refused_quota);
+                tracing::warn!(peer = %self.peer, client = %self.client_id, subscriber = %full, "publish refused: a subscriber's queue is full in memory and on disk");
+                reason::QUOTA_EXCEEDED
+            }
+            NoRoom::StoreFailing => {
+                let n = self
+                    .shared
+                    .metrics
+                    .refused_store_failing
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // Every refusal is counted; the first few and then every thousandth logged.
+                if n < 5 || n.is_multiple_of(1000) {
+                    tracing::warn!(peer = %self.peer, client = %self.client_id, refused = n + 1, "publish refused: a persistent session needs it kept and the broker store cannot write");
+                }
+                reason::IMPLEMENTATION_SPECIFIC
+            }
+        };
         if self.proto == Proto::V4 {
             // MQTT 3.1.1 has no negative acknowledgement; closing unacknowledged is the only
             // refusal it understands (the client sends the message again when it reconnects).
             bump(&self.shared.metrics.protocol_errors);
             return Flow::Close(End::Abnormal);
         }
-        let code = reason::QUOTA_EXCEEDED;
         let ack = if qos == 1 {
             Outbound::PubAck { pkid, reason: code }
         } else {

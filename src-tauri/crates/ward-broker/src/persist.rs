@@ -12,15 +12,19 @@
 //! message that no persistent session will receive, never touches the disk.
 //!
 //! If the disk fails (full, read-only), the error is logged and counted and the watermark still
-//! moves: patient data keeps flowing to the station in memory, and only durability across a
-//! restart is lost for those messages. A station that stopped acknowledging its monitors because
-//! its broker database is full would stop alarming; that is the worse failure.
+//! moves: the messages of that batch are delivered, not durable (they were accepted before the
+//! failure was known). From then on, until a write works again (a probe write once a second
+//! while nothing else is written), a new QoS 1/2 message that a persistent session needs kept
+//! is refused before its acknowledgement (MQTT 5: 0x83; 3.1.1: the connection is closed
+//! unacknowledged), unless the station takes it in-process: the station's own store keeps
+//! the ward's data, and a station that stopped acknowledging its monitors because its broker
+//! database is full would stop alarming; that is the worse failure.
 
 use crate::codec::{PubProps, Qos, SubOpts};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as smpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -171,6 +175,9 @@ pub(crate) struct Persist {
     pub errors: Arc<AtomicU64>,
     pub commits: Arc<AtomicU64>,
     pub ops_written: Arc<AtomicU64>,
+    /// The last write failed (a full disk, a read-only file system) and no write has worked
+    /// since: new QoS 1/2 messages that only persistent sessions receive are refused.
+    failing: Arc<AtomicBool>,
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> PersistError + '_ {
@@ -230,11 +237,18 @@ pub(crate) fn open(path: &Path, full_sync: bool) -> Result<(Persist, Loaded), Pe
     let errors = Arc::new(AtomicU64::new(0));
     let commits = Arc::new(AtomicU64::new(0));
     let ops_written = Arc::new(AtomicU64::new(0));
+    let failing = Arc::new(AtomicBool::new(false));
     let (errs, cms, opsw) = (errors.clone(), commits.clone(), ops_written.clone());
+    let state = Counters {
+        errors: errs,
+        commits: cms,
+        ops_written: opsw,
+        failing: failing.clone(),
+    };
     let label = path.display().to_string();
     std::thread::Builder::new()
         .name("broker-store".into())
-        .spawn(move || writer(conn, rx, done_tx, errs, cms, opsw, label))
+        .spawn(move || writer(conn, rx, done_tx, state, label))
         .map_err(PersistError::Thread)?;
     let next = loaded.next_msg_id;
     Ok((
@@ -246,6 +260,7 @@ pub(crate) fn open(path: &Path, full_sync: bool) -> Result<(Persist, Loaded), Pe
             errors,
             commits,
             ops_written,
+            failing,
         },
         loaded,
     ))
@@ -254,6 +269,11 @@ pub(crate) fn open(path: &Path, full_sync: bool) -> Result<(Persist, Loaded), Pe
 impl Persist {
     pub fn next_msg_id(&self) -> u64 {
         self.next_msg_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether the store's last write failed (and none has worked since).
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
     }
 
     /// Queues writes; the returned ticket is durable once [`Persist::committed`] reaches it.
@@ -305,16 +325,52 @@ impl Persist {
     }
 }
 
+/// The writer thread's counters and state, shared with [`Persist`].
+struct Counters {
+    errors: Arc<AtomicU64>,
+    commits: Arc<AtomicU64>,
+    ops_written: Arc<AtomicU64>,
+    failing: Arc<AtomicBool>,
+}
+
+/// A write that needs a new page, to learn whether the disk takes writes again while nothing
+/// else is written (refused publishes write nothing). Its row is deleted again at once.
+fn probe(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS write_probe (x BLOB);
+         INSERT INTO write_probe VALUES (zeroblob(8192));",
+    )?;
+    tx.commit()?;
+    conn.execute_batch("DELETE FROM write_probe")
+}
+
 fn writer(
     mut conn: Connection,
     rx: smpsc::Receiver<Batch>,
     done: watch::Sender<u64>,
-    errors: Arc<AtomicU64>,
-    commits: Arc<AtomicU64>,
-    ops_written: Arc<AtomicU64>,
+    c: Counters,
     label: String,
 ) {
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = if c.failing.load(Ordering::Relaxed) {
+            match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+                Ok(b) => b,
+                Err(smpsc::RecvTimeoutError::Timeout) => {
+                    if probe(&mut conn).is_ok() {
+                        c.failing.store(false, Ordering::Relaxed);
+                        tracing::warn!(store = %label, "broker store writes work again");
+                    }
+                    continue;
+                }
+                Err(smpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(b) => b,
+                Err(_) => break,
+            }
+        };
         let mut batch = vec![first];
         // Group commit: everything that queued while the last commit ran goes in this one.
         let mut n_ops = batch[0].1.len();
@@ -330,12 +386,16 @@ fn writer(
         let last = batch.last().map(|b| b.0).unwrap_or(0);
         match apply(&mut conn, &batch) {
             Ok(()) => {
-                commits.fetch_add(1, Ordering::Relaxed);
-                ops_written.fetch_add(n_ops as u64, Ordering::Relaxed);
+                c.commits.fetch_add(1, Ordering::Relaxed);
+                c.ops_written.fetch_add(n_ops as u64, Ordering::Relaxed);
+                if c.failing.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(store = %label, "broker store writes work again");
+                }
             }
             Err(e) => {
-                errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(store = %label, error = %e, ops = n_ops, "broker store write failed; these messages are delivered but not durable");
+                c.errors.fetch_add(1, Ordering::Relaxed);
+                c.failing.store(true, Ordering::Relaxed);
+                tracing::error!(store = %label, error = %e, ops = n_ops, "broker store write failed; these messages are delivered but not durable; QoS 1/2 messages only persistent sessions receive are refused until writes work again");
             }
         }
         done.send_replace(last);
