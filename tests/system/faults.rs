@@ -504,7 +504,7 @@ fn a_full_broker_store_refuses_what_it_cannot_keep_before_acknowledging_it() {
     let disk = SmallDisk::mount(8);
     let work = tempfile::tempdir().unwrap();
     let ready = work.path().join("ready.json");
-    let mut broker = Command::new(workspace_bin("wardwatch"))
+    let broker = Command::new(workspace_bin("wardwatch"))
         .args([
             "broker",
             "serve",
@@ -591,12 +591,11 @@ fn a_full_broker_store_refuses_what_it_cannot_keep_before_acknowledging_it() {
     );
 
     disk.free();
-    let back = wait_for(
+    wait_for(
         "publishes acknowledged again",
         Duration::from_secs(20),
         || paho("5", "after").status.success().then_some(()),
     );
-    let _ = back;
     // What was acknowledged is delivered to the session when it comes back; nothing refused is.
     let got = Command::new("mosquitto_sub")
         .args([
