@@ -60,6 +60,43 @@ fn mosquitto_pub_vitals_reach_the_store_for_both_versions_and_qos_0_and_1() {
     assert!(st.stop().success());
 }
 
+/// A QoS 1 or 2 PUBACK/PUBCOMP means the value is on disk: read through a separate connection
+/// the moment each publisher returns (no waiting), every value is there. Before issue 20 the
+/// acknowledgement left before the store writer's batch was committed.
+#[test]
+fn a_qos_1_or_2_value_is_in_the_store_by_the_time_its_publisher_is_acknowledged() {
+    let st = Headless::start(&[]);
+    for i in 0..12 {
+        let (version, qos) = [("mqttv311", "1"), ("mqttv5", "1"), ("mqttv5", "2")][i % 3];
+        let hr = 70.0 + i as f64;
+        let out = mosquitto_pub(
+            st.addr,
+            &[
+                "-V",
+                version,
+                "-q",
+                qos,
+                "-t",
+                "ward/v1/dev/ack-after-commit/vitals",
+                "-m",
+                &vitals_json(HR, hr, BPM),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let row = stored_vital(&st.db(), "ack-after-commit", HR);
+        assert_eq!(
+            row.and_then(|r| r.value),
+            Some(hr),
+            "value {i} ({version}, QoS {qos}) acknowledged but not yet stored"
+        );
+    }
+    assert!(st.stop().success());
+}
+
 #[test]
 fn paho_mqtt_vitals_reach_the_store_for_both_versions_and_qos_0_and_1() {
     let python = std::env::var("WARDWATCH_PYTHON").expect(
