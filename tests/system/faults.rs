@@ -526,24 +526,17 @@ fn a_full_broker_store_refuses_what_it_cannot_keep_before_acknowledging_it() {
         v["broker"].as_str()?.parse().ok()
     });
     let (host, port) = (addr.ip().to_string(), addr.port().to_string());
-    // A persistent session subscribed at QoS 1, then gone: its messages must be kept on disk.
-    let sub = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            &host,
-            "-p",
-            &port,
-            "-i",
-            "archive",
-            "-c",
-            "-q",
-            "1",
-            "-t",
-            "records/#",
-            "-E",
-        ])
-        .output()
-        .unwrap();
+    // The persistent session "archive" at QoS 1 (mosquitto_sub, clean session off).
+    let archive = |extra: &[&str]| {
+        Command::new("mosquitto_sub")
+            .args(["-h", &host, "-p", &port, "-i", "archive", "-c", "-q", "1"])
+            .args(["-t", "records/#"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // Subscribed, then gone: its messages must be kept on disk.
+    let sub = archive(&["-E"]);
     assert!(
         sub.status.success(),
         "{}",
@@ -597,24 +590,7 @@ fn a_full_broker_store_refuses_what_it_cannot_keep_before_acknowledging_it() {
         || paho("5", "after").status.success().then_some(()),
     );
     // What was acknowledged is delivered to the session when it comes back; nothing refused is.
-    let got = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            &host,
-            "-p",
-            &port,
-            "-i",
-            "archive",
-            "-c",
-            "-q",
-            "1",
-            "-t",
-            "records/#",
-            "-W",
-            "3",
-        ])
-        .output()
-        .unwrap();
+    let got = archive(&["-W", "3"]);
     let text = String::from_utf8_lossy(&got.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert!(

@@ -17,7 +17,7 @@
 //! count that grows from the run's second quarter to its last, or a 30-minute stretch with no
 //! alarm from the wavering bed.
 
-use crate::ward_bench::{clock_ticks, cpu_seconds, rss_mb};
+use crate::ward_bench::{clock_ticks, cpu_seconds, rss_mb, start_station};
 use anyhow::{bail, Context};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -213,33 +213,14 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
     let cfg = dir.path().join("soak.toml");
     std::fs::write(&cfg, text)?;
     let metrics = dir.path().join("metrics.json");
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["run", "--summary-every", "60", "--no-sentinel", "--config"])
-        .arg(&cfg)
-        .arg("--metrics-out")
-        .arg(&metrics)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("start the station")?;
+    let (mut child, addr) = start_station(
+        dir.path(),
+        &cfg,
+        &metrics,
+        &["--summary-every", "60", "--no-sentinel"],
+    )
+    .await?;
     let pid = child.id();
-    let runtime = dir.path().join("runtime.json");
-    let started = Instant::now();
-    let addr: SocketAddr = loop {
-        if let Some(a) = std::fs::read_to_string(&runtime)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["broker"].as_str().and_then(|s| s.parse().ok()))
-        {
-            break a;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            bail!("the station did not start within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
     let mut sim_cfg = ward_sim::SimConfig::new(addr, o.beds);
     sim_cfg.seed = o.seed;
     sim_cfg.scenarios = vec![ward_sim::Scenario::parse(

@@ -138,38 +138,51 @@ async fn mosquitto_ward(beds: usize, minutes: f64) -> anyhow::Result<(f64, u64)>
     Ok((share, n))
 }
 
-pub async fn ward(beds: usize, minutes: f64) -> anyhow::Result<WardResult> {
-    let dir = tempfile::tempdir().context("temp dir")?;
-    let cfg = ward_config(dir.path(), beds)?;
-    let metrics = dir.path().join("metrics.json");
-    let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
-        .args(["run", "--summary-every", "5", "--config"])
-        .arg(&cfg)
+/// Starts `wardwatch run --config cfg` as its own process (RUST_LOG=warn, metrics written to
+/// `metrics`), and waits for the broker address in `dir`'s runtime file.
+pub(crate) async fn start_station(
+    dir: &Path,
+    cfg: &Path,
+    metrics: &Path,
+    extra: &[&str],
+) -> anyhow::Result<(std::process::Child, std::net::SocketAddr)> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("run")
+        .args(extra)
+        .arg("--config")
+        .arg(cfg)
         .arg("--metrics-out")
-        .arg(&metrics)
+        .arg(metrics)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .context("start the station")?;
-    let pid = child.id();
-    let runtime = dir.path().join("runtime.json");
+    let runtime = dir.join("runtime.json");
     let started = Instant::now();
-    let addr: std::net::SocketAddr = loop {
+    loop {
         if let Some(a) = std::fs::read_to_string(&runtime)
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v["broker"].as_str().and_then(|s| s.parse().ok()))
         {
-            break a;
+            return Ok((child, a));
         }
-        if started.elapsed() > Duration::from_secs(30) {
+        if started.elapsed() > Duration::from_secs(60) {
             let _ = child.kill();
-            bail!("the station did not start within 30 s");
+            bail!("the station did not start within 60 s");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    }
+}
+
+pub async fn ward(beds: usize, minutes: f64) -> anyhow::Result<WardResult> {
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let cfg = ward_config(dir.path(), beds)?;
+    let metrics = dir.path().join("metrics.json");
+    let (mut child, addr) =
+        start_station(dir.path(), &cfg, &metrics, &["--summary-every", "5"]).await?;
+    let pid = child.id();
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let sim = tokio::spawn(ward_sim::run_ward(
         ward_sim::SimConfig::new(addr, beds),
