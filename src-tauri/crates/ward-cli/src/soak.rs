@@ -217,7 +217,7 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
         dir.path(),
         &cfg,
         &metrics,
-        &["--summary-every", "60", "--no-sentinel"],
+        &["--summary-every", "5", "--no-sentinel"],
     )
     .await?;
     let pid = child.id();
@@ -364,7 +364,9 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
     }
     stop.send(true).ok();
     let sent = sim.await.context("simulator task")??;
-    // The core is up: give the outbox time to drain, then stop the station cleanly.
+    // The core is up: give the outbox time to drain, then stop the station cleanly. The
+    // metrics file is written every 5 s: wait for one written after the last chaos.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let mut m = read_metrics();
     for _ in 0..60 {
         if m["sync"]["backlog"].as_i64() == Some(0) {
