@@ -102,6 +102,17 @@ fn start_core(dir: &Path, port: u16) -> anyhow::Result<Child> {
     bail!("mosquitto did not listen on {port}")
 }
 
+/// A child process killed (and reaped) when dropped, so an error part-way through the soak
+/// leaves no station or Mosquitto running behind it.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn open_files(pid: u32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
 }
@@ -200,7 +211,7 @@ fn refused_total(m: &serde_json::Value) -> u64 {
 pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
     let dir = tempfile::tempdir().context("temp dir")?;
     let core_port = free_port()?;
-    let mut core = Some(start_core(dir.path(), core_port)?);
+    let mut core = Some(Reaped(start_core(dir.path(), core_port)?));
     let mut text = format!(
         "[station]\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n[sim]\nbeds = 0\n[alarms]\nnotifications = false\n[upstream]\nenabled = true\nhost = \"127.0.0.1\"\nport = {core_port}\n",
         dir.path().display().to_string()
@@ -213,14 +224,15 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
     let cfg = dir.path().join("soak.toml");
     std::fs::write(&cfg, text)?;
     let metrics = dir.path().join("metrics.json");
-    let (mut child, addr) = start_station(
+    let (child, addr) = start_station(
         dir.path(),
         &cfg,
         &metrics,
         &["--summary-every", "5", "--no-sentinel"],
     )
     .await?;
-    let pid = child.id();
+    let mut station = Reaped(child);
+    let pid = station.0.id();
     let mut sim_cfg = ward_sim::SimConfig::new(addr, o.beds);
     sim_cfg.seed = o.seed;
     sim_cfg.scenarios = vec![ward_sim::Scenario::parse(
@@ -266,9 +278,8 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
         // The chaos for this minute, then the rest of the minute, then the sample.
         let minute_end = t0 + Duration::from_secs(minute * 60);
         if minute.is_multiple_of(o.outage_every.max(2)) && core_down_until.is_none() {
-            if let Some(mut c) = core.take() {
-                let _ = c.kill();
-                let _ = c.wait();
+            // Dropping the core's handle kills it.
+            if core.take().is_some() {
                 r.outages += 1;
                 core_down_until = Some(Instant::now() + Duration::from_secs(60));
                 eprintln!("  minute {minute}: hospital core stopped for 60 s");
@@ -304,7 +315,7 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
         }
         if let Some(until) = core_down_until {
             if Instant::now() >= until {
-                core = Some(start_core(dir.path(), core_port)?);
+                core = Some(Reaped(start_core(dir.path(), core_port)?));
                 core_down_until = None;
                 eprintln!("  minute {minute}: hospital core started again");
             }
@@ -314,10 +325,17 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
         tokio::time::sleep(left).await;
         if let Some(until) = core_down_until {
             if Instant::now() >= until {
-                core = Some(start_core(dir.path(), core_port)?);
+                core = Some(Reaped(start_core(dir.path(), core_port)?));
                 core_down_until = None;
                 eprintln!("  minute {minute}: hospital core started again");
             }
+        }
+        // A station that ended by itself is the soak's worst finding: say so and stop.
+        if let Some(status) = station.0.try_wait()? {
+            r.failures.push(format!(
+                "the station ended by itself ({status}) in minute {minute}"
+            ));
+            break;
         }
         let now = t0.elapsed().as_secs_f64();
         let cpu = cpu_seconds(pid, ticks)?;
@@ -360,10 +378,18 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
     }
     r.seconds = t0.elapsed().as_secs_f64();
     if core.is_none() {
-        core = Some(start_core(dir.path(), core_port)?);
+        core = Some(Reaped(start_core(dir.path(), core_port)?));
     }
     stop.send(true).ok();
-    let sent = sim.await.context("simulator task")??;
+    // Against a station that died the simulated monitors may not wind down: bounded.
+    let sent = match tokio::time::timeout(Duration::from_secs(30), sim).await {
+        Ok(done) => done.context("simulator task")??.samples.values().sum(),
+        Err(_) => {
+            r.failures
+                .push("the simulated ward did not stop within 30 s".into());
+            0
+        }
+    };
     // The core is up: give the outbox time to drain, then stop the station cleanly. The
     // metrics file is written every 5 s: wait for one written after the last chaos.
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -379,14 +405,16 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
     r.messages_dropped = m["broker"]["messages_dropped"].as_u64().unwrap_or(0);
     r.queue_full = m["store"]["queue_full"].as_u64().unwrap_or(0);
     r.bad_counted = refused_total(&m);
-    Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()?;
-    let status = child.wait()?;
-    drop(core);
-    if !status.success() {
-        r.failures.push(format!("the station exited with {status}"));
+    if station.0.try_wait()?.is_none() {
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
+        let status = station.0.wait()?;
+        if !status.success() {
+            r.failures.push(format!("the station exited with {status}"));
+        }
     }
+    drop(core);
     let conn =
         rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let stored: i64 = conn.query_row("SELECT COALESCE(SUM(n), 0) FROM wave_chunks", [], |x| {
@@ -397,7 +425,7 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
         [],
         |x| x.get(0),
     )?;
-    r.samples_sent = sent.samples.values().sum();
+    r.samples_sent = sent;
     r.samples_stored = stored.max(0) as u64;
     judge(&mut r);
     if let Some(p) = &o.chart {
