@@ -21,7 +21,7 @@ APT_BUILD := build-essential pkg-config libwebkit2gtk-4.1-dev libasound2-dev
 # credential stores of the upstream-password tests, sqlite3 for counts made independently
 # of the station (the alarm statistics test).
 APT_TEST := mosquitto-clients xvfb xauth x11-utils webkit2gtk-driver python3-venv \
-  dbus-daemon dbus-bin mosquitto openssl gnome-keyring keyutils sqlite3
+  dbus-daemon dbus-bin mosquitto openssl gnome-keyring keyutils sqlite3 rabbitmq-server
 # Tests play alarm tones into ALSA's null sink: a working audio device, and silence on a
 # developer's machine. Tests that check the tone capture it with their own configuration.
 TEST_ALSA := $(CURDIR)/tests/fixtures/asound-null.conf

@@ -19,7 +19,8 @@
 //! - `credentials`: the upstream password from a real keyring (Secret Service, keyutils)
 //! - `review`: full disclosure and trends equal what the simulator sent; strips and reports
 //!   exported from the core API and the CLI, audited
-//! - `sync`: store-and-forward to Debian's Mosquitto through a 60 s outage
+//! - `sync`: store-and-forward to Debian's Mosquitto through a 60 s outage; to a three-node
+//!   RabbitMQ cluster (MQTT 3.1.1) losing the node in use
 //! - `patients`: the ADT feed from PyPI's hl7 package (every answer, census, limits, trail);
 //!   the console's `wardwatch patients` while the station runs
 //! - `hl7_out`: PCD-01 and PCD-04 to an MLLP server from PyPI's hl7 package, through a 60 s

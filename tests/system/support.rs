@@ -434,6 +434,133 @@ impl Drop for Mosquitto {
     }
 }
 
+/// The hospital core as a cluster: three RabbitMQ nodes on loopback (Debian's
+/// rabbitmq-server with its MQTT plugin, which speaks MQTT 3.1.1). Every port is one the OS
+/// picked, epmd's included (its own epmd, killed at the end); the nodes form the cluster from
+/// their config files (classic peer discovery), as a hospital's would. MQTT sessions that
+/// outlive a connection are quorum queues (`mqtt.durable_queue_type = quorum`, what a
+/// hospital running RabbitMQ for availability sets), so such a session outlives the node it
+/// was made on.
+pub struct RabbitCluster {
+    /// Each node's MQTT port, node 1 first.
+    pub mqtt_ports: Vec<u16>,
+    epmd_port: u16,
+    nodes: Vec<Option<Child>>,
+}
+
+impl RabbitCluster {
+    pub fn start(dir: &Path, n: usize) -> Self {
+        assert!(
+            Path::new("/usr/lib/rabbitmq/bin/rabbitmq-server").exists(),
+            "rabbitmq-server (Debian rabbitmq-server) must be installed; make test installs it"
+        );
+        std::fs::create_dir_all(dir).unwrap();
+        let epmd_port = free_port();
+        // One Erlang cookie for every node (and none of the machine's).
+        let cookie: String = (0..20)
+            .map(|i| char::from(b'A' + ((epmd_port as usize * 7 + i * 13) % 26) as u8))
+            .collect();
+        let names: Vec<String> = (1..=n).map(|i| format!("ww{i}@localhost")).collect();
+        let mut mqtt_ports = Vec::new();
+        let mut nodes = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let d = dir.join(format!("node{}", i + 1));
+            std::fs::create_dir_all(d.join("home")).unwrap();
+            let cookie_file = d.join("home/.erlang.cookie");
+            std::fs::write(&cookie_file, &cookie).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&cookie_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let mqtt = free_port();
+            let mut conf = format!(
+                "listeners.tcp.default = 127.0.0.1:{}\nmqtt.listeners.tcp.default = 127.0.0.1:{mqtt}\n\
+                 mqtt.allow_anonymous = true\nmqtt.durable_queue_type = quorum\nloopback_users = none\n\
+                 cluster_formation.peer_discovery_backend = classic_config\n",
+                free_port()
+            );
+            for (j, other) in names.iter().enumerate() {
+                conf += &format!(
+                    "cluster_formation.classic_config.nodes.{} = {other}\n",
+                    j + 1
+                );
+            }
+            std::fs::write(d.join("rabbitmq.conf"), conf).unwrap();
+            std::fs::write(d.join("enabled_plugins"), "[rabbitmq_mqtt].\n").unwrap();
+            std::fs::write(d.join("rabbitmq-env.conf"), "").unwrap();
+            let log = std::fs::File::create(d.join("out.log")).unwrap();
+            let child = Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
+                .env("HOME", d.join("home"))
+                .env("RABBITMQ_NODENAME", name)
+                .env("RABBITMQ_DIST_PORT", free_port().to_string())
+                .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
+                .env("RABBITMQ_CONF_ENV_FILE", d.join("rabbitmq-env.conf"))
+                .env("RABBITMQ_ADVANCED_CONFIG_FILE", d.join("advanced.config"))
+                .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+                .env("RABBITMQ_LOG_BASE", d.join("log"))
+                .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
+                .env("RABBITMQ_PID_FILE", d.join("pid"))
+                .env("ERL_EPMD_PORT", epmd_port.to_string())
+                .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+                .env(
+                    "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
+                    "-kernel inet_dist_use_interface {127,0,0,1}",
+                )
+                // The script then execs the Erlang VM: the child is the node itself, so
+                // killing it is the node dying.
+                .env("RUNNING_UNDER_SYSTEMD", "1")
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("rabbitmq-server");
+            mqtt_ports.push(mqtt);
+            nodes.push(Some(child));
+        }
+        let c = Self {
+            mqtt_ports,
+            epmd_port,
+            nodes,
+        };
+        // Each node answers MQTT (the plugin starts after the node has joined the cluster).
+        for (i, port) in c.mqtt_ports.iter().enumerate() {
+            wait_for(
+                &format!("RabbitMQ node {} answering MQTT", i + 1),
+                Duration::from_secs(180),
+                || {
+                    let out = Command::new("mosquitto_pub")
+                        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", "mqttv311"])
+                        .args(["-q", "1", "-t", "wardwatch/probe", "-m", "up"])
+                        .output()
+                        .ok()?;
+                    if out.status.success() {
+                        return Some(());
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                    None
+                },
+            );
+        }
+        c
+    }
+
+    /// Node `i` (0-based) dies at once (SIGKILL): no orderly leave, its connections cut.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RabbitCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+        let _ = Command::new("epmd")
+            .args(["-port", &self.epmd_port.to_string(), "-kill"])
+            .output();
+    }
+}
+
 /// `mosquitto_sub` with a persistent MQTT 5 session (QoS 1), printing `topic payload` lines.
 pub struct Subscriber {
     child: Child,
@@ -442,19 +569,19 @@ pub struct Subscriber {
 
 impl Subscriber {
     pub fn start(port: u16, id: &str, filter: &str) -> Self {
+        Self::start_version(port, id, filter, &["-V", "5", "-x", "3600"])
+    }
+
+    /// The same with MQTT 3.1.1 (a persistent session: clean session off, no expiry).
+    pub fn start_v311(port: u16, id: &str, filter: &str) -> Self {
+        Self::start_version(port, id, filter, &["-V", "mqttv311"])
+    }
+
+    fn start_version(port: u16, id: &str, filter: &str, version: &[&str]) -> Self {
         let mut child = Command::new("mosquitto_sub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-V",
-                "5",
-                "-q",
-                "1",
-                "-c",
-            ])
-            .args(["-i", id, "-x", "3600", "-t", filter, "-v"])
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-c"])
+            .args(version)
+            .args(["-i", id, "-t", filter, "-v"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

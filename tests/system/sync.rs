@@ -9,8 +9,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use ward_alarm::{LogKind, Priority};
 
-/// Event ids and sequence numbers the core's subscriber saw, in arrival order.
-fn received(sub: &Subscriber) -> Vec<(String, i64)> {
+/// Event ids and sequence numbers the core's subscriber saw, in arrival order (of the
+/// station `origin` only, when given).
+fn received(sub: &Subscriber, origin: Option<&str>) -> Vec<(String, i64)> {
     sub.lines
         .lock()
         .unwrap()
@@ -18,6 +19,9 @@ fn received(sub: &Subscriber) -> Vec<(String, i64)> {
         .filter_map(|l| {
             let json = l.split_once(' ')?.1;
             let v: serde_json::Value = serde_json::from_str(json).ok()?;
+            if origin.is_some_and(|o| v["origin"].as_str() != Some(o)) {
+                return None;
+            }
             Some((v["event_id"].as_str()?.to_string(), v["seq"].as_i64()?))
         })
         .collect()
@@ -27,6 +31,16 @@ fn received(sub: &Subscriber) -> Vec<(String, i64)> {
 /// them all; asserts it has each exactly once (after de-duplication by id) and in order.
 fn assert_core_has_trail(
     sub: &Subscriber,
+    db: &std::path::Path,
+    acked: i64,
+) -> Vec<ward_store::AuditRow> {
+    assert_core_has_trail_of(sub, None, db, acked)
+}
+
+/// The same for one of several stations sending to the core.
+fn assert_core_has_trail_of(
+    sub: &Subscriber,
+    origin: Option<&str>,
     db: &std::path::Path,
     acked: i64,
 ) -> Vec<ward_store::AuditRow> {
@@ -43,7 +57,7 @@ fn assert_core_has_trail(
         Duration::from_secs(30),
         || {
             let mut seen = HashSet::new();
-            let unique: Vec<(String, i64)> = received(sub)
+            let unique: Vec<(String, i64)> = received(sub, origin)
                 .into_iter()
                 .filter(|(id, _)| seen.insert(id.clone()))
                 .collect();
@@ -69,11 +83,27 @@ fn station_config_as(
     id: &str,
     peers: &[&str],
 ) -> ward_core::Config {
+    station_config_upstream(
+        dir,
+        &format!("host = \"127.0.0.1\"\nport = {port}\n"),
+        id,
+        peers,
+    )
+}
+
+/// The same with the `[upstream]` lines that name the core (`host`/`port`, or `endpoints`
+/// and `mqtt_version`).
+fn station_config_upstream(
+    dir: &std::path::Path,
+    core: &str,
+    id: &str,
+    peers: &[&str],
+) -> ward_core::Config {
     std::fs::create_dir_all(dir).unwrap();
     let mut text = format!(
         "[station]\nid = \"{id}\"\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n\
          [store]\nbatch_ms = 50\n[alarms]\nnotifications = false\n[access]\nnurses_all_beds = true\n\
-         [upstream]\nenabled = true\nhost = \"127.0.0.1\"\nport = {port}\npeer_stations = {peers:?}\n\
+         [upstream]\nenabled = true\n{core}peer_stations = {peers:?}\n\
          [sim]\nbeds = 2\nscenarios = [\"bed 2 desaturates to 76 % at 8 s\"]\n",
         dir.join("data").display().to_string()
     );
@@ -109,7 +139,7 @@ async fn outage_of_the_core_loses_nothing_and_duplicates_nothing() {
             (s.connected && s.acked_seq >= 2 && s.backlog == 0).then_some(())
         },
     );
-    assert!(!received(&sub).is_empty());
+    assert!(!received(&sub, None).is_empty());
 
     // Outage: the core goes away for 60 s.
     core.stop();
@@ -287,6 +317,114 @@ async fn an_acknowledgement_at_another_station_applies_here() {
     );
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// The hospital core as a cluster: three RabbitMQ nodes (MQTT 3.1.1). Two stations of one unit
+/// sync to it in 3.1.1 mode with the three nodes as `upstream.endpoints`; the node they are
+/// connected to is killed while they send. Each moves to another node; the core's consumer
+/// (on the third node, a persistent session) has every event of both trails exactly once
+/// after de-duplication by event id, in order; an acknowledgement at one station made after
+/// the failover still applies at the other (its peer session lived on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clustered_core_losing_the_node_in_use_loses_nothing_and_peers_still_agree() {
+    assert!(
+        std::env::var_os("ALSA_CONFIG_PATH").is_some(),
+        "run under `make test`"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let mut core = RabbitCluster::start(&work.path().join("rabbitmq"), 3);
+    let ports = core.mqtt_ports.clone();
+    // The core's consumer on node 3; ready once a message published at node 1 reaches it
+    // (the cluster routes between its nodes).
+    let sub = Subscriber::start_v311(ports[2], "core-archive", "wardwatch/v1/station/+/events");
+    sub.wait_ready(ports[0], "wardwatch/v1/station/probe/events");
+    let endpoints: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let upstream = format!("endpoints = {endpoints:?}\nmqtt_version = \"3.1.1\"\n");
+    let cfg_a = station_config_upstream(&work.path().join("a"), &upstream, "st-a", &["st-b"]);
+    let cfg_b = station_config_upstream(&work.path().join("b"), &upstream, "st-b", &["st-a"]);
+    add_user(&cfg_a, "nurse.ana", ward_model::Role::Nurse, None);
+    let a = ward_core::Station::start(cfg_a.clone()).await.unwrap();
+    let b = ward_core::Station::start(cfg_b.clone()).await.unwrap();
+    let first = endpoints[0].clone();
+    // Both on node 1 and sending (station start, devices online, ...): then node 1 dies.
+    for (name, st) in [("A", &a), ("B", &b)] {
+        wait_for(
+            &format!("{name} connected to node 1 and sending"),
+            Duration::from_secs(60),
+            || {
+                let s = st.live().metrics().sync;
+                (s.connected && s.upstream == first && s.acked_seq >= 1).then_some(())
+            },
+        );
+    }
+    core.kill(0);
+    for (name, st) in [("A", &a), ("B", &b)] {
+        let s = wait_for(
+            &format!("{name} connected to another node"),
+            Duration::from_secs(60),
+            || {
+                let s = st.live().metrics().sync;
+                (s.connected && s.upstream != first && s.connects >= 2).then_some(s)
+            },
+        );
+        assert!(endpoints[1..].contains(&s.upstream), "{s:?}");
+    }
+
+    // After the failover, a desaturation acknowledged at A is acknowledged at B.
+    let desat = |st: &ward_core::StationHandle| {
+        st.alarms()
+            .snapshot()
+            .alarms
+            .into_iter()
+            .find(|x| x.key == "limit:spo2_desat" && x.bed.as_deref() == Some("bed-02"))
+    };
+    let on_a = wait_for("the desaturation at A", Duration::from_secs(60), || {
+        desat(&a)
+    });
+    wait_for("the desaturation at B", Duration::from_secs(60), || {
+        desat(&b)
+    });
+    let nurse = sign_in(&a, "nurse.ana");
+    a.alarms()
+        .act(&nurse, ward_core::AlarmCommand::Acknowledge { id: on_a.id })
+        .unwrap();
+    wait_for(
+        "the acknowledgement applied at B through the cluster",
+        Duration::from_secs(60),
+        || {
+            desat(&b).filter(|x| {
+                matches!(&x.inactivation, ward_alarm::Inactivation::Acknowledged { by, .. } if by == "nurse.ana at station st-a")
+            })
+        },
+    );
+
+    // Both drain; the consumer has both trails, each event once, in order.
+    let mut acked = Vec::new();
+    for st in [&a, &b] {
+        let s = wait_for("the backlog drained", Duration::from_secs(60), || {
+            let s = st.live().metrics().sync;
+            (s.connected && s.backlog == 0).then_some(s)
+        });
+        acked.push(s.acked_seq);
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+    let trail_a = assert_core_has_trail_of(
+        &sub,
+        Some("st-a"),
+        &work.path().join("a/data/wardwatch.sqlite"),
+        acked[0],
+    );
+    assert_core_has_trail_of(
+        &sub,
+        Some("st-b"),
+        &work.path().join("b/data/wardwatch.sqlite"),
+        acked[1],
+    );
+    assert!(
+        trail_a.iter().any(|r| r.kind == "alarm.acknowledged"),
+        "the acknowledgement made after the failover reached the core"
+    );
 }
 
 /// `kill -9` of a station process holding a backlog for a core that is down; after both are

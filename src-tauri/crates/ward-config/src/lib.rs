@@ -14,7 +14,7 @@
 
 mod sections;
 
-pub use sections::{AccessPolicy, PasswordSource, UpstreamConfig, KEYRING_STORES};
+pub use sections::{AccessPolicy, MqttVersion, PasswordSource, UpstreamConfig, KEYRING_STORES};
 
 /// A configuration that cannot be used, naming the file, the key and the reason.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +106,8 @@ struct RawUpstream {
     enabled: bool,
     host: String,
     port: u64,
+    endpoints: Vec<String>,
+    mqtt_version: String,
     ca_file: String,
     client_cert: String,
     client_key: String,
@@ -951,16 +953,23 @@ fn upstream(
     if !u.enabled {
         return Ok(None);
     }
-    if u.host.trim().is_empty() {
-        return Err(err(
-            "upstream.host",
-            "is empty but upstream.enabled is true".into(),
-        ));
-    }
     let port = u16::try_from(u.port)
         .ok()
         .filter(|p| *p > 0)
         .ok_or_else(|| err("upstream.port", format!("{} is outside 1..=65535", u.port)))?;
+    let endpoints = endpoints(u, port, err)?;
+    let mqtt_version = match u.mqtt_version.as_str() {
+        "5" => MqttVersion::V5,
+        "3.1.1" => MqttVersion::V311,
+        other => {
+            return Err(err(
+                "upstream.mqtt_version",
+                format!("{other:?} is not one of \"5\", \"3.1.1\""),
+            ))
+        }
+    };
+    // The first endpoint names the upstream: its watermark, its keyring account.
+    let (first_host, first_port) = endpoints[0].clone();
     let path = |s: &str| (!s.trim().is_empty()).then(|| PathBuf::from(s));
     let client_cert = match (path(&u.client_cert), path(&u.client_key)) {
         (Some(c), Some(k)) => Some((c, k)),
@@ -995,7 +1004,7 @@ fn upstream(
             };
             PasswordSource::Keyring {
                 store,
-                account: format!("{}@{}:{port}", u.username, u.host),
+                account: format!("{}@{first_host}:{first_port}", u.username),
             }
         }
         other => {
@@ -1037,9 +1046,9 @@ fn upstream(
         peers.push(id.to_string());
     }
     Ok(Some(UpstreamConfig {
-        name: format!("{}:{port}", u.host),
-        host: u.host.clone(),
-        port,
+        name: format!("{first_host}:{first_port}"),
+        endpoints,
+        mqtt_version,
         ca_file: path(&u.ca_file),
         client_cert,
         username,
@@ -1050,6 +1059,66 @@ fn upstream(
         peer_timeout: Duration::from_secs(u.peer_timeout_s),
         station_name: station_name.to_string(),
     }))
+}
+
+/// The core's endpoints: `host` and `port`, or the list `endpoints` ("host:port", the port
+/// `upstream.port` when left out), not both; at least one.
+fn endpoints(
+    u: &RawUpstream,
+    port: u16,
+    err: &dyn Fn(&str, String) -> CoreError,
+) -> Result<Vec<(String, u16)>, CoreError> {
+    let host = u.host.trim();
+    if u.endpoints.is_empty() {
+        if host.is_empty() {
+            return Err(err(
+                "upstream.host",
+                "is empty but upstream.enabled is true (set host, or endpoints for a clustered core)"
+                    .into(),
+            ));
+        }
+        return Ok(vec![(host.to_string(), port)]);
+    }
+    if !host.is_empty() {
+        return Err(err(
+            "upstream.endpoints",
+            "is set and so is upstream.host: set one of them (the host is the first endpoint)"
+                .into(),
+        ));
+    }
+    let mut out: Vec<(String, u16)> = Vec::new();
+    for (i, e) in u.endpoints.iter().enumerate() {
+        let key = format!("upstream.endpoints[{i}]");
+        let e = e.trim();
+        let bad = || {
+            err(
+                &key,
+                format!("{e:?} is not host or host:port, e.g. \"core-2.hospital.org:8883\""),
+            )
+        };
+        // "[v6]:port", "[v6]", "host:port" or "host"; brackets kept (the client resolves
+        // "host:port" strings).
+        let (h, p) = match e.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() && (!h.contains(':') || h.ends_with(']')) => {
+                let p = p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?;
+                (h, p)
+            }
+            _ if !e.is_empty()
+                && (!e.contains(':') || (e.starts_with('[') && e.ends_with(']'))) =>
+            {
+                (e, port)
+            }
+            _ => return Err(bad()),
+        };
+        if h.contains(char::is_whitespace) {
+            return Err(bad());
+        }
+        if out.iter().any(|(oh, op)| oh == h && *op == p) {
+            return Err(err(&key, format!("{h}:{p} is listed twice")));
+        }
+        out.push((h.to_string(), p));
+    }
+    Ok(out)
 }
 
 fn default_data_dir() -> Result<PathBuf, String> {
@@ -1121,6 +1190,42 @@ mod tests {
         assert_eq!(c.display, DisplayMode::Maximized);
         let c = load_text(&with_data_dir("[display]\nmode = \"fullscreen\"\n")).unwrap();
         assert_eq!(c.display, DisplayMode::Fullscreen);
+    }
+
+    /// A clustered core: its nodes in order, the port filled in where left out; the first
+    /// names the upstream (watermark, keyring account) whatever node is in use.
+    #[test]
+    fn a_clustered_core_is_a_list_of_endpoints() {
+        let up = |extra: &str| {
+            load_text(&with_data_dir(&format!(
+                "[upstream]\nenabled = true\n{extra}"
+            )))
+            .unwrap()
+            .upstream
+            .unwrap()
+        };
+        let u = up("host = \"core\"\nport = 1883\n");
+        assert_eq!(u.endpoints, vec![("core".to_string(), 1883)]);
+        assert_eq!(
+            (u.name.as_str(), u.mqtt_version),
+            ("core:1883", MqttVersion::V5)
+        );
+        let u = up(
+            "endpoints = [\"core-1:5001\", \"core-2\", \"[::1]:5003\", \"[fd00::4]\"]\nport = 8883\nmqtt_version = \"3.1.1\"\n",
+        );
+        assert_eq!(
+            u.endpoints,
+            vec![
+                ("core-1".to_string(), 5001),
+                ("core-2".to_string(), 8883),
+                ("[::1]".to_string(), 5003),
+                ("[fd00::4]".to_string(), 8883),
+            ]
+        );
+        assert_eq!(
+            (u.name.as_str(), u.mqtt_version),
+            ("core-1:5001", MqttVersion::V311)
+        );
     }
 
     #[test]
@@ -1253,6 +1358,36 @@ mod tests {
                 "[hl7]\npcd01_every_s = 0\n",
                 "hl7.pcd01_every_s",
                 "outside 1..=86400",
+            ),
+            (
+                "[upstream]\nenabled = true\n",
+                "upstream.host",
+                "set host, or endpoints",
+            ),
+            (
+                "[upstream]\nenabled = true\nhost = \"core\"\nendpoints = [\"a:1883\"]\n",
+                "upstream.endpoints",
+                "set one of them",
+            ),
+            (
+                "[upstream]\nenabled = true\nendpoints = [\"a:1883\", \"b:http\"]\n",
+                "upstream.endpoints[1]",
+                "is not host or host:port",
+            ),
+            (
+                "[upstream]\nenabled = true\nendpoints = [\"::1\"]\n",
+                "upstream.endpoints[0]",
+                "is not host or host:port",
+            ),
+            (
+                "[upstream]\nenabled = true\nendpoints = [\"a:1883\", \"a\"]\nport = 1883\n",
+                "upstream.endpoints[1]",
+                "listed twice",
+            ),
+            (
+                "[upstream]\nenabled = true\nhost = \"core\"\nmqtt_version = \"3\"\n",
+                "upstream.mqtt_version",
+                "not one of",
             ),
         ];
         for (text, key, reason) in cases {

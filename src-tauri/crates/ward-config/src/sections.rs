@@ -49,13 +49,24 @@ pub fn default_keyring_store() -> &'static str {
     }
 }
 
+/// The MQTT version the station speaks to the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttVersion {
+    V5,
+    /// For cores whose MQTT speaks no 5 (RabbitMQ 3.x): no user properties, no session expiry
+    /// (a persistent session lasts until the core drops it).
+    V311,
+}
+
 /// The `[upstream]` section: the hospital core the station syncs to.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     /// Name of this upstream in `sync_state` (and in metrics).
     pub name: String,
-    pub host: String,
-    pub port: u16,
+    /// The core's nodes, `(host, port)`, tried in turn: one broker, or the nodes of a cluster.
+    /// Never empty.
+    pub endpoints: Vec<(String, u16)>,
+    pub mqtt_version: MqttVersion,
     /// PEM CA certificate file; TLS is on when set.
     pub ca_file: Option<PathBuf>,
     /// PEM client certificate and key, for mutual TLS.

@@ -1,8 +1,8 @@
-//! The MQTT client options every connection to the hospital core uses (outbox, peers,
-//! liveness): address, keep-alive, credentials from the OS keyring or the environment, TLS.
+//! What every connection to the hospital core uses (outbox, peers, liveness): keep-alive,
+//! credentials from the OS keyring or the environment, TLS. The endpoints and the MQTT
+//! version are `link`'s.
 
 use crate::error::SyncError;
-use rumqttc::v5::MqttOptions;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -35,30 +35,41 @@ fn tls(cfg: &UpstreamConfig) -> Result<Option<rumqttc::TlsConfiguration>, SyncEr
     }))
 }
 
-pub fn options(cfg: &UpstreamConfig) -> Result<MqttOptions, SyncError> {
-    let mut o = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
-    o.set_keep_alive(Duration::from_secs(15));
-    o.set_clean_start(true);
-    if let Some(user) = &cfg.username {
-        let pw = crate::secrets::resolve(&cfg.password, ward_config::UPSTREAM_PASSWORD_ENV)?;
-        o.set_credentials(user, pw.unwrap_or_default());
-    }
-    if let Some(t) = tls(cfg)? {
-        o.set_transport(rumqttc::Transport::Tls(t));
-    }
-    Ok(o)
+/// What every connection to the core shares, whatever its endpoint and MQTT version: the
+/// credentials (read now, from the keyring or the environment) and the TLS set-up.
+#[derive(Clone)]
+pub(crate) struct Prepared {
+    pub credentials: Option<(String, String)>,
+    pub tls: Option<rumqttc::TlsConfiguration>,
+    pub keep_alive: Duration,
 }
 
-/// Client options, once they can be made: the password may not be readable yet (IT has not
-/// set it, the desktop keyring is still locked). Until then the station runs and alarms as
-/// always; `waiting` is told each failure and it asks again every 10 s. `None` when stopped.
-pub(crate) async fn options_when_ready(
+pub(crate) fn prepare(cfg: &UpstreamConfig) -> Result<Prepared, SyncError> {
+    let credentials = match &cfg.username {
+        Some(user) => {
+            let pw = crate::secrets::resolve(&cfg.password, ward_config::UPSTREAM_PASSWORD_ENV)?;
+            Some((user.clone(), pw.unwrap_or_default()))
+        }
+        None => None,
+    };
+    Ok(Prepared {
+        credentials,
+        tls: tls(cfg)?,
+        keep_alive: Duration::from_secs(15),
+    })
+}
+
+/// The connection set-up, once it can be made: the password may not be readable yet (IT has
+/// not set it, the desktop keyring is still locked). Until then the station runs and alarms
+/// as always; `waiting` is told each failure and it asks again every 10 s. `None` when
+/// stopped.
+pub(crate) async fn prepared_when_ready(
     cfg: &UpstreamConfig,
     stop: &CancellationToken,
     mut waiting: impl FnMut(&SyncError),
-) -> Option<MqttOptions> {
+) -> Option<Prepared> {
     loop {
-        match options(cfg) {
+        match prepare(cfg) {
             Ok(o) => return Some(o),
             Err(e) => {
                 waiting(&e);

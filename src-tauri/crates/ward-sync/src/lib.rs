@@ -1,5 +1,5 @@
 //! ward-sync: the station and the hospital core. Store-and-forward of the audit trail
-//! (alarm events, acknowledgements, device and station events) over MQTT 5 to any broker,
+//! (alarm events, acknowledgements, device and station events) over MQTT 5 or 3.1.1 to any broker (one, or the nodes of a cluster),
 //! acknowledgements from peer stations of the unit, and the upstream password from the OS
 //! credential store.
 //!
@@ -9,17 +9,18 @@
 //! `AlarmCommand::PeerAcknowledge` with "who at which station"), and the watermark is
 //! written through the [`ward_store::RecordSink`] the station gives it.
 //!
-//! Layout: `client` (connection options: address, credentials, TLS), `outbox` (the worker, the peer listener, status), `liveness` (this station's
+//! Layout: `client` (credentials, TLS), `link` (one connection in either MQTT version, failing
+//! over round the core's endpoints), `outbox` (the worker, the peer listener, status), `liveness` (this station's
 //! retained liveness message with its will, and the pure watch over the peers'), `secrets` (keyring-core stores:
 //! Secret Service, keyutils, Windows).
 
 mod client;
 mod error;
+mod link;
 pub mod liveness;
 pub mod outbox;
 pub mod secrets;
 
-pub use client::options;
 pub use liveness::{Liveness, PeerChange};
 pub use outbox::{
     remote_ack, FollowedAck, PeerAck, PeerListener, SharedStatus, SyncStatus, Worker,

@@ -10,9 +10,7 @@
 //! one (every peer would look silent; the core-down state is shown instead), and after a
 //! reconnect every peer gets a fresh timeout, so a network outage pages no station.
 
-use rumqttc::v5::mqttbytes::v5::LastWill;
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event};
+use crate::link::{Incoming, Link, Setup};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -224,20 +222,20 @@ impl Liveness {
             ..self.cfg.clone()
         };
         let topic = alive_topic(&cfg.topic_prefix, &self.origin);
-        let Some(mut opts) = crate::client::options_when_ready(&cfg, &stop, |_| {}).await else {
+        let Some(prepared) = crate::client::prepared_when_ready(&cfg, &stop, |_| {}).await else {
             return;
         };
-        opts.set_last_will(LastWill::new(
-            topic.clone(),
-            self.message(
-                "down",
-                Some("its connection to the core was lost (process ended, hung or cut off)"),
-            ),
-            QoS::AtLeastOnce,
-            true,
-            None,
-        ));
-        let (client, mut eventloop) = AsyncClient::new(opts, 16);
+        let will = self.message(
+            "down",
+            Some("its connection to the core was lost (process ended, hung or cut off)"),
+        );
+        let setup = Setup {
+            client_id: cfg.client_id.clone(),
+            persistent: None,
+            will: Some((topic.clone(), will)),
+            cap: 16,
+        };
+        let mut link = Link::new(&cfg, prepared, setup);
         let every = (cfg.peer_timeout / 3).max(Duration::from_secs(1));
         let mut beat = tokio::time::interval(every);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -260,19 +258,19 @@ impl Liveness {
                             alarms: now.clone(),
                         };
                         let body = serde_json::to_vec(&list).unwrap_or_default();
-                        if client.try_publish(alarms_topic.clone(), QoS::AtLeastOnce, true, body).is_ok() {
+                        if link.try_publish(&alarms_topic, true, body).is_ok() {
                             published = Some(now);
                         }
                     }
                 }
-                ev = eventloop.poll() => match ev {
-                    Ok(Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::ConnAck(_))) => {
+                ev = link.poll() => match ev {
+                    Ok(Incoming::Connected) => {
                         connected = true;
                         backoff = Duration::from_millis(500);
                         // The core may have lost the retained list: publish it anew.
                         published = None;
                         if (self.alive)() {
-                            let _ = client.try_publish(topic.clone(), QoS::AtLeastOnce, true, self.message("up", None));
+                            let _ = link.try_publish(&topic, true, self.message("up", None));
                         }
                     }
                     Ok(_) => {}
@@ -288,25 +286,25 @@ impl Liveness {
                 _ = beat.tick() => {
                     // No beat while the alarm loop is stalled: the peers' timeout sees it.
                     if connected && (self.alive)() {
-                        let _ = client.try_publish(topic.clone(), QoS::AtLeastOnce, true, self.message("up", None));
+                        let _ = link.try_publish(&topic, true, self.message("up", None));
                     }
                 }
             }
         }
         if connected {
             let down = self.message("down", Some("stopped in order"));
-            let _ = client.publish(topic, QoS::AtLeastOnce, true, down).await;
+            let _ = link.publish(&topic, true, down).await;
             // Let the event loop carry the message and its PUBACK before disconnecting.
             let until = tokio::time::Instant::now() + Duration::from_secs(2);
             while tokio::time::Instant::now() < until {
-                match tokio::time::timeout_at(until, eventloop.poll()).await {
-                    Ok(Ok(Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::PubAck(_)))) => break,
+                match tokio::time::timeout_at(until, link.poll()).await {
+                    Ok(Ok(Incoming::Confirmed(_))) => break,
                     Ok(Ok(_)) => {}
                     _ => break,
                 }
             }
-            let _ = client.disconnect().await;
-            let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
+            link.disconnect().await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), link.poll()).await;
         }
     }
 }

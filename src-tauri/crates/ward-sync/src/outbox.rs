@@ -1,12 +1,15 @@
 //! Store-and-forward to the hospital core: the audit trail (alarm events, acknowledgements,
-//! device and station events) published in order, at QoS 1, over MQTT 5, to any broker.
+//! device and station events) published in order, at QoS 1, over MQTT 5 or 3.1.1, to any
+//! broker or the nodes of a clustered one.
 //!
 //! The outbox is "audit events after the watermark" (`ward_store::audit`): nothing to copy,
 //! nothing to lose. The worker publishes events in `seq` order with a small window in flight;
 //! each PUBACK moves the watermark, which is written through the store writer, so after a
 //! crash or an outage the worker starts again from the first event the core has not
 //! confirmed. An event may then reach the core twice (its PUBACK was lost); it carries a
-//! stable `event_id` (payload and user property) for the core to drop the copy.
+//! stable `event_id` (in the payload, and with MQTT 5 also a user property) for the core to
+//! drop the copy. The same holds when the node in use fails and the worker moves to the next
+//! endpoint: it starts from the watermark there.
 //!
 //! Each connection starts clean (MQTT clean start): rumqttc then forgets what it had in
 //! flight, and the worker itself resends from the watermark, so the order on the wire is
@@ -14,11 +17,8 @@
 //!
 //! Topic: `{upstream.topic_prefix}/station/{station.id}/events`.
 
-use crate::client::options_when_ready;
-use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event};
-use rumqttc::Outgoing;
+use crate::client::prepared_when_ready;
+use crate::link::{Incoming, Link, Setup};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -38,7 +38,7 @@ const WINDOW: usize = 32;
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SyncStatus {
     pub enabled: bool,
-    /// `host:port` of the hospital core.
+    /// `host:port` of the hospital core: the node connected to, or tried next.
     pub upstream: String,
     pub connected: bool,
     pub acked_seq: i64,
@@ -106,12 +106,16 @@ impl PeerListener {
             ..self.cfg.clone()
         };
         // The outbox worker shows why options cannot be made yet; this one only waits.
-        let Some(mut opts) = options_when_ready(&cfg, &stop, |_| {}).await else {
+        let Some(prepared) = prepared_when_ready(&cfg, &stop, |_| {}).await else {
             return;
         };
-        opts.set_clean_start(false);
-        opts.set_session_expiry_interval(Some(PEER_SESSION_EXPIRY_S));
-        let (client, mut eventloop) = AsyncClient::new(opts, 64);
+        let setup = Setup {
+            client_id: cfg.client_id.clone(),
+            persistent: Some(PEER_SESSION_EXPIRY_S),
+            will: None,
+            cap: 64,
+        };
+        let mut link = Link::new(&cfg, prepared, setup);
         let mut backoff = Duration::from_millis(500);
         let epoch = tokio::time::Instant::now();
         let mono = || i64::try_from(epoch.elapsed().as_millis()).unwrap_or(i64::MAX);
@@ -135,8 +139,8 @@ impl PeerListener {
                         (self.liveness)(change);
                     }
                 }
-                ev = eventloop.poll() => match ev {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                ev = link.poll() => match ev {
+                    Ok(Incoming::Connected) => {
                         backoff = Duration::from_millis(500);
                         watch.connected(mono(), true);
                         // Subscribing again is harmless and covers a session the core lost.
@@ -148,16 +152,15 @@ impl PeerListener {
                                 topics.push(crate::liveness::alarms_topic(&cfg.topic_prefix, peer));
                             }
                             for t in topics {
-                                if let Err(e) = client.try_subscribe(t, QoS::AtLeastOnce) {
+                                if let Err(e) = link.try_subscribe(&t) {
                                     tracing::error!(error = %e, %peer, "cannot subscribe to a peer station");
                                 }
                             }
                         }
                     }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let topic = String::from_utf8_lossy(&p.topic).to_string();
+                    Ok(Incoming::Message { topic, payload }) => {
                         if topic.ends_with("/alive") {
-                            match crate::liveness::Alive::parse(&topic, &p.payload) {
+                            match crate::liveness::Alive::parse(&topic, &payload) {
                                 Ok(a) => watch.message(mono(), &a),
                                 Err(e) => {
                                     tracing::warn!(error = %e, "unreadable liveness message from the hospital core");
@@ -167,7 +170,7 @@ impl PeerListener {
                             continue;
                         }
                         if topic.ends_with("/alarms") {
-                            match crate::liveness::parse_alarms(&self.follow, &topic, &p.payload) {
+                            match crate::liveness::parse_alarms(&self.follow, &topic, &payload) {
                                 Ok(l) => (self.followed)(l),
                                 Err(e) => {
                                     tracing::warn!(error = %e, "unreadable alarm list from the hospital core");
@@ -176,7 +179,7 @@ impl PeerListener {
                             }
                             continue;
                         }
-                        match remote_ack(&self.origin, &cfg.peers, &topic, &p.payload) {
+                        match remote_ack(&self.origin, &cfg.peers, &topic, &payload) {
                             Ok(Some(input)) => {
                                 self.set(|s| s.remote_acks += 1);
                                 (self.acks)(input);
@@ -200,7 +203,7 @@ impl PeerListener {
                 },
             }
         }
-        let _ = client.disconnect().await;
+        link.disconnect().await;
     }
 }
 
@@ -332,7 +335,7 @@ impl Worker {
             }
         };
         // While waiting, the backlog keeps growing and the reason shows in metrics.
-        let opts = options_when_ready(&self.cfg, &stop, |e| {
+        let prepared = prepared_when_ready(&self.cfg, &stop, |e| {
             tracing::error!(error = %e, "upstream sync waiting for its configuration");
             self.set(|s| s.last_error = Some(e.to_string()));
             // A connection of its own each time (every 10 s): the worker's is not shared
@@ -343,9 +346,15 @@ impl Worker {
             }
         })
         .await;
-        let Some(opts) = opts else { return };
+        let Some(prepared) = prepared else { return };
         let topic = events_topic(&self.cfg.topic_prefix, &self.origin);
-        let (client, mut eventloop) = AsyncClient::new(opts, WINDOW * 2);
+        let setup = Setup {
+            client_id: self.cfg.client_id.clone(),
+            persistent: None,
+            will: None,
+            cap: WINDOW * 2,
+        };
+        let mut link = Link::new(&self.cfg, prepared, setup);
         let mut acked = store.sync_acked(&self.cfg.name).unwrap_or(0);
         let mut connected = false;
         let mut next = acked + 1;
@@ -359,8 +368,8 @@ impl Worker {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
-                ev = eventloop.poll() => match ev {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                ev = link.poll() => match ev {
+                    Ok(Incoming::Connected) => {
                         connected = true;
                         backoff = Duration::from_millis(500);
                         // A clean start: whatever was in flight is resent, in order.
@@ -368,16 +377,17 @@ impl Worker {
                         sent.clear();
                         by_pkid.clear();
                         done.clear();
-                        tracing::info!(upstream = %self.cfg.name, from = next, "connected to the hospital core");
-                        self.set(|s| { s.connected = true; s.connects += 1; s.last_error = None; });
+                        let at = link.endpoint();
+                        tracing::info!(upstream = %self.cfg.name, endpoint = %at, from = next, "connected to the hospital core");
+                        self.set(|s| { s.connected = true; s.connects += 1; s.last_error = None; s.upstream = at; });
                     }
-                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                    Ok(Incoming::Sent(pkid)) => {
                         if let Some(seq) = sent.pop_front() {
                             by_pkid.insert(pkid, seq);
                         }
                     }
-                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                        if let Some(seq) = by_pkid.remove(&ack.pkid) {
+                    Ok(Incoming::Confirmed(pkid)) => {
+                        if let Some(seq) = by_pkid.remove(&pkid) {
                             done.insert(seq);
                             // The watermark moves only over an unbroken run of confirmations.
                             while done.remove(&(acked + 1)) {
@@ -394,7 +404,9 @@ impl Worker {
                             tracing::warn!(upstream = %self.cfg.name, error = %e, "lost the hospital core; events wait in the outbox");
                         }
                         connected = false;
-                        self.set(|s| { s.connected = false; s.last_error = Some(e.to_string()); });
+                        // Where the next attempt goes (the next node, for a clustered core).
+                        let at = link.endpoint();
+                        self.set(|s| { s.connected = false; s.last_error = Some(e); s.upstream = at; });
                         tokio::select! {
                             _ = stop.cancelled() => break,
                             _ = tokio::time::sleep(backoff) => {}
@@ -413,12 +425,7 @@ impl Worker {
                                             Ok(p) => p,
                                             Err(_) => continue,
                                         };
-                                        let props = PublishProperties {
-                                            user_properties: vec![("event_id".into(), r.event_id.clone())],
-                                            content_type: Some("application/json".into()),
-                                            ..Default::default()
-                                        };
-                                        if client.try_publish_with_properties(topic.clone(), QoS::AtLeastOnce, false, payload, props).is_err() {
+                                        if link.try_publish_event(&topic, payload, &r.event_id).is_err() {
                                             break;
                                         }
                                         sent.push_back(r.seq);
@@ -434,7 +441,7 @@ impl Worker {
                 }
             }
         }
-        let _ = client.disconnect().await;
+        link.disconnect().await;
     }
 }
 
