@@ -18,6 +18,13 @@
 //! are dropped at once (the device is acknowledged, the rows held as above): a station that
 //! stopped acknowledging its monitors would stop receiving them, and stop alarming.
 //!
+//! The batch window (`store.batch_ms`, 200 ms by default) bounds what a power cut loses of
+//! the ring buffer. An alarm-log row or an audit event does not wait for it: the batch it
+//! joins is committed within [`URGENT_WINDOW`] (long enough to take the audit event and the
+//! other rows of the same alarm change along), so what the alarm log and the trail lose to a
+//! power cut is the few milliseconds between the alarm and its commit, not a batch window.
+//! The tone never waits for any of it.
+//!
 //! Both are loud: counters and the last error in the metrics (the alarm driver raises the
 //! storage technical alarm from them, with the reason), and error lines in the log.
 
@@ -34,6 +41,13 @@ use std::time::{Duration, Instant};
 use ward_store::{PruneStats, Record, Retention, Store};
 
 pub const QUEUE_CAPACITY: usize = 200_000;
+/// How long a batch holding an alarm-log row or an audit event may still gather.
+pub const URGENT_WINDOW: Duration = Duration::from_millis(10);
+
+/// The alarm log and the audit trail: committed without waiting out the batch window.
+fn urgent(item: &Item) -> bool {
+    matches!(item, Item::Record(Record::Alarm(_) | Record::Audit(_)))
+}
 pub const MAX_PENDING: usize = 1_000_000;
 
 #[derive(Default)]
@@ -325,13 +339,24 @@ fn run(
     while open || !pending.is_empty() {
         // Gather for up to one batch interval, starting from the first record.
         if open {
-            match rx.recv_timeout(batch_interval) {
+            // Idle, it looks up at least once a second: finish() is a flag, not a message.
+            match rx.recv_timeout(batch_interval.min(Duration::from_secs(1))) {
                 Ok(r) => {
+                    let mut until = Instant::now()
+                        + if urgent(&r) {
+                            URGENT_WINDOW.min(batch_interval)
+                        } else {
+                            batch_interval
+                        };
                     take(r, &mut pending, &mut holds);
-                    let until = Instant::now() + batch_interval;
                     while let Some(left) = until.checked_duration_since(Instant::now()) {
                         match rx.recv_timeout(left) {
-                            Ok(r) => take(r, &mut pending, &mut holds),
+                            Ok(r) => {
+                                if urgent(&r) {
+                                    until = until.min(Instant::now() + URGENT_WINDOW);
+                                }
+                                take(r, &mut pending, &mut holds)
+                            }
                             Err(RecvTimeoutError::Timeout) => break,
                             Err(RecvTimeoutError::Disconnected) => {
                                 open = false;
@@ -601,6 +626,59 @@ mod tests {
             .wave_chunks("mon-1", 131_330)
             .unwrap();
         assert_eq!(chunks.last().unwrap().samples[0], 3999);
+    }
+
+    /// With a batch window of an hour, a vital waits in the queue; an alarm-log row arriving
+    /// after it is committed at once, taking the vital along.
+    #[test]
+    fn an_alarm_log_row_does_not_wait_for_the_batch_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("urgent.sqlite");
+        let hour = Duration::from_secs(3600);
+        let w = Writer::start(
+            db.clone(),
+            hour,
+            hour,
+            Retention {
+                waveforms: hour,
+                trends: hour,
+                max_bytes: None,
+            },
+            Duration::from_secs(120),
+        )
+        .unwrap();
+        let now = now_ms();
+        assert!(w.send(vital(now, 61.0)));
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            w.counters.snapshot().records_written,
+            0,
+            "a vital alone waits for the window"
+        );
+        assert!(w.send(Record::Alarm(ward_store::AlarmLogRow {
+            t_ms: now,
+            kind: "raised".into(),
+            alarm_id: Some(1),
+            bed: Some("bed-01".into()),
+            condition: "limit:spo2_low".into(),
+            label: "SpO2 low".into(),
+            priority: Some("high".into()),
+            value: Some(85.0),
+            limit: Some(90.0),
+            user: None,
+            detail: None,
+            patient: None,
+        })));
+        // Generous: the window is an hour, so only the urgent path writes within this.
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        while w.counters.snapshot().records_written < 2 {
+            assert!(std::time::Instant::now() < until, "the alarm row waited");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let store = Store::open_read_only(&db).unwrap();
+        assert_eq!(store.vitals("mon-1", 147_842).unwrap().len(), 1);
+        assert_eq!(store.alarm_log_range(0, i64::MAX).unwrap().len(), 1);
+        w.finish();
     }
 
     #[test]
