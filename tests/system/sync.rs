@@ -76,6 +76,15 @@ fn station_config(dir: &std::path::Path, port: u16) -> ward_core::Config {
     station_config_as(dir, port, "st-sync", &[])
 }
 
+/// Bed 2's desaturation alarm at a station (the simulator's scenario), once raised.
+fn desat(st: &ward_core::StationHandle) -> Option<ward_alarm::Alarm> {
+    st.alarms()
+        .snapshot()
+        .alarms
+        .into_iter()
+        .find(|x| x.key == "limit:spo2_desat" && x.bed.as_deref() == Some("bed-02"))
+}
+
 /// Station `id` with its data under `dir`, sending to the core on `port`, with `peers`.
 fn station_config_as(
     dir: &std::path::Path,
@@ -225,13 +234,6 @@ async fn an_acknowledgement_at_another_station_applies_here() {
     add_user(&cfg_a, "nurse.ana", ward_model::Role::Nurse, None);
     let a = ward_core::Station::start(cfg_a.clone()).await.unwrap();
     let b = ward_core::Station::start(cfg_b.clone()).await.unwrap();
-    let desat = |st: &ward_core::StationHandle| {
-        st.alarms()
-            .snapshot()
-            .alarms
-            .into_iter()
-            .find(|x| x.key == "limit:spo2_desat" && x.bed.as_deref() == Some("bed-02"))
-    };
     let on_a = wait_for("the desaturation at A", Duration::from_secs(60), || {
         desat(&a)
     });
@@ -371,13 +373,6 @@ async fn a_clustered_core_losing_the_node_in_use_loses_nothing_and_peers_still_a
     }
 
     // After the failover, a desaturation acknowledged at A is acknowledged at B.
-    let desat = |st: &ward_core::StationHandle| {
-        st.alarms()
-            .snapshot()
-            .alarms
-            .into_iter()
-            .find(|x| x.key == "limit:spo2_desat" && x.bed.as_deref() == Some("bed-02"))
-    };
     let on_a = wait_for("the desaturation at A", Duration::from_secs(60), || {
         desat(&a)
     });

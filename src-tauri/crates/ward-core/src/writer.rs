@@ -628,6 +628,24 @@ mod tests {
         assert_eq!(chunks.last().unwrap().samples[0], 3999);
     }
 
+    /// A writer keeping an hour of everything, with this batch window and prune period.
+    fn hour_window_writer(db: &std::path::Path, batch: Duration, prune: Duration) -> Writer {
+        let hour = Duration::from_secs(3600);
+        let keep = Retention {
+            waveforms: hour,
+            trends: hour,
+            max_bytes: None,
+        };
+        Writer::start(
+            db.to_path_buf(),
+            batch,
+            prune,
+            keep,
+            Duration::from_secs(120),
+        )
+        .unwrap()
+    }
+
     /// With a batch window of an hour, a vital waits in the queue; an alarm-log row arriving
     /// after it is committed at once, taking the vital along.
     #[test]
@@ -635,18 +653,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("urgent.sqlite");
         let hour = Duration::from_secs(3600);
-        let w = Writer::start(
-            db.clone(),
-            hour,
-            hour,
-            Retention {
-                waveforms: hour,
-                trends: hour,
-                max_bytes: None,
-            },
-            Duration::from_secs(120),
-        )
-        .unwrap();
+        let w = hour_window_writer(&db, hour, hour);
         let now = now_ms();
         assert!(w.send(vital(now, 61.0)));
         std::thread::sleep(Duration::from_millis(300));
@@ -685,19 +692,7 @@ mod tests {
     fn the_writer_thread_prunes_by_itself_and_finish_writes_everything_queued() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("w.sqlite");
-        let hour = Duration::from_secs(3600);
-        let w = Writer::start(
-            db.clone(),
-            Duration::from_millis(10),
-            Duration::from_millis(50),
-            Retention {
-                waveforms: hour,
-                trends: hour,
-                max_bytes: None,
-            },
-            Duration::from_secs(120),
-        )
-        .unwrap();
+        let w = hour_window_writer(&db, Duration::from_millis(10), Duration::from_millis(50));
         let now = now_ms();
         assert!(w.send(vital(now - 2 * 3_600_000, 60.0)));
         assert!(w.send(vital(now, 61.0)));
