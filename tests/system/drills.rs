@@ -60,8 +60,42 @@ fn count(db: &Path, table: &str) -> i64 {
         .unwrap()
 }
 
+/// Alarm ids in the station's summary lines so far ("ALARM … (#12, since …)"): the alarms it
+/// had raised and showed, read from its own output, not from its database.
+fn shown_alarm_ids(st: &Headless) -> BTreeSet<u64> {
+    st.stdout
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("ALARM "))
+        .filter_map(|l| l.rsplit_once("(#")?.1.split_once(',')?.0.parse().ok())
+        .collect()
+}
+
+/// Alarm ids the alarm log begins: "raised", or "restored" (an alarm active at the last
+/// stop, brought back under a new id at the next start).
+fn logged_alarm_ids(db: &Path) -> BTreeSet<u64> {
+    sqlite3(
+        db,
+        &["-readonly"],
+        "SELECT DISTINCT alarm_id FROM alarm_log WHERE kind IN ('raised', 'restored') AND alarm_id IS NOT NULL",
+    )
+    .lines()
+    .filter_map(|l| l.trim().parse().ok())
+    .collect()
+}
+
+/// How long before the kill an alarm must have been shown to be required in the log: the
+/// summary's own lines are a second apart and reach the drill through a pipe; the alarm
+/// log's commit takes `writer::URGENT_WINDOW` (10 ms) plus one fsync.
+const SHOWN_BEFORE_KILL_MS: u64 = 200;
+
 struct Cycle {
     after_ms: u64,
+    /// Alarms the station showed at least SHOWN_BEFORE_KILL_MS before the kill, and how
+    /// many of all shown so far have no row beginning them in the log after it.
+    alarms_shown: usize,
+    alarms_missing: usize,
     acked: usize,
     acked_lost: usize,
     ring_loss_ms: i64,
@@ -103,6 +137,7 @@ fn power_loss_drill_kills_under_64_bed_load() {
     let mut cycles = Vec::new();
     let mut next_seq = 1u64;
     let mut all_acked = BTreeSet::new();
+    let mut all_shown = BTreeSet::new();
     for _ in 0..kills {
         let st = Headless::start_in(dir, &args, &[]);
         let addr = st.addr;
@@ -149,7 +184,10 @@ fn power_loss_drill_kills_under_64_bed_load() {
             })
         };
         let after_ms = rng.between_ms(3_000, 15_000);
-        std::thread::sleep(Duration::from_millis(after_ms));
+        std::thread::sleep(Duration::from_millis(after_ms - SHOWN_BEFORE_KILL_MS));
+        let shown = shown_alarm_ids(&st);
+        all_shown.extend(shown.iter().copied());
+        std::thread::sleep(Duration::from_millis(SHOWN_BEFORE_KILL_MS));
         let counters = st.last_counters().unwrap_or_default();
         let killed_at = ward_core::now_ms();
         dir = st.kill9();
@@ -171,8 +209,11 @@ fn power_loss_drill_kills_under_64_bed_load() {
         let stored = stored_seq(&db, base_ms);
         let acked_lost = all_acked.difference(&stored).count();
         let ring_loss_ms = newest_sim_ms(&db).map_or(i64::MAX, |t| killed_at - t);
+        let alarms_missing = all_shown.difference(&logged_alarm_ids(&db)).count();
         cycles.push(Cycle {
             after_ms,
+            alarms_shown: shown.len(),
+            alarms_missing,
             acked: acked.len(),
             acked_lost,
             ring_loss_ms,
@@ -211,6 +252,11 @@ fn power_loss_drill_kills_under_64_bed_load() {
         assert_eq!(c.broker_integrity, "ok", "kill {}: broker database", i + 1);
         assert!(c.audit_ok, "kill {}: audit chain", i + 1);
     }
+    let missing: usize = cycles.iter().map(|c| c.alarms_missing).sum();
+    assert_eq!(
+        missing, 0,
+        "alarms the station showed before a kill missing from its alarm log (see the report)"
+    );
     let lost: usize = cycles.last().map_or(0, |c| c.acked_lost);
     assert_eq!(
         lost, 0,
@@ -236,22 +282,27 @@ fn report(cycles: &[Cycle], seed: u64, batch_ms: u64) -> String {
          QoS 1 heart rates with mosquitto_pub throughout. Store batch window {batch_ms} ms. \
          Each mosquitto_pub waits for its PUBACK, which the station sends once the value is \
          committed (issue 20: up to one batch window), so the device gets about five values a \
-         second acknowledged; none of them may be missing after a kill. \
-         Written by `make drill` on {}.\n",
+         second acknowledged; none of them may be missing after a kill. The alarms the \
+         station's own summary showed at least {SHOWN_BEFORE_KILL_MS} ms before each kill \
+         (its active alarms, with their ids) must each have the row that begins them \
+         (\"raised\", or \"restored\" for one brought back from the run before) in the alarm \
+         log after it. Written by `make drill` on {}.\n",
         cycles.len(),
         chrono_like_date()
     );
-    s.push_str("| kill | after (s) | values acknowledged | acknowledged, not stored (all so far) | ring buffer ends before the kill (ms) | alarm-log rows | integrity (station, broker) | audit chain |\n|---|---|---|---|---|---|---|---|\n");
+    s.push_str("| kill | after (s) | values acknowledged | acknowledged, not stored (all so far) | ring buffer ends before the kill (ms) | alarm-log rows | alarms shown, not in the log (all so far) | integrity (station, broker) | audit chain |\n|---|---|---|---|---|---|---|---|---|\n");
     for (i, c) in cycles.iter().enumerate() {
         let _ = writeln!(
             s,
-            "| {} | {:.1} | {} | {} | {} | {} | {}, {} | {} |",
+            "| {} | {:.1} | {} | {} | {} | {} | {} shown, {} missing | {}, {} | {} |",
             i + 1,
             c.after_ms as f64 / 1000.0,
             c.acked,
             c.acked_lost,
             c.ring_loss_ms,
             c.alarm_rows,
+            c.alarms_shown,
+            c.alarms_missing,
             c.integrity,
             c.broker_integrity,
             if c.audit_ok { "verifies" } else { "BROKEN" }
