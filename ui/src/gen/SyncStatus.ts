@@ -2,7 +2,7 @@
 
 export type SyncStatus = { enabled: boolean, 
 /**
- * `host:port` of the hospital core.
+ * `host:port` of the hospital core: the node connected to, or tried next.
  */
 upstream: string, connected: boolean, acked_seq: number, last_seq: number, 
 /**
