@@ -23,6 +23,33 @@ fn a_bad_config_names_file_key_and_reason() {
     assert!(err.contains("outside 1..=720"), "{err}");
 }
 
+/// What IT reads back from `check-config` about the hospital core: every node, in order, and
+/// the MQTT version.
+#[test]
+fn check_config_names_the_hospital_cores_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("station.toml");
+    std::fs::write(
+        &path,
+        "[station]\ndata_dir = \"/tmp/x\"\n[upstream]\nenabled = true\nport = 8883\n\
+         endpoints = [\"core-1.hospital.org\", \"core-2.hospital.org:8884\"]\nmqtt_version = \"3.1.1\"\n",
+    )
+    .unwrap();
+    let out = Command::new(workspace_bin("wardwatch"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(
+            "hospital core: core-1.hospital.org:8883, core-2.hospital.org:8884 (MQTT 3.1.1, no TLS)"
+        ),
+        "{text}"
+    );
+}
+
 #[test]
 fn tests_cannot_fall_back_to_the_real_user_data_directory() {
     // The guard every spawned station runs under: with no data_dir, start-up fails.

@@ -335,6 +335,25 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             println!("data dir: {}", c.data_dir.display());
             println!("broker listens on {}", c.broker.listen);
             println!("beds: {}", c.beds.len());
+            match &c.upstream {
+                Some(u) => {
+                    let nodes: Vec<String> = u
+                        .endpoints
+                        .iter()
+                        .map(|(h, p)| format!("{h}:{p}"))
+                        .collect();
+                    let version = match u.mqtt_version {
+                        ward_core::config::MqttVersion::V5 => "MQTT 5",
+                        ward_core::config::MqttVersion::V311 => "MQTT 3.1.1",
+                    };
+                    println!(
+                        "hospital core: {} ({version}, {})",
+                        nodes.join(", "),
+                        if u.ca_file.is_some() { "TLS" } else { "no TLS" }
+                    );
+                }
+                None => println!("hospital core: none (upstream.enabled = false)"),
+            }
             Ok(())
         }
         #[cfg(feature = "sim")]
