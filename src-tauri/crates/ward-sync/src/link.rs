@@ -117,7 +117,12 @@ fn v311_options(
 
 impl Link {
     pub(crate) fn new(cfg: &UpstreamConfig, prepared: Prepared, setup: Setup) -> Self {
-        let endpoints = cfg.endpoints.clone();
+        let mut endpoints = cfg.endpoints.clone();
+        if endpoints.is_empty() {
+            // The config never gives none; a hand-made `UpstreamConfig` without endpoints
+            // then fails to connect, with the error in the sync status, rather than panic.
+            endpoints.push((String::new(), 0));
+        }
         let first = &endpoints[0];
         let (client, eventloop) = match cfg.mqtt_version {
             MqttVersion::V5 => {
@@ -303,5 +308,88 @@ impl Link {
                 Client::V311(c) => c.disconnect().await.map_err(|e| e.to_string()),
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn cfg(endpoints: Vec<(String, u16)>, mqtt_version: MqttVersion) -> UpstreamConfig {
+        UpstreamConfig {
+            name: "test".into(),
+            endpoints,
+            mqtt_version,
+            ca_file: None,
+            client_cert: None,
+            username: None,
+            password: ward_config::PasswordSource::None,
+            topic_prefix: "wardwatch/v1".into(),
+            client_id: "wardwatch-st-test".into(),
+            peers: Vec::new(),
+            peer_timeout: Duration::from_secs(10),
+            station_name: "Test".into(),
+        }
+    }
+
+    /// A loopback port the OS picked and nobody listens on any more: connecting is refused.
+    fn closed_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }
+
+    fn setup() -> Setup {
+        Setup {
+            client_id: "wardwatch-st-test".into(),
+            persistent: None,
+            will: None,
+            cap: 4,
+        }
+    }
+
+    fn prepared() -> Prepared {
+        Prepared {
+            credentials: None,
+            tls: None,
+            keep_alive: Duration::from_secs(15),
+        }
+    }
+
+    /// Each failed connection points the next attempt at the next node, round the list, in
+    /// both MQTT versions.
+    #[tokio::test]
+    async fn a_failed_connection_moves_to_the_next_endpoint_round_the_list() {
+        for version in [MqttVersion::V5, MqttVersion::V311] {
+            let nodes: Vec<(String, u16)> = (0..3)
+                .map(|_| ("127.0.0.1".to_string(), closed_port()))
+                .collect();
+            let names: Vec<String> = nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+            let mut link = Link::new(&cfg(nodes, version), prepared(), setup());
+            let mut seen = vec![link.endpoint()];
+            for _ in 0..3 {
+                assert!(link.poll().await.is_err(), "nobody listens there");
+                seen.push(link.endpoint());
+            }
+            assert_eq!(
+                seen,
+                vec![
+                    names[0].clone(),
+                    names[1].clone(),
+                    names[2].clone(),
+                    names[0].clone()
+                ],
+                "{version:?}"
+            );
+        }
+    }
+
+    /// A hand-made configuration without endpoints fails to connect, with an error, and never
+    /// panics.
+    #[tokio::test]
+    async fn no_endpoints_is_an_error_not_a_panic() {
+        let mut link = Link::new(&cfg(Vec::new(), MqttVersion::V5), prepared(), setup());
+        assert_eq!(link.endpoint(), ":0");
+        assert!(link.poll().await.is_err());
     }
 }
