@@ -2,20 +2,23 @@ use crate::support::*;
 use std::process::Command;
 use std::time::Duration;
 
-#[test]
-fn a_bad_config_names_file_key_and_reason() {
+/// `wardwatch check-config` on a file holding `text`; the output, and the file's path.
+fn check_config(text: &str) -> (std::process::Output, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("station.toml");
-    std::fs::write(
-        &path,
-        "[station]\ndata_dir = \"/tmp/x\"\n[store]\nwaveform_hours = 0\n",
-    )
-    .unwrap();
+    std::fs::write(&path, text).unwrap();
     let out = Command::new(workspace_bin("wardwatch"))
         .args(["check-config", "--config"])
         .arg(&path)
         .output()
         .unwrap();
+    (out, path)
+}
+
+#[test]
+fn a_bad_config_names_file_key_and_reason() {
+    let (out, path) =
+        check_config("[station]\ndata_dir = \"/tmp/x\"\n[store]\nwaveform_hours = 0\n");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&path.display().to_string()), "{err}");
@@ -27,19 +30,10 @@ fn a_bad_config_names_file_key_and_reason() {
 /// the MQTT version.
 #[test]
 fn check_config_names_the_hospital_cores_nodes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("station.toml");
-    std::fs::write(
-        &path,
+    let (out, _) = check_config(
         "[station]\ndata_dir = \"/tmp/x\"\n[upstream]\nenabled = true\nport = 8883\n\
          endpoints = [\"core-1.hospital.org\", \"core-2.hospital.org:8884\"]\nmqtt_version = \"3.1.1\"\n",
-    )
-    .unwrap();
-    let out = Command::new(workspace_bin("wardwatch"))
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(

@@ -26,6 +26,29 @@ fn assert_stored(st: &Headless, device: &str, out: std::process::Output, hr: f64
     );
 }
 
+/// One heart rate from `device`, by mosquitto_pub with MQTT `version` at `qos`.
+fn publish_hr(
+    addr: std::net::SocketAddr,
+    version: &str,
+    qos: &str,
+    device: &str,
+    hr: f64,
+) -> std::process::Output {
+    mosquitto_pub(
+        addr,
+        &[
+            "-V",
+            version,
+            "-q",
+            qos,
+            "-t",
+            &format!("ward/v1/dev/{device}/vitals"),
+            "-m",
+            &vitals_json(HR, hr, BPM),
+        ],
+    )
+}
+
 #[test]
 fn mosquitto_pub_vitals_reach_the_store_for_both_versions_and_qos_0_and_1() {
     let st = Headless::start(&[]);
@@ -37,19 +60,7 @@ fn mosquitto_pub_vitals_reach_the_store_for_both_versions_and_qos_0_and_1() {
     ] {
         let device = format!("mp-{version}-q{qos}");
         let started = Instant::now();
-        let out = mosquitto_pub(
-            st.addr,
-            &[
-                "-V",
-                version,
-                "-q",
-                qos,
-                "-t",
-                &format!("ward/v1/dev/{device}/vitals"),
-                "-m",
-                &vitals_json(HR, hr, BPM),
-            ],
-        );
+        let out = publish_hr(st.addr, version, qos, &device, hr);
         assert_stored(&st, &device, out, hr);
         // A figure for the issue note, not an assertion: timings belong in benchmarks.
         eprintln!(
@@ -69,19 +80,7 @@ fn a_qos_1_or_2_value_is_in_the_store_by_the_time_its_publisher_is_acknowledged(
     for i in 0..12 {
         let (version, qos) = [("mqttv311", "1"), ("mqttv5", "1"), ("mqttv5", "2")][i % 3];
         let hr = 70.0 + i as f64;
-        let out = mosquitto_pub(
-            st.addr,
-            &[
-                "-V",
-                version,
-                "-q",
-                qos,
-                "-t",
-                "ward/v1/dev/ack-after-commit/vitals",
-                "-m",
-                &vitals_json(HR, hr, BPM),
-            ],
-        );
+        let out = publish_hr(st.addr, version, qos, "ack-after-commit", hr);
         assert!(
             out.status.success(),
             "{}",
