@@ -496,47 +496,65 @@ fn a_damaged_config_or_password_file_is_named_and_left_as_it_is() {
 
 /// The broker alone (`wardwatch broker serve`) with its store on a small file system that
 /// fills up, and a persistent session that needs QoS 1 messages kept: while the store cannot
-/// write, such a publish is refused before its acknowledgement (MQTT 5: 0x83; MQTT 3.1.1: the
+/// write, such a publish is refused, never acknowledged (MQTT 5: 0x83; MQTT 3.1.1: the
 /// connection closed unacknowledged), counted and logged; when space returns, the same
-/// publish is acknowledged and delivered, with no restart.
+/// publish is acknowledged and delivered, with no restart. Then the broker is killed (-9) and
+/// started again on the same store: every publish that was acknowledged, before, during and
+/// after the full disk, is delivered to the session, so none was acknowledged and not kept
+/// (the batch whose write first failed included).
 #[test]
 fn a_full_broker_store_refuses_what_it_cannot_keep_before_acknowledging_it() {
     let disk = SmallDisk::mount(8);
     let work = tempfile::tempdir().unwrap();
-    let ready = work.path().join("ready.json");
-    let broker = Command::new(workspace_bin("wardwatch"))
-        .args([
-            "broker",
-            "serve",
-            "--allow-anonymous",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-        ])
-        .arg(disk.path().join("broker.sqlite"))
-        .arg("--ready-file")
-        .arg(&ready)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let addr: std::net::SocketAddr = wait_for("the broker", Duration::from_secs(20), || {
-        let t = std::fs::read_to_string(&ready).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&t).ok()?;
-        v["broker"].as_str()?.parse().ok()
-    });
-    let (host, port) = (addr.ip().to_string(), addr.port().to_string());
+    let store = disk.path().join("broker.sqlite");
+    let serve = || {
+        let ready = work.path().join("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let broker = Command::new(workspace_bin("wardwatch"))
+            .args([
+                "broker",
+                "serve",
+                "--allow-anonymous",
+                "--listen",
+                "127.0.0.1:0",
+                "--store",
+            ])
+            .arg(&store)
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let addr: std::net::SocketAddr = wait_for("the broker", Duration::from_secs(20), || {
+            let t = std::fs::read_to_string(&ready).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&t).ok()?;
+            v["broker"].as_str()?.parse().ok()
+        });
+        (broker, addr.port().to_string())
+    };
+    let (broker, port) = serve();
     // The persistent session "archive" at QoS 1 (mosquitto_sub, clean session off).
-    let archive = |extra: &[&str]| {
+    let archive = |port: &str, extra: &[&str]| {
         Command::new("mosquitto_sub")
-            .args(["-h", &host, "-p", &port, "-i", "archive", "-c", "-q", "1"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                port,
+                "-i",
+                "archive",
+                "-c",
+                "-q",
+                "1",
+            ])
             .args(["-t", "records/#"])
             .args(extra)
             .output()
             .unwrap()
     };
     // Subscribed, then gone: its messages must be kept on disk.
-    let sub = archive(&["-E"]);
+    let sub = archive(&port, &["-E"]);
     assert!(
         sub.status.success(),
         "{}",
@@ -551,7 +569,7 @@ fn a_full_broker_store_refuses_what_it_cannot_keep_before_acknowledging_it() {
             "/tests/py/paho_publish.py"
         ))
         .args([
-            host.as_str(),
+            "127.0.0.1",
             port.as_str(),
             version,
             "1",
@@ -561,21 +579,37 @@ fn a_full_broker_store_refuses_what_it_cannot_keep_before_acknowledging_it() {
         .output()
         .unwrap()
     };
+    let mut acked = Vec::new();
     let ok = paho("5", "before");
     assert!(
         ok.status.success(),
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+    acked.push("before".to_string());
 
     disk.fill();
-    // The first write after the disk filled fails (that batch was accepted before the failure
-    // was known); from then on a publish only the persistent session receives is refused.
-    let refused = wait_for("a refusal", Duration::from_secs(20), || {
-        let out = paho("5", &"x".repeat(4000));
-        (out.status.code() == Some(2)).then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    });
-    assert!(refused.contains("refused 0x83"), "{refused}");
+    // Each publish after the disk filled is either acknowledged (a write can still fit in
+    // the write-ahead log's old frames) and must then survive the kill below, or refused;
+    // the write that first fails is one of them.
+    let mut refusal = None;
+    for i in 0..40 {
+        let payload = format!("m{i:02}-{}", "x".repeat(4000));
+        let out = paho("5", &payload);
+        match out.status.code() {
+            Some(0) => acked.push(payload),
+            Some(2) => {
+                refusal = Some(String::from_utf8_lossy(&out.stdout).into_owned());
+                break;
+            }
+            _ => panic!(
+                "publish {i} neither acknowledged nor refused: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+    let refusal = refusal.expect("no publish refused on a full disk");
+    assert!(refusal.contains("refused 0x83"), "{refusal}");
     // MQTT 3.1.1 has no negative acknowledgement: no PUBACK, the connection is closed.
     let v4 = paho("3", "three");
     assert!(
@@ -589,19 +623,32 @@ fn a_full_broker_store_refuses_what_it_cannot_keep_before_acknowledging_it() {
         Duration::from_secs(20),
         || paho("5", "after").status.success().then_some(()),
     );
-    // What was acknowledged is delivered to the session when it comes back; nothing refused is.
-    let got = archive(&["-W", "3"]);
-    let text = String::from_utf8_lossy(&got.stdout);
-    let lines: Vec<&str> = text.lines().collect();
-    assert!(
-        lines.contains(&"before") && lines.contains(&"after"),
-        "{text}"
-    );
-    assert!(!lines.contains(&"three"), "{text}");
+    acked.push("after".to_string());
     let _ = Command::new("kill")
-        .args(["-TERM", &broker.id().to_string()])
+        .args(["-KILL", &broker.id().to_string()])
         .status();
     let out = broker.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("the broker store cannot write"), "{log}");
+
+    // Started again on the same store: the session gets what was acknowledged, all of it.
+    let (mut broker, port) = serve();
+    let got = archive(&port, &["-W", "3"]);
+    let text = String::from_utf8_lossy(&got.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    for a in &acked {
+        assert!(
+            lines.contains(&a.as_str()),
+            "acknowledged but not delivered after the restart: {}",
+            &a[..a.len().min(12)]
+        );
+    }
+    assert!(!lines.contains(&"three"), "{text}");
+    let refused_payloads = lines
+        .iter()
+        .filter(|l| !acked.iter().any(|a| a == *l))
+        .count();
+    assert_eq!(refused_payloads, 0, "a refused publish was delivered");
+    let _ = broker.kill();
+    let _ = broker.wait();
 }

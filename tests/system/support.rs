@@ -461,8 +461,15 @@ impl RabbitCluster {
             .map(|i| char::from(b'A' + ((epmd_port as usize * 7 + i * 13) % 26) as u8))
             .collect();
         let names: Vec<String> = (1..=n).map(|i| format!("ww{i}@localhost")).collect();
-        let mut mqtt_ports = Vec::new();
-        let mut nodes = Vec::new();
+        let mut c = Self {
+            mqtt_ports: Vec::new(),
+            epmd_port,
+            nodes: Vec::new(),
+        };
+        // One node at a time, each answering MQTT before the next starts: node 1 finds no
+        // peer and starts alone, every later node finds a running one and joins it. Started
+        // all at once, the nodes raced each other to form the cluster, and on a busy machine
+        // one of them once never came up (CI).
         for (i, name) in names.iter().enumerate() {
             let d = dir.join(format!("node{}", i + 1));
             std::fs::create_dir_all(d.join("home")).unwrap();
@@ -486,7 +493,8 @@ impl RabbitCluster {
             std::fs::write(d.join("rabbitmq.conf"), conf).unwrap();
             std::fs::write(d.join("enabled_plugins"), "[rabbitmq_mqtt].\n").unwrap();
             std::fs::write(d.join("rabbitmq-env.conf"), "").unwrap();
-            let log = std::fs::File::create(d.join("out.log")).unwrap();
+            let log_path = d.join("out.log");
+            let log = std::fs::File::create(&log_path).unwrap();
             let child = Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
                 .env("HOME", d.join("home"))
                 .env("RABBITMQ_NODENAME", name)
@@ -511,34 +519,43 @@ impl RabbitCluster {
                 .stderr(log)
                 .spawn()
                 .expect("rabbitmq-server");
-            mqtt_ports.push(mqtt);
-            nodes.push(Some(child));
-        }
-        let c = Self {
-            mqtt_ports,
-            epmd_port,
-            nodes,
-        };
-        // Each node answers MQTT (the plugin starts after the node has joined the cluster).
-        for (i, port) in c.mqtt_ports.iter().enumerate() {
-            wait_for(
-                &format!("RabbitMQ node {} answering MQTT", i + 1),
-                Duration::from_secs(180),
-                || {
-                    let out = Command::new("mosquitto_pub")
-                        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", "mqttv311"])
-                        .args(["-q", "1", "-t", "wardwatch/probe", "-m", "up"])
-                        .output()
-                        .ok()?;
-                    if out.status.success() {
-                        return Some(());
-                    }
-                    std::thread::sleep(Duration::from_millis(500));
-                    None
-                },
-            );
+            c.mqtt_ports.push(mqtt);
+            c.nodes.push(Some(child));
+            c.wait_answering(i, &d);
         }
         c
+    }
+
+    /// Waits until node `i` takes an MQTT publish (the plugin starts after the node has joined
+    /// the cluster). A node that exits or never answers fails the test with its own log, so
+    /// a failure in CI says why.
+    fn wait_answering(&mut self, i: usize, dir: &Path) {
+        let port = self.mqtt_ports[i].to_string();
+        let until = Instant::now() + Duration::from_secs(180);
+        loop {
+            let out = Command::new("mosquitto_pub")
+                .args(["-h", "127.0.0.1", "-p", &port, "-V", "mqttv311"])
+                .args(["-q", "1", "-t", "wardwatch/probe", "-m", "up"])
+                .output();
+            if out.is_ok_and(|o| o.status.success()) {
+                return;
+            }
+            let exited = self.nodes[i]
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() >= until {
+                panic!(
+                    "RabbitMQ node {} {}; its logs:\n{}",
+                    i + 1,
+                    match exited {
+                        Some(status) => format!("exited ({status}) while starting"),
+                        None => "did not answer MQTT within 180 s".to_string(),
+                    },
+                    log_tails(dir)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// Node `i` (0-based) dies at once (SIGKILL): no orderly leave, its connections cut.
@@ -559,6 +576,29 @@ impl Drop for RabbitCluster {
             .args(["-port", &self.epmd_port.to_string(), "-kill"])
             .output();
     }
+}
+
+/// The last lines of every log file under `dir` (a RabbitMQ node's console and its own logs).
+fn log_tails(dir: &Path) -> String {
+    let mut out = String::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.ends_with("mnesia") {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "log") {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(40)..];
+                out += &format!("--- {}\n{}\n", p.display(), tail.join("\n"));
+            }
+        }
+    }
+    out
 }
 
 /// `mosquitto_sub` with a persistent MQTT 5 session (QoS 1), printing `topic payload` lines.

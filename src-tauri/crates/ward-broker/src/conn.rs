@@ -430,7 +430,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
     };
     step(shared, &mut m, &committed).await;
     m.send_close_reason();
-    if write_out(&mut wr, &mut m).await.is_err() && early.is_none() {
+    if (write_out(&mut wr, &mut m).await.is_err() || m.must_drop()) && early.is_none() {
         early = Some(End::Abnormal);
     }
 
@@ -466,7 +466,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
                         let _ = write_out(&mut wr, &mut m).await;
                         break end;
                     }
-                    if write_out(&mut wr, &mut m).await.is_err() {
+                    if write_out(&mut wr, &mut m).await.is_err() || m.must_drop() {
                         break End::Abnormal;
                     }
                     if let Some(resume) = m.throttle() {
@@ -494,7 +494,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
                 }
                 _ = commit_changed(&mut committed), if waiting => {
                     step(shared, &mut m, &committed).await;
-                    if write_out(&mut wr, &mut m).await.is_err() {
+                    if write_out(&mut wr, &mut m).await.is_err() || m.must_drop() {
                         break End::Abnormal;
                     }
                 }

@@ -444,6 +444,12 @@ impl Shared {
         }
     }
 
+    /// Whether the store failed to commit the batch that held `ticket` (0: nothing was
+    /// written, so nothing failed).
+    pub fn ticket_failed(&self, ticket: u64) -> bool {
+        ticket > 0 && self.persist.as_ref().is_some_and(|p| p.failed(ticket))
+    }
+
     pub async fn wait(&self, ticket: u64) {
         if let (Some(p), true) = (&self.persist, ticket > 0) {
             p.wait(ticket).await;

@@ -91,6 +91,9 @@ pub(crate) struct Machine {
     close_with: Option<u8>,
     /// DISCONNECT has been written: nothing may follow it.
     closed: bool,
+    /// A 3.1.1 publish was refused after it was queued (its store write failed): the
+    /// connection must end unacknowledged, the only refusal 3.1.1 has.
+    refused_v4: bool,
     /// The time of the latest input.
     now: Now,
     /// 1.5 x the keep-alive in force, and when it runs out without a packet from the client.
@@ -174,6 +177,7 @@ impl Machine {
             expiry_was_zero: s.expiry_was_zero,
             close_with: None,
             closed: false,
+            refused_v4: false,
             now,
             keep_alive,
             deadline: keep_alive.map(|k| now.mono + k),
@@ -200,6 +204,12 @@ impl Machine {
     /// A DISCONNECT has been written; nothing may follow it.
     pub fn closed(&self) -> bool {
         self.closed
+    }
+
+    /// A publish was refused that MQTT 3.1.1 can refuse only by closing the connection; the
+    /// driver closes it (abnormally: the will, if any, goes out) and sends nothing more.
+    pub fn must_drop(&self) -> bool {
+        self.refused_v4
     }
 
     /// Work waits for the store (its acknowledgement is due once the commit lands).
@@ -627,6 +637,43 @@ impl Machine {
         Flow::Continue
     }
 
+    /// The refusal of a publish whose batch failed to commit: MQTT 5 answers 0x83 in its
+    /// place in the acknowledgement order; 3.1.1 closes the connection (`must_drop`).
+    fn refuse_unwritten(&mut self, ack: Outbound, qos1: bool) {
+        let n = self
+            .shared
+            .metrics
+            .refused_store_failing
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n < 5 || n.is_multiple_of(1000) {
+            tracing::warn!(peer = %self.peer, client = %self.client_id, refused = n + 1, "publish refused: the broker store failed to write it for a persistent session");
+        }
+        let ack = match ack {
+            Outbound::PubAck { pkid, .. } => Outbound::PubAck {
+                pkid,
+                reason: reason::IMPLEMENTATION_SPECIFIC,
+            },
+            Outbound::PubRec { pkid, .. } => {
+                // The QoS 2 flow ends here: the client sends no PUBREL for a refused PUBREC.
+                self.slot.lock().inbound_qos2.remove(&pkid);
+                Outbound::PubRec {
+                    pkid,
+                    reason: reason::IMPLEMENTATION_SPECIFIC,
+                }
+            }
+            other => other,
+        };
+        if self.proto == Proto::V4 {
+            if qos1 {
+                self.pending_qos1 -= 1;
+            }
+            bump(&self.shared.metrics.protocol_errors);
+            self.refused_v4 = true;
+            return;
+        }
+        self.ack_in_order(ack, qos1);
+    }
+
     fn on_subscribe(&mut self, pkid: u16, filters: Vec<codec::SubReq>) -> Flow {
         let mut results = Vec::with_capacity(filters.len());
         let mut ops = Vec::new();
@@ -743,6 +790,20 @@ impl Machine {
                 break;
             };
             match p.then {
+                Then::Dispatch(plan, Some(a))
+                    if plan.targets.locals.is_empty() && self.shared.ticket_failed(p.ticket) =>
+                {
+                    // The store could not write what a persistent session needed kept:
+                    // refused now, before any acknowledgement, as a publish arriving while
+                    // the store fails is (`refuse_no_room`). Not routed either, so no
+                    // subscriber has a message its publisher was told was refused. Retained
+                    // state already changed in memory when the message was planned.
+                    drop(plan);
+                    self.refuse_unwritten(a, p.qos1);
+                    if self.refused_v4 {
+                        break;
+                    }
+                }
                 Then::Dispatch(mut plan, ack) => {
                     if let Some(a) = ack {
                         // Held until every confirming local subscriber has kept the message
@@ -965,7 +1026,9 @@ impl Machine {
     }
 
     fn push(&mut self, p: Outbound) {
-        if self.closed {
+        // After a 3.1.1 refusal nothing more is sent: a later acknowledgement would leave
+        // ahead of the refused one's (3.1.1 4.6 keeps them in order).
+        if self.closed || self.refused_v4 {
             return;
         }
         if let Err(e) = codec::encode(self.proto, p, &mut self.out) {

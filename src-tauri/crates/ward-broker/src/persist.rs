@@ -11,11 +11,12 @@
 //! Only what must be redelivered after a crash is written: a QoS 0 message, or a QoS 1/2
 //! message that no persistent session will receive, never touches the disk.
 //!
-//! If the disk fails (full, read-only), the error is logged and counted and the watermark still
-//! moves: the messages of that batch are delivered, not durable (they were accepted before the
-//! failure was known). From then on, until a write works again (a probe write once a second
-//! while nothing else is written), a new QoS 1/2 message that a persistent session needs kept
-//! is refused before its acknowledgement (MQTT 5: 0x83; 3.1.1: the connection is closed
+//! If the disk fails (full, read-only), the error is logged and counted, the batch's tickets are
+//! recorded as failed and the watermark still moves: the connections waiting on that batch
+//! refuse its QoS 1/2 messages instead of acknowledging them (they were never acknowledged, so
+//! nothing acknowledged is lost). From then on, until a write works again (a probe write once a
+//! second while nothing else is written), a new QoS 1/2 message that a persistent session needs
+//! kept is refused before it is even queued for the store (MQTT 5: 0x83; 3.1.1: the connection is closed
 //! unacknowledged), unless the station takes it in-process: the station's own store keeps
 //! the ward's data, and a station that stopped acknowledging its monitors because its broker
 //! database is full would stop alarming; that is the worse failure.
@@ -178,6 +179,28 @@ pub(crate) struct Persist {
     /// The last write failed (a full disk, a read-only file system) and no write has worked
     /// since: new QoS 1/2 messages that only persistent sessions receive are refused.
     failing: Arc<AtomicBool>,
+    failed: Arc<Mutex<FailedTickets>>,
+}
+
+/// The ticket ranges of batches whose commit failed, newest last. A connection asks once the
+/// watermark has passed its ticket, which is soon after the failure, so the last few hundred
+/// batches are plenty; the oldest are forgotten so a disk that stays broken costs no memory.
+#[derive(Default)]
+struct FailedTickets(std::collections::VecDeque<(u64, u64)>);
+
+impl FailedTickets {
+    const KEEP: usize = 1024;
+
+    fn add(&mut self, first: u64, last: u64) {
+        if self.0.len() == Self::KEEP {
+            self.0.pop_front();
+        }
+        self.0.push_back((first, last));
+    }
+
+    fn contains(&self, ticket: u64) -> bool {
+        self.0.iter().any(|&(a, b)| (a..=b).contains(&ticket))
+    }
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> PersistError + '_ {
@@ -238,12 +261,14 @@ pub(crate) fn open(path: &Path, full_sync: bool) -> Result<(Persist, Loaded), Pe
     let commits = Arc::new(AtomicU64::new(0));
     let ops_written = Arc::new(AtomicU64::new(0));
     let failing = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(Mutex::new(FailedTickets::default()));
     let (errs, cms, opsw) = (errors.clone(), commits.clone(), ops_written.clone());
     let state = Counters {
         errors: errs,
         commits: cms,
         ops_written: opsw,
         failing: failing.clone(),
+        failed: failed.clone(),
     };
     let label = path.display().to_string();
     std::thread::Builder::new()
@@ -261,6 +286,7 @@ pub(crate) fn open(path: &Path, full_sync: bool) -> Result<(Persist, Loaded), Pe
             commits,
             ops_written,
             failing,
+            failed,
         },
         loaded,
     ))
@@ -274,6 +300,14 @@ impl Persist {
     /// Whether the store's last write failed (and none has worked since).
     pub fn failing(&self) -> bool {
         self.failing.load(Ordering::Relaxed)
+    }
+
+    /// Whether the batch that held `ticket` failed to commit (its writes are not on disk).
+    pub fn failed(&self, ticket: u64) -> bool {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(ticket)
     }
 
     /// Queues writes; the returned ticket is durable once [`Persist::committed`] reaches it.
@@ -331,6 +365,7 @@ struct Counters {
     commits: Arc<AtomicU64>,
     ops_written: Arc<AtomicU64>,
     failing: Arc<AtomicBool>,
+    failed: Arc<Mutex<FailedTickets>>,
 }
 
 /// A write that needs a new page, to learn whether the disk takes writes again while nothing
@@ -383,6 +418,7 @@ fn writer(
                 Err(_) => break,
             }
         }
+        let first_ticket = batch[0].0;
         let last = batch.last().map(|b| b.0).unwrap_or(0);
         match apply(&mut conn, &batch) {
             Ok(()) => {
@@ -395,7 +431,13 @@ fn writer(
             Err(e) => {
                 c.errors.fetch_add(1, Ordering::Relaxed);
                 c.failing.store(true, Ordering::Relaxed);
-                tracing::error!(store = %label, error = %e, ops = n_ops, "broker store write failed; these messages are delivered but not durable; QoS 1/2 messages only persistent sessions receive are refused until writes work again");
+                // Recorded before the watermark moves, so no waiting connection can see the
+                // watermark past its ticket without also seeing the failure.
+                c.failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .add(first_ticket, last);
+                tracing::error!(store = %label, error = %e, ops = n_ops, "broker store write failed; the QoS 1/2 publishes of this batch that a persistent session needed kept are refused, not acknowledged, and so are new ones until writes work again");
             }
         }
         done.send_replace(last);
