@@ -173,10 +173,12 @@ drill: build deps-py
 	DRILL_KILLS=$(DRILL_KILLS) WARDWATCH_DRILL_OUT=$(CURDIR)/docs/DRILLS.md WARDWATCH_PYTHON=$(PY) \
 	  ALSA_CONFIG_PATH=$(TEST_ALSA) cargo test --test system drills:: -- --ignored --nocapture --test-threads 1
 
-# Soak: the whole station (release build) for HOURS with 64 simulated beds and faults (devices
-# dropping with wills, bad payloads, a hospital-core outage every 20 minutes), sampled every
-# minute into docs/soak.csv and docs/soak.png, the verdict into docs/BENCHMARKS.md. Fails on
-# any loss, growth in memory or open files, or missed alarm. Needs Mosquitto (the core).
+# Soak: the whole station (release build) for HOURS with 64 beds (63 simulated, one probe
+# alarming once a minute and acknowledged by a scripted nurse at a peer station) and faults
+# (devices dropping with wills, bad payloads, a hospital-core outage every 20 minutes), sampled
+# every minute into docs/soak.csv and docs/soak.png, the verdict into docs/BENCHMARKS.md. Fails
+# on any loss, growth in memory or open files, missed alarm or acknowledgement not applied.
+# Needs Mosquitto (the core).
 HOURS ?= 4
 soak: deps-apt
 	cargo build --release -p ward-cli --features ward-cli/sim

@@ -85,6 +85,112 @@ fn logged_alarm_ids(db: &Path) -> BTreeSet<u64> {
     .collect()
 }
 
+/// The peer station whose scripted nurse acknowledges bed 3's alarms through the core.
+const PEER: &str = "st-drill-peer";
+const NURSE_SHOWN: &str = "[acknowledged by nurse.drill at station st-drill-peer]";
+
+/// Ids of the alarms the summary showed acknowledged by the drill's nurse.
+fn shown_acked_ids(lines: &[String]) -> BTreeSet<u64> {
+    lines
+        .iter()
+        .filter(|l| l.starts_with("ALARM ") && l.contains(NURSE_SHOWN))
+        .filter_map(|l| l.rsplit_once("(#")?.1.split_once(',')?.0.parse().ok())
+        .collect()
+}
+
+/// Whether the alarm log keeps alarm `id`'s acknowledgement: its own "acknowledged" row, or,
+/// for an alarm restored at a start with its acknowledgement carried over, that of the alarm
+/// it was before the restart ("alarm N before the restart, ..."), and so on back.
+fn ack_logged(db: &Path, mut id: u64) -> bool {
+    let c = rusqlite::Connection::open(db).unwrap();
+    for _ in 0..1000 {
+        let acked: i64 = c
+            .query_row(
+                "SELECT count(*) FROM alarm_log WHERE kind = 'acknowledged' AND alarm_id = ?1",
+                [id as i64],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if acked > 0 {
+            return true;
+        }
+        let before: Option<String> = c
+            .query_row(
+                "SELECT detail FROM alarm_log WHERE kind = 'restored' AND alarm_id = ?1",
+                [id as i64],
+                |r| r.get(0),
+            )
+            .ok()
+            .flatten();
+        match before.and_then(|d| d.strip_prefix("alarm ")?.split_once(' ')?.0.parse().ok()) {
+            Some(prev) => id = prev,
+            None => return false,
+        }
+    }
+    false
+}
+
+/// The scripted nurse at the peer station: every bed 3 alarm the station shows
+/// unacknowledged is acknowledged there, as the peer's event through the core (a headless
+/// station has no screen; the peer path is how a ward's stations share acknowledgements).
+fn nurse(
+    core: u16,
+    lines: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    seq: Arc<Mutex<u64>>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let mut sent = BTreeSet::new();
+        while !stop.load(Ordering::Relaxed) {
+            let todo: Vec<(u64, &str)> = {
+                let l = lines.lock().unwrap();
+                l.iter()
+                    .rev()
+                    .take(80)
+                    .filter(|l| l.starts_with("ALARM ") && l.contains("Bed 3 "))
+                    .filter(|l| !l.contains("[acknowledged by"))
+                    .filter_map(|l| {
+                        let condition = if l.contains("Desaturation") {
+                            "limit:spo2_desat"
+                        } else if l.contains("SpO2 low") {
+                            "limit:spo2_low"
+                        } else {
+                            return None;
+                        };
+                        let id = l.rsplit_once("(#")?.1.split_once(',')?.0.parse().ok()?;
+                        Some((id, condition))
+                    })
+                    .collect()
+            };
+            for (id, condition) in todo {
+                if !sent.insert(id) {
+                    continue;
+                }
+                let n = {
+                    let mut s = seq.lock().unwrap();
+                    *s += 1;
+                    *s
+                };
+                let t_ms = ward_core::now_ms();
+                let detail =
+                    serde_json::json!({ "t_ms": t_ms, "bed": "bed-03", "condition": condition });
+                let event = serde_json::json!({
+                    "origin": PEER, "seq": n, "event_id": format!("{PEER}:{n}"), "t_ms": t_ms,
+                    "actor": "nurse.drill", "kind": "alarm.acknowledged", "bed": "bed-03",
+                    "detail": detail.to_string(), "prev_hash": "", "hash": "",
+                });
+                let _ = Command::new("mosquitto_pub")
+                    .args(["-h", "127.0.0.1", "-p", &core.to_string(), "-q", "1"])
+                    .args(["-t", &format!("wardwatch/v1/station/{PEER}/events")])
+                    .args(["-m", &event.to_string()])
+                    .output();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        sent.len()
+    })
+}
+
 /// How long before the kill an alarm must have been shown to be required in the log: the
 /// summary's own lines are a second apart and reach the drill through a pipe; the alarm
 /// log's commit takes `writer::URGENT_WINDOW` (10 ms) plus one fsync.
@@ -96,6 +202,12 @@ struct Cycle {
     /// many of all shown so far have no row beginning them in the log after it.
     alarms_shown: usize,
     alarms_missing: usize,
+    /// Acknowledgements sent by the nurse in this cycle; those the station showed at least
+    /// SHOWN_BEFORE_KILL_MS before the kill, and how many of all such shown so far the log
+    /// does not keep after it.
+    acks_sent: usize,
+    acks_shown: usize,
+    acks_missing: usize,
     acked: usize,
     acked_lost: usize,
     ring_loss_ms: i64,
@@ -106,11 +218,13 @@ struct Cycle {
 }
 
 /// Power loss under load, as far as a process can see it: the station with 64 simulated beds
-/// (and a desaturation raising alarms) is killed with SIGKILL at a random moment, many times,
-/// while a device publishes numbered QoS 1 values with mosquitto_pub (acknowledged = its exit
-/// code 0). After each kill, before the restart: both databases pass integrity_check, the
-/// audit chain verifies, every acknowledged value is in the ring buffer, and the ring buffer
-/// reaches to within the batch window of the kill. SIGKILL keeps what the kernel holds (the
+/// (and a desaturation raising alarms, acknowledged by a nurse at a peer station through a
+/// Mosquitto core) is killed with SIGKILL at a random moment, many times, while a device
+/// publishes numbered QoS 1 values with mosquitto_pub (acknowledged = its exit code 0). After
+/// each kill, before the restart: both databases pass integrity_check, the audit chain
+/// verifies, every acknowledged value is in the ring buffer, every alarm and every alarm
+/// acknowledgement the station showed is in the alarm log, and the ring buffer reaches to
+/// within the batch window of the kill. SIGKILL keeps what the kernel holds (the
 /// page cache); a real power cut loses more unless `broker.fsync` and SQLite's FULL sync are
 /// on, which this drill cannot show.
 #[test]
@@ -128,12 +242,46 @@ fn power_loss_drill_kills_under_64_bed_load() {
     let mut rng = Rng(seed);
     let base_ms = ward_core::now_ms();
     let mut dir = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let core = Mosquitto::start(work.path());
+    let cfg = work.path().join("drill.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[station]\nid = \"st-drill\"\n[upstream]\nenabled = true\nhost = \"127.0.0.1\"\n\
+             port = {}\npeer_stations = [\"{PEER}\"]\npeer_timeout_s = 300\n",
+            core.port
+        ),
+    )
+    .unwrap();
+    // The peer is up (its retained liveness message), so no "station not monitoring" alarm.
+    let alive = serde_json::json!({ "station": PEER, "name": "Drill peer", "state": "up", "t_ms": base_ms });
+    let out = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &core.port.to_string(),
+            "-q",
+            "1",
+            "-r",
+        ])
+        .args(["-t", &format!("wardwatch/v1/station/{PEER}/alive")])
+        .args(["-m", &alive.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let cfg_arg = cfg.display().to_string();
     let args = [
+        "--config",
+        cfg_arg.as_str(),
         "--sim-beds",
         "64",
         "--scenario",
         "bed 3 desaturates to 70 % at 1 s",
     ];
+    let seq = Arc::new(Mutex::new(0u64));
+    let mut all_shown_acked = BTreeSet::new();
     let mut cycles = Vec::new();
     let mut next_seq = 1u64;
     let mut all_acked = BTreeSet::new();
@@ -183,16 +331,20 @@ fn power_loss_drill_kills_under_64_bed_load() {
                 seq
             })
         };
+        let nurse = nurse(core.port, st.stdout.clone(), stop.clone(), seq.clone());
         let after_ms = rng.between_ms(3_000, 15_000);
         std::thread::sleep(Duration::from_millis(after_ms - SHOWN_BEFORE_KILL_MS));
         let shown = shown_alarm_ids(&st);
         all_shown.extend(shown.iter().copied());
+        let shown_acked = shown_acked_ids(&st.stdout.lock().unwrap());
+        all_shown_acked.extend(shown_acked.iter().copied());
         std::thread::sleep(Duration::from_millis(SHOWN_BEFORE_KILL_MS));
         let counters = st.last_counters().unwrap_or_default();
         let killed_at = ward_core::now_ms();
         dir = st.kill9();
         stop.store(true, Ordering::Relaxed);
         next_seq = publisher.join().unwrap();
+        let acks_sent = nurse.join().unwrap();
         let acked: Vec<u64> = acked.lock().unwrap().clone();
         all_acked.extend(acked.iter().copied());
 
@@ -210,10 +362,17 @@ fn power_loss_drill_kills_under_64_bed_load() {
         let acked_lost = all_acked.difference(&stored).count();
         let ring_loss_ms = newest_sim_ms(&db).map_or(i64::MAX, |t| killed_at - t);
         let alarms_missing = all_shown.difference(&logged_alarm_ids(&db)).count();
+        let acks_missing = all_shown_acked
+            .iter()
+            .filter(|id| !ack_logged(&db, **id))
+            .count();
         cycles.push(Cycle {
             after_ms,
             alarms_shown: shown.len(),
             alarms_missing,
+            acks_sent,
+            acks_shown: shown_acked.len(),
+            acks_missing,
             acked: acked.len(),
             acked_lost,
             ring_loss_ms,
@@ -252,6 +411,16 @@ fn power_loss_drill_kills_under_64_bed_load() {
         assert_eq!(c.broker_integrity, "ok", "kill {}: broker database", i + 1);
         assert!(c.audit_ok, "kill {}: audit chain", i + 1);
     }
+    let acks_missing: usize = cycles.iter().map(|c| c.acks_missing).sum();
+    assert_eq!(
+        acks_missing, 0,
+        "acknowledgements the station showed before a kill missing from its alarm log"
+    );
+    let acks_shown: usize = cycles.iter().map(|c| c.acks_shown).sum();
+    assert!(
+        acks_shown > 0,
+        "no acknowledgement was shown in the whole drill"
+    );
     let missing: usize = cycles.iter().map(|c| c.alarms_missing).sum();
     assert_eq!(
         missing, 0,
@@ -286,15 +455,19 @@ fn report(cycles: &[Cycle], seed: u64, batch_ms: u64) -> String {
          station's own summary showed at least {SHOWN_BEFORE_KILL_MS} ms before each kill \
          (its active alarms, with their ids) must each have the row that begins them \
          (\"raised\", or \"restored\" for one brought back from the run before) in the alarm \
-         log after it. Written by `make drill` on {}.\n",
+         log after it. A nurse at a peer station acknowledges each of bed 3's alarms the \
+         summary shows unacknowledged, as that station's event through a Mosquitto core; each \
+         acknowledgement the summary showed at least {SHOWN_BEFORE_KILL_MS} ms before a kill \
+         must be in the alarm log after it (its own \"acknowledged\" row, or carried over by a \
+         restored alarm from the one before the restart). Written by `make drill` on {}.\n",
         cycles.len(),
         chrono_like_date()
     );
-    s.push_str("| kill | after (s) | values acknowledged | acknowledged, not stored (all so far) | ring buffer ends before the kill (ms) | alarm-log rows | alarms shown, not in the log (all so far) | integrity (station, broker) | audit chain |\n|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("| kill | after (s) | values acknowledged | acknowledged, not stored (all so far) | ring buffer ends before the kill (ms) | alarm-log rows | alarms shown, not in the log (all so far) | nurse's acks sent; shown acknowledged, not in the log (all so far) | integrity (station, broker) | audit chain |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for (i, c) in cycles.iter().enumerate() {
         let _ = writeln!(
             s,
-            "| {} | {:.1} | {} | {} | {} | {} | {} shown, {} missing | {}, {} | {} |",
+            "| {} | {:.1} | {} | {} | {} | {} | {} shown, {} missing | {} sent; {} shown, {} missing | {}, {} | {} |",
             i + 1,
             c.after_ms as f64 / 1000.0,
             c.acked,
@@ -303,6 +476,9 @@ fn report(cycles: &[Cycle], seed: u64, batch_ms: u64) -> String {
             c.alarm_rows,
             c.alarms_shown,
             c.alarms_missing,
+            c.acks_sent,
+            c.acks_shown,
+            c.acks_missing,
             c.integrity,
             c.broker_integrity,
             if c.audit_ok { "verifies" } else { "BROKEN" }

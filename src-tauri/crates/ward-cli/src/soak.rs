@@ -1,8 +1,21 @@
 //! `wardwatch bench soak` (`make soak HOURS=…`): the whole station for hours, with faults.
 //!
-//! A headless station process (`wardwatch run`) with 64 simulated beds streaming into it from
-//! this process, bed 1's SpO2 wavering around its limit (an alarm every few minutes), and its
-//! store-and-forward pointed at a Mosquitto "hospital core" on loopback. A chaos loop, seeded,
+//! A headless station process (`wardwatch run`) with 63 simulated beds streaming into it from
+//! this process, bed 1's SpO2 wavering around its limit (an alarm every few minutes), a probe
+//! monitor on the last bed, and its store-and-forward pointed at a Mosquitto "hospital core"
+//! on loopback.
+//!
+//! The probe and the scripted nurse: once a minute, at a seeded second, the probe publishes a
+//! systolic NIBP of 200 mmHg (its "NIBP sys high" alarm has no condition delay) and the soak
+//! watches the alarm log for the alarm raised; the alarm latency is the row's time minus the
+//! publish time (one clock: the same machine). A nurse at a peer station (`st-soak-peer`, a
+//! client of the core that keeps its liveness message as a station does) then acknowledges it:
+//! the acknowledgement event goes through the core as a real peer's does, and the soak
+//! watches for the "acknowledged" row; then a normal NIBP ends the condition. A headless
+//! station has no screen to acknowledge at; the peer path is the one a ward uses between its
+//! stations. While the core is down, or less than 30 s back, the nurse does not acknowledge
+//! (a peer cannot reach this station then; the alarm ends with its cause, as a medium alarm
+//! does). A chaos loop, seeded,
 //! once a minute does one or more of: a device that connects with a last will, sends, and
 //! drops its socket without DISCONNECT (the will goes out); a burst of bad payloads (not JSON,
 //! wrong shape); and every 20 minutes (`--outage-every`) the core is stopped for a minute and
@@ -10,12 +23,14 @@
 //!
 //! Every minute: the station's CPU share and RSS (/proc), open files (/proc/PID/fd), database
 //! size (main file and WAL), the store writer's queue (records queued but not written), the
-//! sync backlog, and the alarms raised so far; into a CSV and a PNG chart. At the end the
+//! sync backlog, the alarms raised so far, and the minute's probe latencies; into a CSV and a
+//! PNG chart. At the end the
 //! station is stopped cleanly and the run fails on: any waveform sample the simulator sent and
 //! the store does not have, any message the broker dropped or the store queue refused, a bad
 //! payload not counted, a sync backlog left after the core came back, an RSS or open-file
-//! count that grows from the run's second quarter to its last, or a 30-minute stretch with no
-//! alarm from the wavering bed.
+//! count that grows from the run's second quarter to its last, a 30-minute stretch with no
+//! alarm from the wavering bed, a probe alarm not raised within 30 s, or an acknowledgement
+//! not applied within 30 s.
 
 use crate::ward_bench::{clock_ticks, cpu_seconds, rss_mb, start_station};
 use anyhow::{bail, Context};
@@ -45,6 +60,18 @@ pub struct Minute {
     pub core_up: bool,
 }
 
+/// One minute's probe: what was measured, or what went wrong.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProbeOutcome {
+    /// Value published to alarm raised; `None`: not raised within [`PROBE_WAIT`].
+    pub alarm_ms: Option<i64>,
+    /// Whether the nurse acknowledged (the core was up long enough).
+    pub ack_sent: bool,
+    /// Acknowledgement published at the peer to applied here; `None` if not sent or not
+    /// applied within [`PROBE_WAIT`].
+    pub ack_ms: Option<i64>,
+}
+
 #[derive(Debug, Default)]
 pub struct SoakResult {
     pub beds: usize,
@@ -60,7 +87,218 @@ pub struct SoakResult {
     pub offline_events: i64,
     pub outages: u64,
     pub sync_backlog_end: i64,
+    pub probes: Vec<ProbeOutcome>,
     pub failures: Vec<String>,
+}
+
+/// The peer station whose scripted nurse acknowledges the probe's alarms.
+const PEER: &str = "st-soak-peer";
+const NURSE: &str = "nurse.soak";
+const PROBE_CONDITION: &str = "limit:nibp_sys_high";
+/// How long the soak waits for a probe alarm or an acknowledgement before it is a miss.
+pub const PROBE_WAIT: Duration = Duration::from_secs(30);
+
+/// The probe monitor: a heart rate every second (so the bed is not "device silent") and the
+/// NIBP values the soak asks for, from one client, at QoS 1.
+struct ProbeDevice {
+    client: rumqttc::AsyncClient,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    device: String,
+}
+
+impl ProbeDevice {
+    fn start(addr: SocketAddr, device: &str) -> Self {
+        use rumqttc::{AsyncClient, MqttOptions, QoS};
+        let mut o = MqttOptions::new(device, addr.ip().to_string(), addr.port());
+        o.set_keep_alive(Duration::from_secs(10));
+        let (client, mut ev) = AsyncClient::new(o, 64);
+        let pump = tokio::spawn(async move {
+            loop {
+                if ev.poll().await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        });
+        let (c, topic) = (client.clone(), format!("ward/v1/dev/{device}/vitals"));
+        let beat = tokio::spawn(async move {
+            loop {
+                let body = format!(
+                    r#"{{"obs":[{{"code":{},"value":72,"unit":{}}}]}}"#,
+                    ward_model::codes::MDC_ECG_HEART_RATE,
+                    ward_model::codes::UNIT_BPM
+                );
+                let _ = c.publish(&topic, QoS::AtLeastOnce, false, body).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        Self {
+            client,
+            tasks: vec![pump, beat],
+            device: device.to_string(),
+        }
+    }
+
+    async fn nibp_sys(&self, value: f64) -> anyhow::Result<()> {
+        let body = format!(
+            r#"{{"obs":[{{"code":{},"value":{value},"unit":{}}}]}}"#,
+            ward_model::codes::MDC_PRESS_BLD_NONINV_SYS,
+            ward_model::codes::UNIT_MMHG
+        );
+        self.client
+            .publish(
+                format!("ward/v1/dev/{}/vitals", self.device),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                body,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+impl Drop for ProbeDevice {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The peer station as the core sees it: its retained liveness message, refreshed every
+/// 30 s (and so set again after the core restarts empty), and the acknowledgement events its
+/// nurse makes, on the topics a real station uses.
+struct PeerNurse {
+    client: rumqttc::AsyncClient,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    seq: u64,
+}
+
+impl PeerNurse {
+    fn start(core_port: u16) -> Self {
+        use rumqttc::{AsyncClient, MqttOptions, QoS};
+        let mut o = MqttOptions::new(PEER, "127.0.0.1", core_port);
+        o.set_keep_alive(Duration::from_secs(10));
+        let (client, mut ev) = AsyncClient::new(o, 64);
+        let pump = tokio::spawn(async move {
+            loop {
+                if ev.poll().await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        });
+        let c = client.clone();
+        let beat = tokio::spawn(async move {
+            loop {
+                // ward_sync::liveness::Alive, written out: the soak talks to the core as any
+                // station would, through its wire format.
+                let alive = serde_json::json!({
+                    "station": PEER, "name": "Soak peer", "state": "up",
+                    "t_ms": ward_core::now_ms(),
+                });
+                let topic = format!("wardwatch/v1/station/{PEER}/alive");
+                let _ = c
+                    .publish(topic, QoS::AtLeastOnce, true, alive.to_string())
+                    .await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+        });
+        Self {
+            client,
+            tasks: vec![pump, beat],
+            seq: 0,
+        }
+    }
+
+    /// The nurse acknowledges `condition` at `bed`, as the peer station publishes it.
+    async fn acknowledge(&mut self, bed: &str, condition: &str, t_ms: i64) -> anyhow::Result<()> {
+        self.seq += 1;
+        let detail = serde_json::json!({ "t_ms": t_ms, "bed": bed, "condition": condition });
+        let event = serde_json::json!({
+            "origin": PEER, "seq": self.seq, "event_id": format!("{PEER}:{}", self.seq),
+            "t_ms": t_ms, "actor": NURSE, "kind": "alarm.acknowledged", "bed": bed,
+            "detail": detail.to_string(), "prev_hash": "", "hash": "",
+        });
+        self.client
+            .publish(
+                format!("wardwatch/v1/station/{PEER}/events"),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                event.to_string(),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+impl Drop for PeerNurse {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The first alarm-log row of `kind` for the probe's condition at `bed` after row `after`
+/// (alarm log row id), as (row id, alarm id, time); polled every 10 ms up to [`PROBE_WAIT`].
+async fn wait_row(
+    db: &Path,
+    kind: &str,
+    bed: &str,
+    after: i64,
+    alarm_id: Option<i64>,
+) -> Option<(i64, i64, i64)> {
+    let until = Instant::now() + PROBE_WAIT;
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .ok()?;
+    let _ = conn.busy_timeout(Duration::from_secs(1));
+    while Instant::now() < until {
+        let row = conn
+            .query_row(
+                "SELECT id, alarm_id, t_ms FROM alarm_log WHERE kind = ?1 AND bed = ?2 \
+                 AND condition = ?3 AND id > ?4 AND (?5 IS NULL OR alarm_id = ?5) ORDER BY id LIMIT 1",
+                rusqlite::params![kind, bed, PROBE_CONDITION, after, alarm_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .ok();
+        if row.is_some() {
+            return row;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
+/// One probe: the alarm raised (latency), the nurse's acknowledgement applied if `ack`
+/// (latency), then the condition ended. `last_row` moves past what this probe read.
+async fn probe_once(
+    db: &Path,
+    bed: &str,
+    device: &ProbeDevice,
+    nurse: &mut PeerNurse,
+    ack: bool,
+    last_row: &mut i64,
+) -> anyhow::Result<ProbeOutcome> {
+    let mut out = ProbeOutcome::default();
+    let t0 = ward_core::now_ms();
+    device.nibp_sys(200.0).await?;
+    if let Some((row, alarm, t)) = wait_row(db, "raised", bed, *last_row, None).await {
+        *last_row = row;
+        out.alarm_ms = Some(t - t0);
+        if ack {
+            // A nurse's reaction time; the latency is counted from the publish.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            out.ack_sent = true;
+            let t1 = ward_core::now_ms();
+            nurse.acknowledge(bed, PROBE_CONDITION, t1).await?;
+            if let Some((row, _, t)) = wait_row(db, "acknowledged", bed, row, Some(alarm)).await {
+                *last_row = row;
+                out.ack_ms = Some(t - t1);
+            }
+        }
+    }
+    device.nibp_sys(120.0).await?;
+    Ok(out)
 }
 
 /// A small seeded generator (xorshift): the chaos is the same for the same seed.
@@ -213,14 +451,22 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
     let core_port = free_port()?;
     let mut core = Some(Reaped(start_core(dir.path(), core_port)?));
     let mut text = format!(
-        "[station]\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n[sim]\nbeds = 0\n[alarms]\nnotifications = false\n[upstream]\nenabled = true\nhost = \"127.0.0.1\"\nport = {core_port}\n",
+        "[station]\nid = \"st-soak\"\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n[sim]\nbeds = 0\n[alarms]\nnotifications = false\n[upstream]\nenabled = true\nhost = \"127.0.0.1\"\nport = {core_port}\npeer_stations = [\"{PEER}\"]\npeer_timeout_s = 300\n",
         dir.path().display().to_string()
     );
-    for i in 1..=o.beds {
+    // The simulator's beds, then the probe's (the last bed).
+    let sim_beds = o.beds.saturating_sub(1).max(1);
+    for i in 1..=sim_beds {
         text += &format!(
             "[[beds]]\nid = \"bed-{i:02}\"\nlabel = \"Bed {i}\"\ndevice = \"sim-{i:02}\"\n"
         );
     }
+    let probe_n = sim_beds + 1;
+    let probe_bed = format!("bed-{probe_n:02}");
+    let probe_device = format!("probe-{probe_n:02}");
+    text += &format!(
+        "[[beds]]\nid = \"{probe_bed}\"\nlabel = \"Bed {probe_n}\"\ndevice = \"{probe_device}\"\n"
+    );
     let cfg = dir.path().join("soak.toml");
     std::fs::write(&cfg, text)?;
     let metrics = dir.path().join("metrics.json");
@@ -233,13 +479,17 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
     .await?;
     let mut station = Reaped(child);
     let pid = station.0.id();
-    let mut sim_cfg = ward_sim::SimConfig::new(addr, o.beds);
+    let mut sim_cfg = ward_sim::SimConfig::new(addr, sim_beds);
     sim_cfg.seed = o.seed;
     sim_cfg.scenarios = vec![ward_sim::Scenario::parse(
         "bed 1 spo2 wavers around 89 % at 0 s",
     )?];
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let sim = tokio::spawn(ward_sim::run_ward(sim_cfg, stop_rx));
+    let probe = ProbeDevice::start(addr, &probe_device);
+    let mut nurse = PeerNurse::start(core_port);
+    let mut last_row = 0i64;
+    let mut core_up_since = Some(Instant::now());
     let db = dir.path().join("wardwatch.sqlite");
     let wal = dir.path().join("wardwatch.sqlite-wal");
     let ticks = clock_ticks();
@@ -271,7 +521,7 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
     let mut core_down_until: Option<Instant> = None;
     let mut minute = 0u64;
     let mut csv = String::from(
-        "minute,cpu_pct,rss_mb,open_files,db_mb,store_lag,sync_backlog,alarms_raised_bed1,core_up\n",
+        "minute,cpu_pct,rss_mb,open_files,db_mb,store_lag,sync_backlog,alarms_raised_bed1,core_up,alarm_latency_ms,ack_latency_ms\n",
     );
     while t0.elapsed() < run_for {
         minute += 1;
@@ -280,6 +530,7 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
         if minute.is_multiple_of(o.outage_every.max(2)) && core_down_until.is_none() {
             // Dropping the core's handle kills it.
             if core.take().is_some() {
+                core_up_since = None;
                 r.outages += 1;
                 core_down_until = Some(Instant::now() + Duration::from_secs(60));
                 eprintln!("  minute {minute}: hospital core stopped for 60 s");
@@ -299,6 +550,21 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
                 bad_burst(addr, n).await.map(|b| (0, b))
             }));
         }
+        // The probe, at a seeded second of the minute (chaos runs meanwhile).
+        tokio::time::sleep(Duration::from_secs(5 + rng.next() % 30)).await;
+        let ack = core_up_since.is_some_and(|t| t.elapsed() >= Duration::from_secs(30));
+        let outcome = probe_once(&db, &probe_bed, &probe, &mut nurse, ack, &mut last_row).await?;
+        if outcome.alarm_ms.is_none() {
+            r.failures.push(format!(
+                "minute {minute}: the probe's alarm was not raised within {} s",
+                PROBE_WAIT.as_secs()
+            ));
+        } else if outcome.ack_sent && outcome.ack_ms.is_none() {
+            r.failures.push(format!(
+                "minute {minute}: the peer's acknowledgement was not applied within {} s",
+                PROBE_WAIT.as_secs()
+            ));
+        }
         for c in chaos {
             match c.await {
                 Ok(Ok((w, b))) => {
@@ -316,6 +582,7 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
         if let Some(until) = core_down_until {
             if Instant::now() >= until {
                 core = Some(Reaped(start_core(dir.path(), core_port)?));
+                core_up_since = Some(Instant::now());
                 core_down_until = None;
                 eprintln!("  minute {minute}: hospital core started again");
             }
@@ -326,6 +593,7 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
         if let Some(until) = core_down_until {
             if Instant::now() >= until {
                 core = Some(Reaped(start_core(dir.path(), core_port)?));
+                core_up_since = Some(Instant::now());
                 core_down_until = None;
                 eprintln!("  minute {minute}: hospital core started again");
             }
@@ -347,6 +615,8 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
                 rss_mb: rss_mb(pid)?,
                 open_files: open_files(pid),
                 db_mb: file_mb(&db) + file_mb(&wal),
+                alarm_latency_ms: outcome.alarm_ms.map(|v| v as f64),
+                ack_latency_ms: outcome.ack_ms.map(|v| v as f64),
             },
             store_lag: m["store"]["lag"].as_u64().unwrap_or(0),
             sync_backlog: m["sync"]["backlog"].as_i64().unwrap_or(-1),
@@ -354,9 +624,11 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
             core_up: core.is_some(),
         };
         last_cpu = (now, cpu);
+        r.probes.push(outcome.clone());
+        let opt = |v: Option<i64>| v.map_or(String::new(), |v| v.to_string());
         let _ = writeln!(
             csv,
-            "{:.2},{:.2},{:.1},{},{:.1},{},{},{},{}",
+            "{:.2},{:.2},{:.1},{},{:.1},{},{},{},{},{},{}",
             row.s.minute,
             row.s.cpu_pct,
             row.s.rss_mb,
@@ -365,11 +637,14 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
             row.store_lag,
             row.sync_backlog,
             row.alarms_raised,
-            row.core_up
+            row.core_up,
+            opt(outcome.alarm_ms),
+            opt(outcome.ack_ms)
         );
         eprintln!(
-            "  {:>6.1} min: CPU {:>5.1} %, RSS {:>6.1} MB, {} files, DB {:>7.1} MB, sync backlog {}, bed 1 alarms {}",
-            row.s.minute, row.s.cpu_pct, row.s.rss_mb, row.s.open_files, row.s.db_mb, row.sync_backlog, row.alarms_raised
+            "  {:>6.1} min: CPU {:>5.1} %, RSS {:>6.1} MB, {} files, DB {:>7.1} MB, sync backlog {}, bed 1 alarms {}, probe alarm {} ms, ack {} ms",
+            row.s.minute, row.s.cpu_pct, row.s.rss_mb, row.s.open_files, row.s.db_mb, row.sync_backlog, row.alarms_raised,
+            opt(outcome.alarm_ms), opt(outcome.ack_ms)
         );
         r.minutes.push(row);
         if let Some(p) = &o.csv {
@@ -381,6 +656,8 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
         core = Some(Reaped(start_core(dir.path(), core_port)?));
     }
     stop.send(true).ok();
+    drop(probe);
+    drop(nurse);
     // Against a station that died the simulated monitors may not wind down: bounded.
     let sent = match tokio::time::timeout(Duration::from_secs(30), sim).await {
         Ok(done) => done.context("simulator task")??.samples.values().sum(),
@@ -444,6 +721,17 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
         ward_export::soak_render::render_soak(&chart, format)?.write(p)?;
     }
     Ok(r)
+}
+
+/// The `p`th percentile (nearest rank) of `v`, or "-" when there is nothing.
+fn pct(v: &[i64], p: usize) -> String {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    if v.is_empty() {
+        return "-".into();
+    }
+    let i = (v.len() * p).div_ceil(100).clamp(1, v.len()) - 1;
+    v[i].to_string()
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -569,6 +857,28 @@ pub fn report(r: &SoakResult, chart: Option<&Path>) -> String {
         r.sync_backlog_end,
         r.minutes.last().map_or(0, |m| m.alarms_raised),
     );
+    let alarm: Vec<i64> = r.probes.iter().filter_map(|p| p.alarm_ms).collect();
+    let ack: Vec<i64> = r.probes.iter().filter_map(|p| p.ack_ms).collect();
+    let sent = r.probes.iter().filter(|p| p.ack_sent).count();
+    let _ = writeln!(
+        s,
+        "Probe alarms (NIBP sys 200 mmHg at the last bed, once a minute): {} of {} raised; \
+         latency from the publish to the alarm raised p50 {} ms, p95 {} ms, max {} ms. \
+         Acknowledged by the scripted nurse at peer station {PEER} through the core: {} of {} \
+         sent applied ({} probes not acknowledged: core down or back less than 30 s); from the \
+         publish at the peer to applied here p50 {} ms, p95 {} ms, max {} ms.\n",
+        alarm.len(),
+        r.probes.len(),
+        pct(&alarm, 50),
+        pct(&alarm, 95),
+        pct(&alarm, 100),
+        ack.len(),
+        sent,
+        r.probes.len() - sent,
+        pct(&ack, 50),
+        pct(&ack, 95),
+        pct(&ack, 100),
+    );
     if r.failures.is_empty() {
         s.push_str("Verdict: **passed** (no loss, no growth, no missed alarm).\n");
     } else {
@@ -640,6 +950,15 @@ mod tests {
             "{:?}",
             r.failures
         );
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<i64> = (1..=20).rev().collect();
+        assert_eq!(pct(&v, 50), "10");
+        assert_eq!(pct(&v, 95), "19");
+        assert_eq!(pct(&v, 100), "20");
+        assert_eq!(pct(&[], 50), "-");
     }
 
     #[test]
