@@ -610,15 +610,9 @@ impl Machine {
                 reason::QUOTA_EXCEEDED
             }
             NoRoom::StoreFailing => {
-                let n = self
-                    .shared
-                    .metrics
-                    .refused_store_failing
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                // Every refusal is counted; the first few and then every thousandth logged.
-                if n < 5 || n.is_multiple_of(1000) {
-                    tracing::warn!(peer = %self.peer, client = %self.client_id, refused = n + 1, "publish refused: a persistent session needs it kept and the broker store cannot write");
-                }
+                self.count_store_refusal(
+                    "a persistent session needs it kept and the broker store cannot write",
+                );
                 reason::IMPLEMENTATION_SPECIFIC
             }
         };
@@ -637,17 +631,23 @@ impl Machine {
         Flow::Continue
     }
 
-    /// The refusal of a publish whose batch failed to commit: MQTT 5 answers 0x83 in its
-    /// place in the acknowledgement order; 3.1.1 closes the connection (`must_drop`).
-    fn refuse_unwritten(&mut self, ack: Outbound, qos1: bool) {
+    /// Counts a publish refused because the broker store cannot write; the first few and
+    /// then every thousandth are logged.
+    fn count_store_refusal(&self, why: &str) {
         let n = self
             .shared
             .metrics
             .refused_store_failing
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if n < 5 || n.is_multiple_of(1000) {
-            tracing::warn!(peer = %self.peer, client = %self.client_id, refused = n + 1, "publish refused: the broker store failed to write it for a persistent session");
+            tracing::warn!(peer = %self.peer, client = %self.client_id, refused = n + 1, "publish refused: {why}");
         }
+    }
+
+    /// The refusal of a publish whose batch failed to commit: MQTT 5 answers 0x83 in its
+    /// place in the acknowledgement order; 3.1.1 closes the connection (`must_drop`).
+    fn refuse_unwritten(&mut self, ack: Outbound, qos1: bool) {
+        self.count_store_refusal("the broker store failed to write it for a persistent session");
         let ack = match ack {
             Outbound::PubAck { pkid, .. } => Outbound::PubAck {
                 pkid,

@@ -98,27 +98,49 @@ const PROBE_CONDITION: &str = "limit:nibp_sys_high";
 /// How long the soak waits for a probe alarm or an acknowledgement before it is a miss.
 pub const PROBE_WAIT: Duration = Duration::from_secs(30);
 
+/// Tasks stopped when their owner is dropped.
+struct Aborted(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Aborted {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// A client that keeps reconnecting (rumqttc connects again at the next poll after an
+/// error), so the peer rides out the core's outages. The task polls its event loop until
+/// aborted.
+fn lasting_client(
+    id: &str,
+    addr: SocketAddr,
+) -> (rumqttc::AsyncClient, tokio::task::JoinHandle<()>) {
+    let mut o = rumqttc::MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    o.set_keep_alive(Duration::from_secs(10));
+    let (client, mut ev) = rumqttc::AsyncClient::new(o, 64);
+    let pump = tokio::spawn(async move {
+        loop {
+            if ev.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    });
+    (client, pump)
+}
+
 /// The probe monitor: a heart rate every second (so the bed is not "device silent") and the
 /// NIBP values the soak asks for, from one client, at QoS 1.
 struct ProbeDevice {
     client: rumqttc::AsyncClient,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _tasks: Aborted,
     device: String,
 }
 
 impl ProbeDevice {
     fn start(addr: SocketAddr, device: &str) -> Self {
-        use rumqttc::{AsyncClient, MqttOptions, QoS};
-        let mut o = MqttOptions::new(device, addr.ip().to_string(), addr.port());
-        o.set_keep_alive(Duration::from_secs(10));
-        let (client, mut ev) = AsyncClient::new(o, 64);
-        let pump = tokio::spawn(async move {
-            loop {
-                if ev.poll().await.is_err() {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        });
+        use rumqttc::QoS;
+        let (client, pump) = lasting_client(device, addr);
         let (c, topic) = (client.clone(), format!("ward/v1/dev/{device}/vitals"));
         let beat = tokio::spawn(async move {
             loop {
@@ -133,7 +155,7 @@ impl ProbeDevice {
         });
         Self {
             client,
-            tasks: vec![pump, beat],
+            _tasks: Aborted(vec![pump, beat]),
             device: device.to_string(),
         }
     }
@@ -156,36 +178,19 @@ impl ProbeDevice {
     }
 }
 
-impl Drop for ProbeDevice {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
 /// The peer station as the core sees it: its retained liveness message, refreshed every
 /// 30 s (and so set again after the core restarts empty), and the acknowledgement events its
 /// nurse makes, on the topics a real station uses.
 struct PeerNurse {
     client: rumqttc::AsyncClient,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _tasks: Aborted,
     seq: u64,
 }
 
 impl PeerNurse {
     fn start(core_port: u16) -> Self {
-        use rumqttc::{AsyncClient, MqttOptions, QoS};
-        let mut o = MqttOptions::new(PEER, "127.0.0.1", core_port);
-        o.set_keep_alive(Duration::from_secs(10));
-        let (client, mut ev) = AsyncClient::new(o, 64);
-        let pump = tokio::spawn(async move {
-            loop {
-                if ev.poll().await.is_err() {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        });
+        use rumqttc::QoS;
+        let (client, pump) = lasting_client(PEER, SocketAddr::from(([127, 0, 0, 1], core_port)));
         let c = client.clone();
         let beat = tokio::spawn(async move {
             loop {
@@ -204,7 +209,7 @@ impl PeerNurse {
         });
         Self {
             client,
-            tasks: vec![pump, beat],
+            _tasks: Aborted(vec![pump, beat]),
             seq: 0,
         }
     }
@@ -227,14 +232,6 @@ impl PeerNurse {
             )
             .await?;
         Ok(())
-    }
-}
-
-impl Drop for PeerNurse {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
     }
 }
 
