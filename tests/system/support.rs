@@ -413,6 +413,17 @@ impl Mosquitto {
         });
     }
 
+    /// SIGSTOP (`true`) or SIGCONT: the broker hangs with its connections open, as a frozen
+    /// node or a network that drops packets without closing anything looks from outside.
+    pub fn freeze(&self, frozen: bool) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg(if frozen { "-STOP" } else { "-CONT" })
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
     /// SIGTERM: Mosquitto saves its persistence file and exits.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
