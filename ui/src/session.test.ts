@@ -20,6 +20,7 @@ const sync = (over: Partial<SyncStatus>): SyncStatus => ({
   last_seq: 0,
   published: 0,
   connects: 0,
+  hung_left: 0,
   remote_acks: 0,
   remote_refused: 0,
   backlog: 0,

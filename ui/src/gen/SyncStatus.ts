@@ -14,6 +14,11 @@ backlog: number,
  */
 oldest_unsynced_ms: number | null, published: number, connects: number, 
 /**
+ * Connections left because the node confirmed nothing for 10 s while events waited (a
+ * hung node, or a network that drops packets without closing anything).
+ */
+hung_left: number, 
+/**
  * Acknowledgements from peer stations received (each applies to a matching alarm here,
  * if there is one).
  */

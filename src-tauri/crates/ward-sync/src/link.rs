@@ -193,17 +193,36 @@ impl Link {
                 })
                 .map_err(|e| e.to_string()),
         };
-        if got.is_err() && self.endpoints.len() > 1 {
-            // The event loop keeps no connection after an error; its next poll connects with
-            // the options it holds, so pointing those at the next node is the failover.
-            self.at = (self.at + 1) % self.endpoints.len();
-            let next = &self.endpoints[self.at];
-            match &mut self.eventloop {
-                Loop::V5(l) => l.options = v5_options(&self.prepared, &self.setup, next),
-                Loop::V311(l) => l.mqtt_options = v311_options(&self.prepared, &self.setup, next),
-            }
+        if got.is_err() {
+            self.next_endpoint();
         }
         got
+    }
+
+    /// The event loop keeps no connection after an error; its next poll connects with the
+    /// options it holds, so pointing those at the next node is the failover.
+    fn next_endpoint(&mut self) {
+        if self.endpoints.len() < 2 {
+            return;
+        }
+        self.at = (self.at + 1) % self.endpoints.len();
+        let next = &self.endpoints[self.at];
+        match &mut self.eventloop {
+            Loop::V5(l) => l.options = v5_options(&self.prepared, &self.setup, next),
+            Loop::V311(l) => l.mqtt_options = v311_options(&self.prepared, &self.setup, next),
+        }
+    }
+
+    /// Leaves a connection that is open but answers nothing (a node that hangs, a network
+    /// that drops packets without closing anything): rumqttc's `clean` drops the socket, and
+    /// the next poll connects to the next endpoint. What was in flight is sent again by the
+    /// caller from its own watermark (the outbox's session is clean: nothing resumes).
+    pub(crate) fn abandon(&mut self) {
+        match &mut self.eventloop {
+            Loop::V5(l) => l.clean(),
+            Loop::V311(l) => l.clean(),
+        }
+        self.next_endpoint();
     }
 
     /// A QoS 1 event of the trail; with MQTT 5 its id also goes in a user property.

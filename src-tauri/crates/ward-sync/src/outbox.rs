@@ -33,6 +33,14 @@ use ward_store::{Record, Store};
 /// Events in flight at once: enough to keep a WAN link busy, small enough that a reconnect
 /// resends little.
 const WINDOW: usize = 32;
+/// Events in flight and no confirmation for this long: the node is taken to be hung and left
+/// for the next. Sooner than the keep-alive's own detection (a ping unanswered at the next
+/// one: 15-30 s after a node froze, with the 15 s keep-alive), and long enough that a core
+/// that is only slow (a backlog drains with confirmations milliseconds apart; a quorum queue
+/// electing a leader takes seconds) is not left: a core needing more than 10 s per
+/// confirmation would be left again after each reconnection, its events resent (the core
+/// de-duplicates by event id).
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Serialize, Default)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -49,6 +57,9 @@ pub struct SyncStatus {
     pub oldest_unsynced_ms: Option<i64>,
     pub published: u64,
     pub connects: u64,
+    /// Connections left because the node confirmed nothing for 10 s while events waited (a
+    /// hung node, or a network that drops packets without closing anything).
+    pub hung_left: u64,
     /// Acknowledgements from peer stations received (each applies to a matching alarm here,
     /// if there is one).
     pub remote_acks: u64,
@@ -363,6 +374,8 @@ impl Worker {
         let mut by_pkid: HashMap<u16, i64> = HashMap::new();
         let mut done: BTreeSet<i64> = BTreeSet::new();
         let mut backoff = Duration::from_millis(500);
+        // When the last confirmation came, or the first event went out with nothing in flight.
+        let mut progress = tokio::time::Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -387,6 +400,7 @@ impl Worker {
                         }
                     }
                     Ok(Incoming::Confirmed(pkid)) => {
+                        progress = tokio::time::Instant::now();
                         if let Some(seq) = by_pkid.remove(&pkid) {
                             done.insert(seq);
                             // The watermark moves only over an unbroken run of confirmations.
@@ -415,8 +429,24 @@ impl Worker {
                     }
                 },
                 _ = tick.tick() => {
+                    let in_flight = sent.len() + by_pkid.len();
+                    if connected && in_flight > 0 && progress.elapsed() >= CONFIRM_TIMEOUT {
+                        let e = format!(
+                            "{in_flight} event(s) unconfirmed for {} s: the node is taken to be hung",
+                            CONFIRM_TIMEOUT.as_secs()
+                        );
+                        tracing::warn!(upstream = %self.cfg.name, endpoint = %link.endpoint(), error = %e, "leaving the hospital core's node; events wait in the outbox");
+                        link.abandon();
+                        connected = false;
+                        let at = link.endpoint();
+                        self.set(|s| { s.connected = false; s.hung_left += 1; s.last_error = Some(e); s.upstream = at; });
+                        continue;
+                    }
                     if connected {
-                        let room = WINDOW.saturating_sub(sent.len() + by_pkid.len());
+                        if in_flight == 0 {
+                            progress = tokio::time::Instant::now();
+                        }
+                        let room = WINDOW.saturating_sub(in_flight);
                         if room > 0 {
                             match store.audit_after(next - 1, room) {
                                 Ok(rows) => {
