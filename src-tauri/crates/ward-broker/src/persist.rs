@@ -16,8 +16,8 @@
 //! refuse its QoS 1/2 messages instead of acknowledging them (they were never acknowledged, so
 //! nothing acknowledged is lost). From then on, until a write works again (a probe write once a
 //! second while nothing else is written), a new QoS 1/2 message that a persistent session needs
-//! kept is refused before it is even queued for the store (MQTT 5: 0x83; 3.1.1: the connection is closed
-//! unacknowledged), unless the station takes it in-process: the station's own store keeps
+//! kept is refused before it is even queued for the store (MQTT 5: 0x83; 3.1.1: the connection
+//! is closed unacknowledged), unless the station takes it in-process: the station's own store keeps
 //! the ward's data, and a station that stopped acknowledging its monitors because its broker
 //! database is full would stop alarming; that is the worse failure.
 
