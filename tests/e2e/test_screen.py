@@ -87,6 +87,22 @@ def assert_all_tiles_in_view(drv, beds, width, height):
     )
 
 
+def assert_device_ids_whole_or_hidden(drv, beds):
+    # A tile's device id is drawn whole or not at all: never cut to a letter or two.
+    shown = drv.execute_script(
+        "return [...document.querySelectorAll('[data-testid^=\"device-bed-\"]')].map(d => {"
+        " const r = d.getBoundingClientRect(), s = d.parentElement.getBoundingClientRect();"
+        " const head = d.closest('.tile-head').getBoundingClientRect();"
+        " const onFirstLine = r.top < s.bottom;"
+        " const whole = d.scrollWidth <= d.clientWidth && r.left >= s.left - 0.5 && r.right <= s.right + 0.5 && r.right <= head.right + 0.5;"
+        " return [d.dataset.testid, d.textContent, onFirstLine, whole]; })"
+    )
+    assert len(shown) == beds
+    cut = [(tid, text) for tid, text, visible, whole in shown if visible and not whole]
+    assert not cut, f"device ids drawn cut: {cut}"
+    return sum(1 for _, _, visible, _ in shown if visible)
+
+
 def screenshot(drv, name):
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / name
@@ -103,6 +119,7 @@ def test_sixteen_beds_fit_a_1280x1024_screen(tmp_path):
             wait_until("every band live", 60, lambda: all(b[4] == "live" for b in band_boxes(drv).values()))
             time.sleep(4.5)  # one full 4 s sweep drawn across every band
             img = screenshot(drv, "screen-16-beds-1280x1024.png")
+            assert_device_ids_whole_or_hidden(drv, 16)
             boxes = band_boxes(drv)
             for i in range(1, 17):
                 for band in BANDS:

@@ -151,10 +151,13 @@ export class WardGrid {
     // admitted": a bed without a patient still monitors and alarms.
     const label = testid(el("span", "bed-label", bed.label), `label-${bed.id}`);
     const patient = testid(el("span", "patient"), `patient-${bed.id}`);
-    const device = el("span", "device", bed.device ?? "no monitor");
+    const device = testid(el("span", "device", bed.device ?? "no monitor"), `device-${bed.id}`);
+    // The device id is shown whole or not at all (see .device-slot in styles.css).
+    const deviceSlot = el("span", "device-slot");
+    deviceSlot.append(device);
     const state = testid(el("span", "state"), `state-${bed.id}`);
     const seen = testid(el("span", "seen"), `seen-${bed.id}`);
-    head.append(label, patient, device, state, seen);
+    head.append(label, patient, deviceSlot, state, seen);
     head.addEventListener("click", () => this.onOpenBed(bed.id, bed.label));
     head.title = "Alarm history, limits, pauses and review for this bed";
     const body = el("div", "tile-body");
