@@ -180,6 +180,11 @@ enum BenchCommand {
         /// Minutes between the hospital core's one-minute outages.
         #[arg(long, default_value_t = 20)]
         outage_every: u64,
+        /// The ring buffer's cap in MiB (store.max_db_mb), low so that the run reaches it
+        /// early (64 beds write about 7 MB a minute) and spends the rest evicting as it writes,
+        /// as a ward's station does for most of its life.
+        #[arg(long, default_value_t = 256)]
+        max_db_mb: u64,
         /// Where the one-minute samples go (CSV).
         #[arg(long)]
         csv: Option<PathBuf>,
@@ -368,6 +373,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             hours,
             seed,
             outage_every,
+            max_db_mb,
             csv,
             chart,
             out,
@@ -377,6 +383,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 minutes: hours * 60.0,
                 seed,
                 outage_every,
+                max_db_mb,
                 csv,
                 chart: chart.clone(),
             })

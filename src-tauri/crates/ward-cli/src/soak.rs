@@ -32,7 +32,7 @@
 //! alarm from the wavering bed, a probe alarm not raised within 30 s, or an acknowledgement
 //! not applied within 30 s.
 
-use crate::ward_bench::{clock_ticks, cpu_seconds, rss_mb, start_station};
+use crate::ward_bench::{clock_ticks, cpu_seconds, rss_mb, start_station, status_mb};
 use anyhow::{bail, Context};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -47,6 +47,11 @@ pub struct Options {
     pub seed: u64,
     /// Minutes between the hospital core's one-minute outages.
     pub outage_every: u64,
+    /// The ring buffer's cap (store.max_db_mb). A ward's station runs at its cap for most
+    /// of its life (72 h of 64 beds fill the default); a soak with the default would end
+    /// long before it, so the soak caps the store low enough to reach it early and spend
+    /// most of the run evicting as it writes.
+    pub max_db_mb: u64,
     pub csv: Option<PathBuf>,
     pub chart: Option<PathBuf>,
 }
@@ -55,6 +60,12 @@ pub struct Options {
 pub struct Minute {
     pub s: SoakSample,
     pub store_lag: u64,
+    /// Anonymous (heap) and file-backed resident memory: a rise in the first is the
+    /// station's own memory, in the second pages of the program and mapped files.
+    pub rss_anon_mb: f64,
+    pub rss_file_mb: f64,
+    /// Rows the store had evicted to keep under its cap, so far.
+    pub evicted: u64,
     pub sync_backlog: i64,
     pub alarms_raised: i64,
     pub core_up: bool,
@@ -78,7 +89,12 @@ pub struct SoakResult {
     pub seconds: f64,
     pub minutes: Vec<Minute>,
     pub samples_sent: u64,
+    /// Samples written to the store, counted as they arrive (the oldest are evicted for the
+    /// cap during the run, so the end's table alone would not hold them all).
     pub samples_stored: u64,
+    pub max_db_mb: u64,
+    /// The first minute the store evicted rows for its cap.
+    pub cap_reached_minute: Option<f64>,
     pub messages_dropped: u64,
     pub queue_full: u64,
     pub bad_sent: u64,
@@ -448,8 +464,9 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
     let core_port = free_port()?;
     let mut core = Some(Reaped(start_core(dir.path(), core_port)?));
     let mut text = format!(
-        "[station]\nid = \"st-soak\"\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n[sim]\nbeds = 0\n[alarms]\nnotifications = false\n[upstream]\nenabled = true\nhost = \"127.0.0.1\"\nport = {core_port}\npeer_stations = [\"{PEER}\"]\npeer_timeout_s = 300\n",
-        dir.path().display().to_string()
+        "[station]\nid = \"st-soak\"\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n[sim]\nbeds = 0\n[store]\nmax_db_mb = {}\n[alarms]\nnotifications = false\n[upstream]\nenabled = true\nhost = \"127.0.0.1\"\nport = {core_port}\npeer_stations = [\"{PEER}\"]\npeer_timeout_s = 300\n",
+        dir.path().display().to_string(),
+        o.max_db_mb,
     );
     // The simulator's beds, then the probe's (the last bed).
     let sim_beds = o.beds.saturating_sub(1).max(1);
@@ -493,7 +510,23 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
     let mut rng = Rng(o.seed | 1);
     let mut r = SoakResult {
         beds: o.beds,
+        max_db_mb: o.max_db_mb,
         ..Default::default()
+    };
+    // Stored samples are counted by row id as they arrive: ids only grow (the newest row is
+    // never the one evicted), and a row lives for half an hour or more under the cap, so a
+    // count once a minute sees every row once.
+    let mut counted_id = 0i64;
+    let mut count_stored = |db: &Path| -> anyhow::Result<u64> {
+        let c =
+            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let (n, last): (i64, Option<i64>) = c.query_row(
+            "SELECT COALESCE(SUM(n), 0), MAX(id) FROM wave_chunks WHERE id > ?1",
+            [counted_id],
+            |x| Ok((x.get(0)?, x.get(1)?)),
+        )?;
+        counted_id = last.unwrap_or(counted_id);
+        Ok(n.max(0) as u64)
     };
     let read_metrics = || -> serde_json::Value {
         std::fs::read_to_string(&metrics)
@@ -518,7 +551,7 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
     let mut core_down_until: Option<Instant> = None;
     let mut minute = 0u64;
     let mut csv = String::from(
-        "minute,cpu_pct,rss_mb,open_files,db_mb,store_lag,sync_backlog,alarms_raised_bed1,core_up,alarm_latency_ms,ack_latency_ms\n",
+        "minute,cpu_pct,rss_mb,rss_anon_mb,rss_file_mb,open_files,db_mb,evicted_rows,store_lag,sync_backlog,alarms_raised_bed1,core_up,alarm_latency_ms,ack_latency_ms\n",
     );
     while t0.elapsed() < run_for {
         minute += 1;
@@ -616,21 +649,31 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
                 ack_latency_ms: outcome.ack_ms.map(|v| v as f64),
             },
             store_lag: m["store"]["lag"].as_u64().unwrap_or(0),
+            rss_anon_mb: status_mb(pid, "RssAnon")?,
+            rss_file_mb: status_mb(pid, "RssFile")?,
+            evicted: m["store"]["evicted_for_size"].as_u64().unwrap_or(0),
             sync_backlog: m["sync"]["backlog"].as_i64().unwrap_or(-1),
             alarms_raised: alarms_raised(&db),
             core_up: core.is_some(),
         };
         last_cpu = (now, cpu);
+        r.samples_stored += count_stored(&db)?;
+        if row.evicted > 0 && r.cap_reached_minute.is_none() {
+            r.cap_reached_minute = Some(row.s.minute);
+        }
         r.probes.push(outcome.clone());
         let opt = |v: Option<i64>| v.map_or(String::new(), |v| v.to_string());
         let _ = writeln!(
             csv,
-            "{:.2},{:.2},{:.1},{},{:.1},{},{},{},{},{},{}",
+            "{:.2},{:.2},{:.1},{:.1},{:.1},{},{:.1},{},{},{},{},{},{},{}",
             row.s.minute,
             row.s.cpu_pct,
             row.s.rss_mb,
+            row.rss_anon_mb,
+            row.rss_file_mb,
             row.s.open_files,
             row.s.db_mb,
+            row.evicted,
             row.store_lag,
             row.sync_backlog,
             row.alarms_raised,
@@ -639,8 +682,8 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
             opt(outcome.ack_ms)
         );
         eprintln!(
-            "  {:>6.1} min: CPU {:>5.1} %, RSS {:>6.1} MB, {} files, DB {:>7.1} MB, sync backlog {}, bed 1 alarms {}, probe alarm {} ms, ack {} ms",
-            row.s.minute, row.s.cpu_pct, row.s.rss_mb, row.s.open_files, row.s.db_mb, row.sync_backlog, row.alarms_raised,
+            "  {:>6.1} min: CPU {:>5.1} %, RSS {:>6.1} MB (anon {:.1}), {} files, DB {:>7.1} MB, evicted {}, sync backlog {}, bed 1 alarms {}, probe alarm {} ms, ack {} ms",
+            row.s.minute, row.s.cpu_pct, row.s.rss_mb, row.rss_anon_mb, row.s.open_files, row.s.db_mb, row.evicted, row.sync_backlog, row.alarms_raised,
             opt(outcome.alarm_ms), opt(outcome.ack_ms)
         );
         r.minutes.push(row);
@@ -691,16 +734,14 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
     drop(core);
     let conn =
         rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let stored: i64 = conn.query_row("SELECT COALESCE(SUM(n), 0) FROM wave_chunks", [], |x| {
-        x.get(0)
-    })?;
+    // The rows written since the last minute's count.
+    r.samples_stored += count_stored(&db)?;
     r.offline_events = conn.query_row(
         "SELECT COUNT(*) FROM device_events WHERE device LIKE 'chaos-%' AND kind = 'status' AND detail LIKE '%offline%'",
         [],
         |x| x.get(0),
     )?;
     r.samples_sent = sent;
-    r.samples_stored = stored.max(0) as u64;
     judge(&mut r);
     if let Some(p) = &o.chart {
         let chart = SoakChart {
@@ -805,6 +846,7 @@ pub fn report(r: &SoakResult, chart: Option<&Path>) -> String {
     };
     let cpu = col(&|m| m.s.cpu_pct);
     let rss = col(&|m| m.s.rss_mb);
+    let anon = col(&|m| m.rss_anon_mb);
     let files = col(&|m| m.s.open_files as f64);
     let dbm = col(&|m| m.s.db_mb);
     let lag = col(&|m| m.store_lag as f64);
@@ -813,6 +855,7 @@ pub fn report(r: &SoakResult, chart: Option<&Path>) -> String {
         "| measure | min | mean | max |\n|---|---|---|---|\n\
          | station CPU (% of one core, per minute) | {:.1} | {:.1} | {:.1} |\n\
          | station RSS (MB) | {:.1} | {:.1} | {:.1} |\n\
+         | of it anonymous (heap, MB) | {:.1} | {:.1} | {:.1} |\n\
          | open files | {:.0} | {:.1} | {:.0} |\n\
          | database with WAL (MB) | {:.1} | {:.1} | {:.1} |\n\
          | store writer queue (records) | {:.0} | {:.1} | {:.0} |\n",
@@ -822,6 +865,9 @@ pub fn report(r: &SoakResult, chart: Option<&Path>) -> String {
         rss.0,
         rss.1,
         rss.2,
+        anon.0,
+        anon.1,
+        anon.2,
         files.0,
         files.1,
         files.2,
@@ -853,6 +899,32 @@ pub fn report(r: &SoakResult, chart: Option<&Path>) -> String {
         r.outages,
         r.sync_backlog_end,
         r.minutes.last().map_or(0, |m| m.alarms_raised),
+    );
+    let quarters = |f: &dyn Fn(&Minute) -> f64| -> String {
+        let n = r.minutes.len();
+        (0..4)
+            .map(|q| {
+                let v: Vec<f64> = r.minutes[q * n / 4..(q + 1) * n / 4]
+                    .iter()
+                    .map(f)
+                    .collect();
+                format!("{:.1}", mean(&v))
+            })
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    let _ = writeln!(
+        s,
+        "RSS by quarter of the run (means): {} MB; anonymous {} MB; file-backed {} MB. \
+         Ring buffer capped at {} MB (store.max_db_mb), first eviction at minute {}; {} rows \
+         evicted for the cap by the end.\n",
+        quarters(&|m| m.s.rss_mb),
+        quarters(&|m| m.rss_anon_mb),
+        quarters(&|m| m.rss_file_mb),
+        r.max_db_mb,
+        r.cap_reached_minute
+            .map_or_else(|| "- (not reached)".to_string(), |m| format!("{m:.0}")),
+        r.minutes.last().map_or(0, |m| m.evicted),
     );
     let alarm: Vec<i64> = r.probes.iter().filter_map(|p| p.alarm_ms).collect();
     let ack: Vec<i64> = r.probes.iter().filter_map(|p| p.ack_ms).collect();

@@ -35,12 +35,17 @@ pub(crate) fn cpu_seconds(pid: u32, ticks_per_s: f64) -> anyhow::Result<f64> {
 }
 
 pub(crate) fn rss_mb(pid: u32) -> anyhow::Result<f64> {
+    status_mb(pid, "VmRSS")
+}
+
+/// A size line of `/proc/<pid>/status` (VmRSS, RssAnon, RssFile, …) in MB.
+pub(crate) fn status_mb(pid: u32, field: &str) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kb: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
-        .context("no VmRSS")?
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))?
         .parse()?;
     Ok(kb / 1024.0)
 }
