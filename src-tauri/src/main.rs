@@ -2,6 +2,7 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 fn main() -> std::process::ExitCode {
+    ward_cli::tune_allocator();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // One installed program: with a subcommand it is the `wardwatch` CLI (headless station,
     // simulator, checks); without, it opens the station window.

@@ -776,6 +776,27 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
+/// The most RSS may still be rising over a run's second half: 1 MB an hour is 24 MB a day,
+/// about a seventh of the station's RSS; the default glibc allocator's creep (3.4 MB an hour)
+/// fails it.
+pub const RSS_TREND_LIMIT_MB_PER_H: f64 = 1.0;
+
+/// RSS's least-squares slope in MB an hour over the second half of the run (past the
+/// warm-up and, with the soak's cap, mostly past the store filling), or `None` for a run of
+/// under an hour: shorter halves are noise.
+pub fn rss_trend(minutes: &[Minute]) -> Option<f64> {
+    if minutes.len() < 60 {
+        return None;
+    }
+    let half = &minutes[minutes.len() / 2..];
+    let x: Vec<f64> = half.iter().map(|m| m.s.minute).collect();
+    let y: Vec<f64> = half.iter().map(|m| m.s.rss_mb).collect();
+    let (mx, my) = (mean(&x), mean(&y));
+    let sxx: f64 = x.iter().map(|v| (v - mx).powi(2)).sum();
+    let sxy: f64 = x.iter().zip(&y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    (sxx > 0.0).then(|| sxy / sxx * 60.0)
+}
+
 /// The run's verdicts (pure: the figures in, the failures out).
 pub fn judge(r: &mut SoakResult) {
     if r.samples_stored < r.samples_sent {
@@ -813,6 +834,12 @@ pub fn judge(r: &mut SoakResult) {
         if last > second * 1.10 && last - second > 10.0 {
             r.failures.push(format!(
                 "RSS grew from {second:.1} MB (second quarter) to {last:.1} MB (last quarter)"
+            ));
+        }
+        if let Some(t) = rss_trend(&r.minutes).filter(|t| *t > RSS_TREND_LIMIT_MB_PER_H) {
+            r.failures.push(format!(
+                "RSS still rising {t:.2} MB an hour over the run's second half (limit \
+                 {RSS_TREND_LIMIT_MB_PER_H} MB an hour)"
             ));
         }
         let files = |s: &[Minute]| s.iter().map(|m| m.s.open_files).max().unwrap_or(0);
@@ -915,12 +942,13 @@ pub fn report(r: &SoakResult, chart: Option<&Path>) -> String {
     };
     let _ = writeln!(
         s,
-        "RSS by quarter of the run (means): {} MB; anonymous {} MB; file-backed {} MB. \
-         Ring buffer capped at {} MB (store.max_db_mb), first eviction at minute {}; {} rows \
+        "RSS by quarter of the run (means): {} MB; anonymous {} MB; file-backed {} MB; its \
+         trend over the second half {} MB an hour (least squares). Ring buffer capped at {} MB (store.max_db_mb), first eviction at minute {}; {} rows \
          evicted for the cap by the end.\n",
         quarters(&|m| m.s.rss_mb),
         quarters(&|m| m.rss_anon_mb),
         quarters(&|m| m.rss_file_mb),
+        rss_trend(&r.minutes).map_or_else(|| "-".to_string(), |t| format!("{t:+.2}")),
         r.max_db_mb,
         r.cap_reached_minute
             .map_or_else(|| "- (not reached)".to_string(), |m| format!("{m:.0}")),
@@ -1019,6 +1047,35 @@ mod tests {
             "{:?}",
             r.failures
         );
+    }
+
+    #[test]
+    fn a_slow_creep_fails_by_its_trend_and_a_levelling_one_passes() {
+        // 3.4 MB an hour (the default allocator's creep): +3.4 MB from the second quarter to
+        // the last, under the quarters' limit, caught by the trend.
+        let r = run(
+            |i| 150.0 + i as f64 * 3.4 / 60.0,
+            |_| 140,
+            |i| (i / 5) as i64,
+        );
+        assert!(
+            r.failures
+                .iter()
+                .any(|f| f.contains("still rising 3.40 MB")),
+            "{:?}",
+            r.failures
+        );
+        assert!(!r.failures.iter().any(|f| f.contains("RSS grew")));
+        // Fast growth while the store fills, then flat with noise: passes.
+        let r = run(
+            |i| 130.0 + (i.min(40) as f64) * 0.6 + (i % 2) as f64 * 0.3,
+            |_| 140,
+            |i| (i / 5) as i64,
+        );
+        assert!(r.failures.is_empty(), "{:?}", r.failures);
+        assert!(rss_trend(&r.minutes).is_some_and(|t| t.abs() < 0.5));
+        // Under an hour there is no trend to judge.
+        assert_eq!(rss_trend(&r.minutes[..59]), None);
     }
 
     #[test]
