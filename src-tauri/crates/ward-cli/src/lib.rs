@@ -182,7 +182,9 @@ enum BenchCommand {
         outage_every: u64,
         /// The ring buffer's cap in MiB (store.max_db_mb), low so that the run reaches it
         /// early (64 beds write about 7 MB a minute) and spends the rest evicting as it writes,
-        /// as a ward's station does for most of its life.
+        /// as a ward's station does for most of its life. Full disclosure is kept for an
+        /// hour in the soak; the cap must hold that hour's raw vitals (about 150 MB) and some
+        /// waveforms, or waveforms are evicted before they are counted.
         #[arg(long, default_value_t = 256)]
         max_db_mb: u64,
         /// Where the one-minute samples go (CSV).

@@ -50,7 +50,12 @@ pub struct Options {
     /// The ring buffer's cap (store.max_db_mb). A ward's station runs at its cap for most
     /// of its life (72 h of 64 beds fill the default); a soak with the default would end
     /// long before it, so the soak caps the store low enough to reach it early and spend
-    /// most of the run evicting as it writes.
+    /// most of the run evicting as it writes. Full disclosure (waveforms and raw vitals) is
+    /// kept for an hour, so the time bound reaches its steady state too: with the default
+    /// 72 h, raw vitals (about 2.4 MB a minute at 64 beds, evicted only after every
+    /// waveform, by the store's policy) filled a 256 MB cap by minute 103 of a 2.3 h run and
+    /// every waveform row after that went at the next batch, before the soak counted it.
+    /// The cap must hold an hour of raw vitals (about 150 MB) and a waveform window.
     pub max_db_mb: u64,
     pub csv: Option<PathBuf>,
     pub chart: Option<PathBuf>,
@@ -464,7 +469,7 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
     let core_port = free_port()?;
     let mut core = Some(Reaped(start_core(dir.path(), core_port)?));
     let mut text = format!(
-        "[station]\nid = \"st-soak\"\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n[sim]\nbeds = 0\n[store]\nmax_db_mb = {}\n[alarms]\nnotifications = false\n[upstream]\nenabled = true\nhost = \"127.0.0.1\"\nport = {core_port}\npeer_stations = [\"{PEER}\"]\npeer_timeout_s = 300\n",
+        "[station]\nid = \"st-soak\"\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n[sim]\nbeds = 0\n[store]\nmax_db_mb = {}\nwaveform_hours = 1\n[alarms]\nnotifications = false\n[upstream]\nenabled = true\nhost = \"127.0.0.1\"\nport = {core_port}\npeer_stations = [\"{PEER}\"]\npeer_timeout_s = 300\n",
         dir.path().display().to_string(),
         o.max_db_mb,
     );
