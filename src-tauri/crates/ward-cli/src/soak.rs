@@ -519,8 +519,9 @@ pub async fn soak(o: Options) -> anyhow::Result<SoakResult> {
         ..Default::default()
     };
     // Stored samples are counted by row id as they arrive: ids only grow (the newest row is
-    // never the one evicted), and a row lives for half an hour or more under the cap, so a
-    // count once a minute sees every row once.
+    // never the one evicted), and a waveform row lives for 20 minutes or more under the cap
+    // when the cap leaves waveforms room (see `Options::max_db_mb`), so a count once a minute
+    // sees every row once. A cap that starves the waveforms shows as samples not stored.
     let mut counted_id = 0i64;
     let mut count_stored = |db: &Path| -> anyhow::Result<u64> {
         let c =
