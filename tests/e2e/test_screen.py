@@ -100,7 +100,6 @@ def assert_device_ids_whole_or_hidden(drv, beds):
     assert len(shown) == beds
     cut = [(tid, text) for tid, text, visible, whole in shown if visible and not whole]
     assert not cut, f"device ids drawn cut: {cut}"
-    return sum(1 for _, _, visible, _ in shown if visible)
 
 
 def screenshot(drv, name):

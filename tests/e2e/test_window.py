@@ -112,6 +112,14 @@ def test_published_heart_rate_shows_on_its_bed_tile(driver, station_config):
     )
     wait_until("HR 77 on bed 5", 20, lambda: text_of(driver, "hr-bed-05") == "77")
     assert text_of(driver, "state-bed-05") == "Online"
+    # On a tile with room the monitor's id is drawn whole (on narrow tiles it is hidden
+    # instead: test_screen.py).
+    drawn = driver.execute_script(
+        "const d = document.querySelector('[data-testid=\"device-bed-05\"]');"
+        " const r = d.getBoundingClientRect(), s = d.parentElement.getBoundingClientRect();"
+        " return [d.textContent, r.top < s.bottom && r.right <= s.right + 0.5 && d.scrollWidth <= d.clientWidth];"
+    )
+    assert drawn == ["mon-e2e", True], drawn
     # The simulated beds stream too: numerics filled, live ECG drawn on the canvas.
     wait_until("simulated numerics", 20, lambda: (text_of(driver, "hr-bed-01") or "--") != "--")
     # Green (ECG) pixels on the tiles' waveform canvases.

@@ -778,6 +778,11 @@ fn pct(v: &[i64], p: usize) -> String {
     v[i].to_string()
 }
 
+/// The `q`th quarter (0-3) of the run's minutes.
+fn quarter(m: &[Minute], q: usize) -> &[Minute] {
+    &m[q * m.len() / 4..(q + 1) * m.len() / 4]
+}
+
 fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
@@ -834,9 +839,8 @@ pub fn judge(r: &mut SoakResult) {
     if n >= 8 {
         // The first quarter is warm-up (caches, the database's first pages); growth is
         // judged from the second quarter to the last.
-        let q = |a: usize, b: usize| &r.minutes[a * n / 4..b * n / 4];
         let rss = |s: &[Minute]| mean(&s.iter().map(|m| m.s.rss_mb).collect::<Vec<_>>());
-        let (second, last) = (rss(q(1, 2)), rss(q(3, 4)));
+        let (second, last) = (rss(quarter(&r.minutes, 1)), rss(quarter(&r.minutes, 3)));
         if last > second * 1.10 && last - second > 10.0 {
             r.failures.push(format!(
                 "RSS grew from {second:.1} MB (second quarter) to {last:.1} MB (last quarter)"
@@ -849,7 +853,7 @@ pub fn judge(r: &mut SoakResult) {
             ));
         }
         let files = |s: &[Minute]| s.iter().map(|m| m.s.open_files).max().unwrap_or(0);
-        let (f2, f4) = (files(q(1, 2)), files(q(3, 4)));
+        let (f2, f4) = (files(quarter(&r.minutes, 1)), files(quarter(&r.minutes, 3)));
         if f4 > f2 + 10 {
             r.failures.push(format!(
                 "open files grew from {f2} (second quarter) to {f4} (last quarter)"
@@ -934,13 +938,9 @@ pub fn report(r: &SoakResult, chart: Option<&Path>) -> String {
         r.minutes.last().map_or(0, |m| m.alarms_raised),
     );
     let quarters = |f: &dyn Fn(&Minute) -> f64| -> String {
-        let n = r.minutes.len();
         (0..4)
             .map(|q| {
-                let v: Vec<f64> = r.minutes[q * n / 4..(q + 1) * n / 4]
-                    .iter()
-                    .map(f)
-                    .collect();
+                let v: Vec<f64> = quarter(&r.minutes, q).iter().map(f).collect();
                 format!("{:.1}", mean(&v))
             })
             .collect::<Vec<_>>()
